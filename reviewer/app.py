@@ -1,0 +1,40 @@
+"""Wiring: a config, the store it names, and an engine over them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from reviewer._state import ReviewerState
+from reviewer.config import Config
+from reviewer.engine import Engine
+from reviewer.timeutil import utcnow
+from reviewer.workspace import Workspace
+from store import Store, open_store
+
+
+class App:
+    """An opened reviewer: config, store, state and engine; a context manager."""
+
+    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime] = utcnow):
+        self.config = config
+        self.store = store
+        self.state = ReviewerState(store)
+        self.engine = Engine(config, store, clock=clock)
+
+    @classmethod
+    def from_config(cls, config: Config, clock: Callable[[], datetime] = utcnow) -> App:
+        workspace = Workspace(
+            specs_dir=config.resolve(config.reviewer.specs_dir),
+            repo_dir=config.resolve(config.reviewer.repo_dir),
+        )
+        return cls(config, open_store(config.store_url, workspace=workspace), clock)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

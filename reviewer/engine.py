@@ -1,0 +1,500 @@
+"""The review cycle: run the rules, keep findings, propose and schedule tasks.
+
+One cycle, as of an instant ``now``:
+
+1. Every enabled rule's ``check()`` runs against a read-only view of the store
+   as of ``now``. A rule that raises is recorded on the run; the others go on,
+   and the findings of the failed rule are left exactly as they were.
+2. Findings are keyed by fingerprint (Sentry's grouping): a new print opens a
+   finding, a known one updates it, a resolved one that fires again reopens as
+   a regression. An open finding its rule no longer reports resolves after
+   ``resolve_after_cycles`` clean cycles, and so does its pending proposal.
+3. A firing finding that is not silenced, whose rule's approval is not ``off``,
+   and that has no proposal speaking for it (none pending/approved/scheduled,
+   no rejection still in its cooldown) becomes a candidate proposal. At most
+   ``max_new_proposals_per_cycle`` are created per cycle, highest severity
+   first; the rest are held back and said so, and come next cycle.
+4. ``auto`` proposals, and approved ones not yet in the backlog, are scheduled:
+   the backlog task and the proposal's ``scheduled`` state are written in one
+   transaction under a unique task id, so the task exists exactly once.
+
+All of step 2-4 is one write transaction; ``dry_run`` rolls it back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reviewer._failpoint import failpoint
+from reviewer._state import InvalidTransition, ReviewerState, silence_for
+from reviewer.config import Config
+from reviewer.models import (
+    Approval,
+    Finding,
+    Proposal,
+    ProposalState,
+    Severity,
+)
+from reviewer.render import Renderer
+from reviewer.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
+from store.base import Store
+
+log = logging.getLogger("reviewer.engine")
+
+ACTOR = "reviewer"
+_DONE_TASK_STATES = ("completed", "cancelled", "failed")
+
+
+class _Rollback(Exception):
+    """Raised inside the state transaction of a dry run to discard it."""
+
+
+@dataclass
+class ReviewResult:
+    """What one review cycle saw and did."""
+
+    run_id: int | None
+    now: str
+    status: str = "ok"
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    proposals: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    held_back: int = 0
+    resolved: list[str] = field(default_factory=list)
+    duration_ms: int = 0
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "now": self.now,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "findings": self.findings,
+            "proposals": self.proposals,
+            "errors": self.errors,
+            "held_back": self.held_back,
+            "resolved": self.resolved,
+            "notes": self.notes,
+            "duration_ms": self.duration_ms,
+        }
+
+
+def task_id_for(proposal: Proposal) -> str:
+    """The backlog id of a proposal's task: unique, so the task is filed once."""
+    return f"reviewer-{proposal.id}"
+
+
+class Engine:
+    """Runs review cycles and proposal decisions against one store."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        renderer: Renderer | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.config = config
+        self.store = store
+        self.state = ReviewerState(store)
+        self.renderer = renderer or Renderer(config.resolve(config.reviewer.templates_dir))
+        self.clock = clock
+
+    # -- the cycle --------------------------------------------------------------
+    def review(
+        self, now: datetime | None = None, *, dry_run: bool = False, trigger: str = "once"
+    ) -> ReviewResult:
+        """Run one review cycle as of ``now`` (default: the clock)."""
+        started = time.monotonic()
+        at = parse_ts(now) if now is not None else self.clock()
+        at_ts = fmt_ts(at)
+        run_id = None
+        if not dry_run:
+            with self.store.transaction():
+                run_id = self.state.start_run(fmt_ts(self.clock()), at_ts, trigger)
+        result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
+
+        findings, failed_rules = self._run_rules(at, result)
+        try:
+            with self.store.transaction():
+                self._apply(findings, failed_rules, at, result)
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        except Exception as exc:  # the cycle failed where it failed; the next one is on time
+            log.exception("review cycle %s failed while saving its results", run_id)
+            result.status = "failed"
+            result.errors.append({"rule": None, "stage": "save", "error": f"{type(exc).__name__}: {exc}"})
+        if result.status != "failed" and result.errors:
+            result.status = "partial"
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        if run_id is not None:
+            with self.store.transaction():
+                self.state.finish_run(
+                    run_id,
+                    status=result.status,
+                    finished_at=fmt_ts(self.clock()),
+                    findings=len(result.findings),
+                    new_proposals=sum(1 for p in result.proposals if p.get("change") == "created"),
+                    held_back=result.held_back,
+                    resolved=len(result.resolved),
+                    duration_ms=result.duration_ms,
+                    errors=result.errors,
+                )
+        log.info(
+            "review done",
+            extra={
+                "run_id": run_id,
+                "now": at_ts,
+                "status": result.status,
+                "findings": len(result.findings),
+                "proposals": len(result.proposals),
+                "held_back": result.held_back,
+                "errors": len(result.errors),
+                "duration_ms": result.duration_ms,
+            },
+        )
+        return result
+
+    def _run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
+        from rules import REGISTRY
+
+        view = self.store.view(at)
+        findings: dict[str, Finding] = {}
+        failed: set[str] = set()
+        for rule_cfg in self.config.enabled_rules():
+            module = REGISTRY[rule_cfg.id]
+            t0 = time.monotonic()
+            try:
+                produced = [
+                    f.with_identity(rule_cfg.id, rule_cfg.settings.severity)
+                    for f in module.check(rule_cfg.options, view)
+                ]
+            except Exception as exc:
+                failed.add(rule_cfg.id)
+                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                log.error("rule %s failed: %s", rule_cfg.id, detail)
+                result.errors.append(
+                    {"rule": rule_cfg.id, "stage": "check", "error": detail,
+                     "where": _where(exc)}
+                )
+                continue
+            for f in produced:
+                findings.setdefault(f.fingerprint, f)
+            log.debug(
+                "rule %s: %d findings in %.0f ms",
+                rule_cfg.id,
+                len(produced),
+                (time.monotonic() - t0) * 1000,
+            )
+        return list(findings.values()), failed
+
+    def _apply(
+        self, findings: list[Finding], failed_rules: set[str], at: datetime, result: ReviewResult
+    ) -> None:
+        at_ts = fmt_ts(at)
+        silences = self.state.silences(at_ts)
+        prints = [f.fingerprint for f in findings]
+        known = self.state.findings_by_print(prints)
+        regressed: set[str] = set()
+
+        for f in findings:
+            silence = silence_for(silences, f.rule, f.subject)
+            if silence is not None:
+                f.silenced_by = silence.id
+            row = known.get(f.fingerprint)
+            status = self._record_finding(f, row, at_ts, result.run_id)
+            if status == "regressed":
+                regressed.add(f.fingerprint)
+            item = f.public()
+            item["status"] = status
+            item["first_seen"] = row["first_seen"] if row else at_ts
+            result.findings.append(item)
+
+        self._resolve_cleared(set(prints), failed_rules, at_ts, result)
+        self._propose(findings, regressed, at, result)
+        self._schedule_approved(at_ts, result)
+
+    def _record_finding(self, f: Finding, row: dict[str, Any] | None, at: str, run_id: int | None) -> str:
+        assert f.severity is not None
+        payload = json.dumps(f.model_dump(mode="json"), default=str)
+        params = {
+            "fp": f.fingerprint,
+            "rule": f.rule,
+            "kind": f.kind,
+            "subject": f.subject,
+            "severity": f.severity.value,
+            "summary": f.summary,
+            "payload": payload,
+            "at": at,
+            "run": run_id,
+            "silenced_by": f.silenced_by,
+        }
+        if row is None:
+            self.store.execute(
+                """INSERT INTO reviewer_findings (fingerprint, rule, kind, subject, severity,
+                       summary, payload, state, first_seen, last_seen, silenced_by, last_run_id)
+                   VALUES (:fp, :rule, :kind, :subject, :severity, :summary, :payload, 'open',
+                       :at, :at, :silenced_by, :run)""",
+                params,
+            )
+            self.state.audit(at, ACTOR, "finding.opened", fingerprint=f.fingerprint, rule=f.rule,
+                             subject=f.subject, reason=f.summary)
+            return "new"
+        reopened = row["state"] != "open"
+        self.store.execute(
+            f"""UPDATE reviewer_findings SET severity = :severity, summary = :summary,
+                   payload = :payload, state = 'open', last_seen = :at,
+                   times_seen = times_seen + 1, clear_streak = 0, silenced_by = :silenced_by,
+                   last_run_id = :run
+                   {", resolved_at = NULL, regressions = regressions + 1" if reopened else ""}
+               WHERE fingerprint = :fp""",
+            params,
+        )
+        if reopened:
+            self.state.audit(at, ACTOR, "finding.regressed", fingerprint=f.fingerprint,
+                             rule=f.rule, subject=f.subject,
+                             reason=f"fired again after it resolved at {row['resolved_at']}")
+            return "regressed"
+        return "ongoing"
+
+    def _resolve_cleared(
+        self, firing: set[str], failed_rules: set[str], at: str, result: ReviewResult
+    ) -> None:
+        needed = self.config.reviewer.resolve_after_cycles
+        for fp, row in self.state.open_findings().items():
+            if fp in firing or row["rule"] in failed_rules:
+                continue
+            streak = row["clear_streak"] + 1
+            if streak < needed:
+                self.store.execute(
+                    "UPDATE reviewer_findings SET clear_streak = :s WHERE fingerprint = :fp",
+                    {"s": streak, "fp": fp},
+                )
+                continue
+            self.store.execute(
+                """UPDATE reviewer_findings SET clear_streak = :s, state = 'resolved',
+                       resolved_at = :at WHERE fingerprint = :fp""",
+                {"s": streak, "fp": fp, "at": at},
+            )
+            reason = f"condition cleared for {streak} consecutive cycles"
+            self.state.audit(at, ACTOR, "finding.resolved", fingerprint=fp, rule=row["rule"],
+                             subject=row["subject"], reason=reason)
+            result.resolved.append(fp)
+            active = self.state.active_proposal(fp)
+            if active is not None and active.state == ProposalState.pending:
+                done = self.state.transition(
+                    active, ProposalState.resolved, at=at, actor=ACTOR,
+                    reason=f"finding cleared before anyone acted ({reason})",
+                    allowed_from=(ProposalState.pending,),
+                )
+                result.proposals.append({**done.public(), "change": "resolved"})
+
+    def _propose(
+        self, findings: list[Finding], regressed: set[str], at: datetime, result: ReviewResult
+    ) -> None:
+        at_ts = fmt_ts(at)
+        rules = self.config.rules
+        live = [
+            f for f in findings
+            if f.silenced_by is None and rules[f.rule].settings.approval != Approval.off
+        ]
+        latest = self.state.latest_proposals([f.fingerprint for f in live])
+        cooling = self.state.in_cooldown([f.fingerprint for f in live], at_ts)
+        candidates: list[tuple[Finding, Proposal | None, str]] = []
+        for f in live:
+            row = latest.get(f.fingerprint)
+            prev = Proposal.model_validate(row) if row else None
+            if prev is None or prev.state in (ProposalState.resolved, ProposalState.superseded):
+                candidates.append((f, prev if f.fingerprint in regressed else None,
+                                   "it resolved and fired again"))
+            elif prev.state == ProposalState.rejected:
+                if f.fingerprint not in cooling:
+                    candidates.append((f, None, ""))
+            elif prev.state == ProposalState.pending:
+                assert f.severity is not None and prev.severity is not None
+                if f.severity.rank > prev.severity.rank:
+                    candidates.append((f, prev, f"severity rose from {prev.severity.value} "
+                                       f"to {f.severity.value}"))
+                else:  # keep the pending proposal's evidence current
+                    title, body = self.renderer.render(f, now=at, run_id=result.run_id)
+                    if body != prev.body or title != prev.title:
+                        self.state.update_proposal_body(prev, title, body, at_ts)
+            elif prev.state == ProposalState.scheduled:
+                note = self._regression_note(prev, f.fingerprint in regressed, at)
+                if note:
+                    candidates.append((f, prev, note))
+            # approved: scheduled below
+
+        candidates.sort(key=lambda c: (-(c[0].severity or Severity.info).rank, c[0].fingerprint))
+        cap = self.config.reviewer.max_new_proposals_per_cycle
+        for f, prev, note in candidates[:cap]:
+            proposal = self._create(f, prev, note, at, result)
+            if rules[f.rule].settings.approval == Approval.auto:
+                proposal = self._schedule(proposal, at_ts, ACTOR, "approval = auto")
+                result.proposals[-1] = {**proposal.public(), "change": "created"}
+        held = candidates[cap:]
+        if held:
+            result.held_back = len(held)
+            result.notes.append(
+                f"held back {len(held)} new proposal(s): at most {cap} are made per cycle "
+                "([reviewer] max_new_proposals_per_cycle); they come next cycle, "
+                "highest severity first"
+            )
+
+    def _regression_note(self, prev: Proposal, regressed: bool, at: datetime) -> str:
+        """Why a finding whose task was filed needs a new one, or '' if it does not."""
+        task = self.store.get_task(prev.task_id) if prev.task_id else None
+        if task is None or task.get("status") not in _DONE_TASK_STATES:
+            return ""  # its task is still open: it speaks for the finding
+        if regressed:
+            return f"it resolved after task {prev.task_id} was {task['status']}, then fired again"
+        done_at = task.get("finished_at") or task.get("updated_at")
+        grace = self.config.reviewer.reopen_after_done
+        if done_at and at - parse_ts(done_at) >= grace:
+            return (
+                f"it still fires {fmt_duration(at - parse_ts(done_at))} after task "
+                f"{prev.task_id} was {task['status']}"
+            )
+        return ""
+
+    def _create(
+        self, f: Finding, prev: Proposal | None, note: str, at: datetime, result: ReviewResult
+    ) -> Proposal:
+        at_ts = fmt_ts(at)
+        if prev is not None and prev.state in (ProposalState.pending, ProposalState.scheduled):
+            superseded = self.state.transition(
+                prev, ProposalState.superseded, at=at_ts, actor=ACTOR, reason=note,
+                allowed_from=(ProposalState.pending, ProposalState.scheduled),
+            )
+            result.proposals.append({**superseded.public(), "change": "superseded"})
+        is_regression = prev is not None and "severity rose" not in note
+        title, body = self.renderer.render(
+            f, now=at, run_id=result.run_id,
+            regression=prev if is_regression else None, regression_note=note,
+        )
+        assert f.severity is not None
+        proposal = self.state.create_proposal(
+            fingerprint=f.fingerprint, rule=f.rule, kind=f.kind, subject=f.subject,
+            severity=f.severity, title=title, body=body,
+            approval=self.config.rules[f.rule].settings.approval, at=at_ts,
+            run_id=result.run_id, regression_of=prev.id if is_regression and prev else None,
+        )
+        result.proposals.append({**proposal.public(), "change": "created"})
+        return proposal
+
+    def _schedule_approved(self, at: str, result: ReviewResult) -> None:
+        """Approved proposals whose task is not yet filed (an earlier attempt failed)."""
+        for proposal in self.state.proposals(state=ProposalState.approved.value):
+            done = self._schedule(proposal, at, ACTOR, "retry: approved but not yet filed")
+            result.proposals.append({**done.public(), "change": "scheduled"})
+
+    # -- decisions ------------------------------------------------------------------
+    def approve(self, proposal_id: int, *, by: str, reason: str | None = None) -> Proposal:
+        """Approve a proposal and file its backlog task; running it twice is harmless."""
+        at = fmt_ts(self.clock())
+        with self.store.transaction():
+            proposal = self.state.proposal(proposal_id)
+            if proposal.state == ProposalState.scheduled:
+                return proposal
+            if proposal.state == ProposalState.pending:
+                proposal = self.state.transition(
+                    proposal, ProposalState.approved, at=at, actor=by, reason=reason,
+                    allowed_from=(ProposalState.pending,), decided=True,
+                )
+            return self._schedule(proposal, at, by, reason or "approved")
+
+    def reject(self, proposal_id: int, *, by: str, reason: str | None = None) -> Proposal:
+        """Reject a proposal; its fingerprint is not proposed again within the cooldown."""
+        at = self.clock()
+        until = fmt_ts(at + self.config.reviewer.reject_cooldown)
+        with self.store.transaction():
+            proposal = self.state.proposal(proposal_id)
+            return self.state.transition(
+                proposal, ProposalState.rejected, at=fmt_ts(at), actor=by, reason=reason,
+                allowed_from=(ProposalState.pending, ProposalState.approved),
+                cooldown_until=until, decided=True,
+            )
+
+    def _schedule(self, proposal: Proposal, at: str, actor: str, reason: str) -> Proposal:
+        """File the proposal's backlog task and mark it scheduled, in one transaction."""
+        task_id = task_id_for(proposal)
+        with self.store.transaction():
+            if proposal.state == ProposalState.pending:
+                proposal = self.state.transition(
+                    proposal, ProposalState.approved, at=at, actor=actor, reason=reason,
+                    allowed_from=(ProposalState.pending,), decided=True,
+                )
+            record = self._task_record(proposal, task_id, at)
+            inserted = self.store.insert_task_once(record)
+            if not inserted:
+                existing = self.store.get_task(task_id) or {}
+                extra = json.loads(existing.get("extra") or "{}")
+                if existing.get("source") != "reviewer" or extra.get("proposal_id") != proposal.id:
+                    raise InvalidTransition(
+                        f"backlog already has a task {task_id} that the reviewer did not file "
+                        f"for proposal {proposal.id}; rename that task or clear it"
+                    )
+            failpoint("schedule.after_insert")
+            if self.config.reviewer.label_subject_tasks and self.store.get_task(proposal.subject):
+                self.store.touch_task_labels(proposal.subject, [f"reviewer:{proposal.rule}"], at)
+            return self.state.transition(
+                proposal, ProposalState.scheduled, at=at, actor=actor, reason=reason,
+                allowed_from=(ProposalState.approved,), task_id=task_id,
+            )
+
+    def _task_record(self, proposal: Proposal, task_id: str, at: str) -> dict[str, Any]:
+        finding = self.state.findings_by_print([proposal.fingerprint]).get(proposal.fingerprint)
+        payload = json.loads(finding["payload"]) if finding else {}
+        return {
+            "id": task_id,
+            "title": proposal.title,
+            "description": proposal.body,
+            "task_type": payload.get("task_type") or "review",
+            "phase": None,
+            "status": "pending",
+            "priority": proposal.severity.priority,
+            "created_at": at,
+            "updated_at": at,
+            "attempts": 0,
+            "depends_on": json.dumps([]),
+            "spec": proposal.subject if proposal.rule == "spec-drift" else None,
+            "goal_id": payload.get("evidence", {}).get("goal_id") if payload else None,
+            "labels": json.dumps(["reviewer", f"rule:{proposal.rule}", f"kind:{proposal.kind}"]),
+            "source": "reviewer",
+            "extra": json.dumps(
+                {
+                    "proposal_id": proposal.id,
+                    "fingerprint": proposal.fingerprint,
+                    "subject": proposal.subject,
+                    "related": payload.get("related", []),
+                    "remedy": payload.get("remedy", "alert"),
+                }
+            ),
+        }
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame of an exception, for run error reports."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return ""
+    return f"{last.tb_frame.f_code.co_filename}:{last.tb_lineno}"
+
+
+__all__ = ["Engine", "ReviewResult", "task_id_for"]

@@ -1,0 +1,225 @@
+"""Loading pipeline records into a store: JSON Lines tasks and metrics, JUnit XML.
+
+A bad record never costs the good ones: each is checked on its own, the good
+ones are stored, and every rejection is reported with the file, the line and
+the field. JUnit XML is parsed with defusedxml, so external entities and
+entity expansion bombs are refused instead of followed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml
+from defusedxml import ElementTree as SafeET
+from pydantic import ValidationError
+
+from reviewer.records import MetricRecord, TaskRecord, describe_errors
+from reviewer.timeutil import norm_ts
+from store.base import Store
+
+log = logging.getLogger("reviewer.ingest")
+
+RECORD_MODELS: dict[str, type[TaskRecord] | type[MetricRecord]] = {
+    "tasks": TaskRecord,
+    "metrics": MetricRecord,
+}
+
+
+@dataclass
+class IngestReport:
+    """How many records a load stored and what it rejected, and why."""
+
+    stored: int = 0
+    rejected: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def public(self) -> dict[str, Any]:
+        return {"stored": self.stored, "rejected": len(self.rejected), "errors": self.rejected}
+
+
+def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterator[dict[str, Any]]:
+    model = RECORD_MODELS[kind]
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                report.rejected.append(f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            if not isinstance(data, dict):
+                report.rejected.append(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
+                continue
+            try:
+                record = model.model_validate(data)
+            except ValidationError as exc:
+                for msg in describe_errors(exc):
+                    report.rejected.append(f"{path}:{lineno}: {msg}")
+                continue
+            row = record.row()
+            if kind == "tasks" and not row["created_at"]:
+                row["created_at"] = now
+            yield row
+
+
+def ingest_jsonl(store: Store, path: str | Path, kind: str, *, now: str) -> IngestReport:
+    """Load a JSON Lines file of ``tasks`` or ``metrics``; upserts by id."""
+    p = Path(path)
+    report = IngestReport()
+    if kind not in RECORD_MODELS:
+        raise ValueError(f"unknown record kind {kind!r}; expected tasks or metrics")
+    if not p.is_file():
+        report.rejected.append(f"{p}: file not found")
+        return report
+    rows = _jsonl_rows(p, kind, now, report)
+    if kind == "tasks":
+        report.stored = store.upsert_tasks(rows)
+    else:
+        report.stored = store.upsert_metrics(rows)
+    return report
+
+
+def store_records(store: Store, kind: str, items: Sequence[dict[str, Any]], *, now: str) -> IngestReport:
+    """Validate and store already-parsed records (the HTTP API's path).
+
+    All or nothing: if any record is invalid nothing is stored, so a client
+    can fix its payload and send it again without creating half a batch.
+    """
+    model = RECORD_MODELS[kind]
+    report = IngestReport()
+    rows = []
+    for i, data in enumerate(items):
+        try:
+            rows.append(model.model_validate(data).row())
+        except ValidationError as exc:
+            where = f"[{i}] " if len(items) > 1 else ""
+            report.rejected.extend(f"{where}{msg}" for msg in describe_errors(exc))
+    if report.rejected:
+        return report
+    for row in rows:
+        if kind == "tasks" and not row["created_at"]:
+            row["created_at"] = now
+    report.stored = store.upsert_tasks(rows) if kind == "tasks" else store.upsert_metrics(rows)
+    return report
+
+
+# -- JUnit XML -------------------------------------------------------------------
+
+_OUTCOME_TAGS = ("failure", "error", "skipped")
+# Reruns inside one run (Surefire's flakyFailure, pytest-rerunfailures' rerunFailure).
+_RERUN_TAGS = ("flakyFailure", "flakyError", "rerunFailure", "rerunError")
+
+
+def _message(el: Element) -> str:
+    text = (el.get("message") or "").strip()
+    if not text:
+        text = (el.text or "").strip().splitlines()[0] if (el.text or "").strip() else ""
+    return text[:500]
+
+
+def _testcase_row(case: Element, suite: Element, ran_at: str) -> dict[str, Any]:
+    classname = case.get("classname") or suite.get("name") or ""
+    name = case.get("name") or ""
+    outcome, message = "passed", None
+    for tag in _OUTCOME_TAGS:
+        el = case.find(tag)
+        if el is not None:
+            outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+            message = _message(el) or tag
+            break
+    if outcome == "passed":
+        reruns = [el for tag in _RERUN_TAGS for el in case.findall(tag)]
+        if reruns:
+            outcome = "flaky"  # failed, then passed on a rerun within the same run
+            message = _message(reruns[0]) or reruns[0].tag
+    try:
+        duration = float(case.get("time") or 0)
+    except ValueError:
+        duration = None
+    return {
+        "test_id": f"{classname}::{name}",
+        "classname": classname,
+        "name": name,
+        "outcome": outcome,
+        "duration_seconds": duration,
+        "message": message,
+        "file": case.get("file") or suite.get("file"),
+        "ran_at": ran_at,
+    }
+
+
+def parse_junit(path: Path, *, default_ran_at: str) -> list[dict[str, Any]]:
+    """The test cases of one JUnit XML file; raises ValueError naming file and line."""
+    try:
+        root = SafeET.parse(str(path)).getroot()
+    except ParseError as exc:
+        line = getattr(exc, "position", (0, 0))[0]
+        raise ValueError(f"{path}:{line}: not well-formed XML: {exc}") from None
+    except defusedxml.DefusedXmlException as exc:
+        raise ValueError(f"{path}: refused unsafe XML ({type(exc).__name__}: {exc})") from None
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    if root.tag not in ("testsuite", "testsuites"):
+        raise ValueError(f"{path}:1: expected <testsuites> or <testsuite>, found <{root.tag}>")
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for suite in suites:
+        stamp = suite.get("timestamp")
+        try:
+            ran_at = norm_ts(stamp) if stamp else default_ran_at
+        except ValueError:
+            ran_at = default_ran_at
+        for case in suite.findall("testcase"):
+            row = _testcase_row(case, suite, ran_at or default_ran_at)
+            # A test reported twice in one run (a rerun plugin): a pass after a
+            # failure makes it flaky in this run, not two results.
+            if row["test_id"] in seen:
+                prev = rows[seen[row["test_id"]]]
+                outcomes = {prev["outcome"], row["outcome"]}
+                if "passed" in outcomes and outcomes & {"failed", "error"}:
+                    prev["outcome"] = "flaky"
+                    prev["message"] = prev["message"] or row["message"]
+                continue
+            seen[row["test_id"]] = len(rows)
+            rows.append(row)
+    return rows
+
+
+def ingest_junit(
+    store: Store,
+    paths: Sequence[str | Path],
+    *,
+    run_id: str,
+    commit: str,
+    branch: str | None = None,
+    now: str,
+) -> IngestReport:
+    """Load JUnit XML files of one test run; a broken file is reported, the rest stored."""
+    report = IngestReport()
+    rows: list[dict[str, Any]] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.is_file():
+            report.rejected.append(f"{p}: file not found")
+            continue
+        try:
+            cases = parse_junit(p, default_ran_at=now)
+        except ValueError as exc:
+            report.rejected.append(str(exc))
+            continue
+        for row in cases:
+            row.update(run_id=run_id, commit_sha=commit, branch=branch)
+            rows.append(row)
+    report.stored = store.upsert_test_results(rows)
+    return report

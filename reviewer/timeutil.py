@@ -1,0 +1,91 @@
+"""Time handling shared by the store, the engine and the rules.
+
+Every timestamp the reviewer stores is UTC text in one fixed-width form,
+``YYYY-MM-DDTHH:MM:SSZ``, so that SQL compares them as strings and indexes on
+them work. Naive inputs mean UTC (CONTRACT); aware inputs are converted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_ts(value: str | datetime) -> datetime:
+    """Parse an ISO 8601 instant; a naive one means UTC. Raises ValueError."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = value.strip()
+        if not text:
+            raise ValueError("empty timestamp")
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def fmt_ts(value: datetime) -> str:
+    """The stored form of an instant."""
+    return parse_ts(value).strftime(TS_FORMAT)
+
+
+def norm_ts(value: str | datetime | None) -> str | None:
+    """Normalise an optional timestamp to the stored form."""
+    if value is None or value == "":
+        return None
+    return fmt_ts(parse_ts(value))
+
+
+def utcnow() -> datetime:
+    """The current instant, truncated to whole seconds like stored timestamps."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """Parse ``90s``, ``15m``, ``2h``, ``7d``, ``2w`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    m = _DURATION.match(value)
+    if not m:
+        raise ValueError(
+            f"{value!r} is not a duration; write a number and a unit, like 90s, 15m, 2h, 7d or 2w"
+        )
+    return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()])
+
+
+def fmt_duration(td: timedelta) -> str:
+    """A short human form: 3d4h, 45m, 12s."""
+    secs = int(td.total_seconds())
+    if secs < 0:
+        return "-" + fmt_duration(-td)
+    days, rem = divmod(secs, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, seconds = divmod(rem, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m"
+    return f"{seconds}s"
+
+
+# A pydantic field type for config durations: accepts "15m", "7d", seconds.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(fmt_duration, return_type=str),
+]

@@ -1,0 +1,17 @@
+"""Rule modules, one per file, and the registry that names them.
+
+The registry is an explicit ``{ID: module}`` table: a rule exists when it is
+listed here, and an ID in config that is not listed here is an error.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from rules import stale_queue
+
+REGISTRY: dict[str, ModuleType] = {
+    stale_queue.ID: stale_queue,
+}
+
+__all__ = ["REGISTRY"]

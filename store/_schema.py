@@ -1,0 +1,266 @@
+"""Table definitions and forward migrations, shared by the SQL stores.
+
+The backlog tables (``tasks``, ``task_metrics``, ``test_results``) hold the
+pipeline's records in CONTRACT's formats, one column per field, lists and
+objects as JSON text, unknown fields in ``extra``. The reviewer's own state
+lives in ``reviewer_*`` tables. ``reviewer_meta.schema_version`` says which
+migrations have run; each migration is a list of statements applied in one
+transaction, never edited once released.
+"""
+
+from __future__ import annotations
+
+# Columns of a task record, in CONTRACT order, with the JSON-list fields marked.
+TASK_COLUMNS: tuple[str, ...] = (
+    "id",
+    "title",
+    "description",
+    "task_type",
+    "phase",
+    "status",
+    "priority",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "attempts",
+    "depends_on",
+    "goal_id",
+    "spec",
+    "labels",
+    "model",
+    "executor",
+    "prompt_variant",
+    "skill_version",
+    "error",
+    "files_changed",
+    "source",
+    "extra",
+)
+TASK_JSON_COLUMNS = frozenset({"depends_on", "labels", "files_changed", "extra"})
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "task_id",
+    "task_type",
+    "model",
+    "executor",
+    "duration_seconds",
+    "status",
+    "created_at",
+    "prompt_variant",
+    "skill_version",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "api_calls",
+    "error",
+    "extra",
+)
+
+TEST_RESULT_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "test_id",
+    "classname",
+    "name",
+    "commit_sha",
+    "branch",
+    "outcome",
+    "duration_seconds",
+    "message",
+    "file",
+    "ran_at",
+)
+
+# Every timestamp column, so adapters know what to normalise.
+TIMESTAMP_COLUMNS = {
+    "tasks": ("created_at", "updated_at", "started_at", "finished_at"),
+    "task_metrics": ("created_at",),
+    "test_results": ("ran_at",),
+}
+
+_V1 = [
+    """
+    CREATE TABLE IF NOT EXISTS tasks (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        description TEXT,
+        task_type TEXT,
+        phase TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        priority TEXT NOT NULL DEFAULT 'normal',
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        started_at TEXT,
+        finished_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        depends_on TEXT,
+        goal_id TEXT,
+        spec TEXT,
+        labels TEXT,
+        model TEXT,
+        executor TEXT,
+        prompt_variant TEXT,
+        skill_version TEXT,
+        error TEXT,
+        files_changed TEXT,
+        source TEXT,
+        extra TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at)",
+    "CREATE INDEX IF NOT EXISTS tasks_type_phase ON tasks (task_type, phase)",
+    "CREATE INDEX IF NOT EXISTS tasks_goal ON tasks (goal_id)",
+    "CREATE INDEX IF NOT EXISTS tasks_spec ON tasks (spec)",
+    """
+    CREATE TABLE IF NOT EXISTS task_metrics (
+        task_id TEXT NOT NULL,
+        task_type TEXT,
+        model TEXT,
+        executor TEXT,
+        duration_seconds REAL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        prompt_variant TEXT,
+        skill_version TEXT,
+        tokens_in INTEGER,
+        tokens_out INTEGER,
+        cost_usd REAL,
+        api_calls INTEGER,
+        error TEXT,
+        extra TEXT,
+        PRIMARY KEY (task_id, created_at)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS task_metrics_created ON task_metrics (created_at)",
+    "CREATE INDEX IF NOT EXISTS task_metrics_type ON task_metrics (task_type, created_at)",
+    "CREATE INDEX IF NOT EXISTS task_metrics_model ON task_metrics (model, created_at)",
+    "CREATE INDEX IF NOT EXISTS task_metrics_executor ON task_metrics (executor, created_at)",
+    """
+    CREATE TABLE IF NOT EXISTS test_results (
+        run_id TEXT NOT NULL,
+        test_id TEXT NOT NULL,
+        classname TEXT,
+        name TEXT,
+        commit_sha TEXT NOT NULL,
+        branch TEXT,
+        outcome TEXT NOT NULL,
+        duration_seconds REAL,
+        message TEXT,
+        file TEXT,
+        ran_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, test_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS test_results_test ON test_results (test_id, ran_at)",
+    "CREATE INDEX IF NOT EXISTS test_results_commit ON test_results (commit_sha, test_id)",
+    "CREATE INDEX IF NOT EXISTS test_results_ran ON test_results (ran_at)",
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at TEXT NOT NULL,
+        now TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        findings INTEGER NOT NULL DEFAULT 0,
+        new_proposals INTEGER NOT NULL DEFAULT 0,
+        held_back INTEGER NOT NULL DEFAULT 0,
+        resolved INTEGER NOT NULL DEFAULT 0,
+        duration_ms INTEGER,
+        errors TEXT NOT NULL DEFAULT '[]'
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_findings (
+        fingerprint TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        times_seen INTEGER NOT NULL DEFAULT 1,
+        clear_streak INTEGER NOT NULL DEFAULT 0,
+        resolved_at TEXT,
+        regressions INTEGER NOT NULL DEFAULT 0,
+        silenced_by INTEGER,
+        last_run_id INTEGER
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS reviewer_findings_state ON reviewer_findings (state, rule)",
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_proposals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL,
+        approval TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        run_id INTEGER,
+        task_id TEXT UNIQUE,
+        decided_by TEXT,
+        reason TEXT,
+        regression_of INTEGER,
+        cooldown_until TEXT
+    )
+    """,
+    # At most one proposal speaks for a fingerprint at a time.
+    """
+    CREATE UNIQUE INDEX IF NOT EXISTS reviewer_proposals_active
+    ON reviewer_proposals (fingerprint) WHERE state IN ('pending', 'approved', 'scheduled')
+    """,
+    "CREATE INDEX IF NOT EXISTS reviewer_proposals_fp ON reviewer_proposals (fingerprint, state)",
+    "CREATE INDEX IF NOT EXISTS reviewer_proposals_state ON reviewer_proposals (state)",
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rule TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        until TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expired_at TEXT
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        proposal_id INTEGER,
+        fingerprint TEXT,
+        rule TEXT,
+        subject TEXT,
+        from_state TEXT,
+        to_state TEXT,
+        reason TEXT,
+        details TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_proposal ON reviewer_audit (proposal_id)",
+    # Updates the reviewer itself made to backlog tasks, so activity-based rules can
+    # tell them from the pipeline's own (the GitHub stale action's lesson).
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_task_touches (
+        task_id TEXT PRIMARY KEY,
+        touched_at TEXT NOT NULL,
+        previous_updated_at TEXT
+    )
+    """,
+]
+
+# Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
+MIGRATIONS: list[list[str]] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,128 @@
+"""The read-only view of a SQL store as of one instant, shared by SQL adapters.
+
+Rules see the pipeline only through a ``BacklogView``. Its query methods live
+in per-domain mixins (``_q_tasks``, ``_q_stuck``, ``_q_usage``, ``_q_flaky``,
+``_q_metrics``, ``_q_goals``) and are written once, for every SQL dialect,
+against three as-of relations:
+
+``{tasks}``
+    tasks created at or before ``:now``, with ``state`` (the status the task
+    had at ``now``, rebuilt from its timestamps) and ``last_activity`` (the
+    latest of its own timestamps at or before ``now``, not counting updates
+    the reviewer made itself).
+``{metrics}``
+    task metrics recorded at or before ``:now``.
+``{test_results}``
+    test results of runs at or before ``:now``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from reviewer.timeutil import fmt_ts, parse_ts
+from store._dialect import Dialect
+from store._q_flaky import FlakyQueries
+from store._q_goals import GoalQueries
+from store._q_metrics import MetricQueries
+from store._q_stuck import StuckQueries
+from store._q_tasks import TaskQueries
+from store._q_usage import UsageQueries
+
+Row = dict[str, Any]
+Fetch = Callable[[str, dict[str, Any]], Iterator[Row]]
+
+_FINAL = "('completed', 'failed', 'cancelled')"
+_STARTED = "('completed', 'failed', 'cancelled', 'running')"
+
+
+def _tasks_as_of(d: Dialect) -> str:
+    def seen(col: str) -> str:
+        return f"COALESCE(CASE WHEN t.{col} <= :now THEN t.{col} END, t.created_at)"
+
+    # An update the reviewer made itself (it labels the tasks it files about) is
+    # not activity: fall back to the update before it.
+    own_update = (
+        "COALESCE(CASE WHEN t.updated_at <= :now THEN "
+        "CASE WHEN rt.touched_at = t.updated_at THEN rt.previous_updated_at ELSE t.updated_at END"
+        " END, t.created_at)"
+    )
+    last_activity = d.greatest("t.created_at", own_update, seen("started_at"), seen("finished_at"))
+    state = f"""CASE
+        WHEN t.status IN {_FINAL}
+             AND COALESCE(t.finished_at, t.updated_at, t.created_at) <= :now THEN t.status
+        WHEN t.status IN {_STARTED}
+             AND COALESCE(t.started_at, t.updated_at, t.created_at) <= :now THEN 'running'
+        WHEN t.status IN {_STARTED} THEN 'pending'
+        ELSE t.status END"""
+    return (
+        f"(SELECT t.*, {state} AS state, {last_activity} AS last_activity"
+        " FROM tasks t LEFT JOIN reviewer_task_touches rt ON rt.task_id = t.id"
+        " WHERE t.created_at <= :now)"
+    )
+
+
+class BacklogView(
+    TaskQueries, StuckQueries, UsageQueries, FlakyQueries, MetricQueries, GoalQueries
+):
+    """The pipeline's records as of ``now``, read-only, for rules and reports."""
+
+    def __init__(self, fetch: Fetch, dialect: Dialect, now: datetime, workspace: Any = None):
+        self._fetch = fetch
+        self.dialect = dialect
+        self._now = parse_ts(now)
+        self._now_ts = fmt_ts(self._now)
+        self.workspace = workspace
+        self._relations = {
+            "tasks": _tasks_as_of(dialect),
+            "metrics": "(SELECT * FROM task_metrics WHERE created_at <= :now)",
+            "test_results": "(SELECT * FROM test_results WHERE ran_at <= :now)",
+        }
+
+    @property
+    def now(self) -> datetime:
+        return self._now
+
+    @property
+    def now_ts(self) -> str:
+        """``now`` in the stored timestamp form."""
+        return self._now_ts
+
+    def _sql(self, sql: str) -> str:
+        return sql.format(**self._relations)
+
+    def iter_rows(self, sql: str, params: dict[str, Any] | None = None) -> Iterator[Row]:
+        """Stream the rows of a query over the as-of relations."""
+        bound = {"now": self._now_ts, **(params or {})}
+        return self._fetch(self._sql(sql), bound)
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        return list(self.iter_rows(sql, params))
+
+    def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        for row in self.iter_rows(sql, params):
+            return next(iter(row.values()))
+        return None
+
+    def epoch(self, column: str) -> str:
+        return self.dialect.epoch(column)
+
+    def ts(self, value: datetime) -> str:
+        """A datetime in the stored form, for binding as a parameter."""
+        return fmt_ts(value)
+
+
+def json_list(value: Any) -> list[Any]:
+    """A JSON-text list column as a list; tolerant of NULL and bad text."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return value
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return []
+    return parsed if isinstance(parsed, list) else []

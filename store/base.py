@@ -1,0 +1,56 @@
+"""The store protocol: what the engine and the rules ask of a backlog store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from store._view import BacklogView
+
+
+class StoreError(Exception):
+    """A store could not be opened, read or written; the message says where and why."""
+
+
+class DaemonLockedError(StoreError):
+    """Another daemon already reviews this store."""
+
+
+Row = dict[str, Any]
+
+
+class Store(Protocol):
+    """A backlog store plus the reviewer's own state beside it."""
+
+    url: str
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A write transaction that takes the write lock up front."""
+        ...
+
+    def view(self, now: datetime) -> BacklogView: ...
+
+    # -- backlog writes (ingest and scheduling) ------------------------------
+    def upsert_tasks(self, records: Iterable[Row]) -> int: ...
+    def upsert_metrics(self, records: Iterable[Row]) -> int: ...
+    def upsert_test_results(self, records: Iterable[Row]) -> int: ...
+    def insert_task_once(self, record: Row) -> bool:
+        """Insert a task unless its id exists; True when this call inserted it."""
+        ...
+
+    def get_task(self, task_id: str) -> Row | None: ...
+    def touch_task_labels(self, task_id: str, add_labels: Sequence[str], at: str) -> None: ...
+
+    # -- reviewer state ------------------------------------------------------
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        """Run one write statement against the reviewer's tables; returns lastrowid."""
+        ...
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]: ...
+    def acquire_daemon_lock(self) -> None: ...
+    def release_daemon_lock(self) -> None: ...

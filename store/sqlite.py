@@ -1,0 +1,295 @@
+"""The embedded store: one SQLite file holding the backlog and the reviewer's state.
+
+WAL so readers never block the writer, a busy timeout so writers wait for each
+other instead of failing, and ``BEGIN IMMEDIATE`` for every write transaction:
+a deferred ``BEGIN`` (what sqlite-utils' ``atomic()`` opens) takes the write
+lock only at the first write, and under a concurrent writer that upgrade fails
+with SQLITE_BUSY without waiting. sqlite-utils' table helpers run inside our
+transaction as savepoints.
+
+Each thread gets its own connection (the daemon's scheduler and the API's
+workers share a store object).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import sqlite_utils
+
+from store._dialect import SQLITE
+from store._schema import (
+    METRIC_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TASK_COLUMNS,
+    TEST_RESULT_COLUMNS,
+)
+from store._view import BacklogView
+from store.base import DaemonLockedError, Row, StoreError
+
+BUSY_TIMEOUT_S = 30.0
+_BATCH = 1000
+
+
+class SQLiteStore:
+    """A backlog store in one SQLite file (or in memory, for tests)."""
+
+    def __init__(self, path: str | Path, *, workspace: Any = None, create: bool = True):
+        self.path = str(path)
+        self.memory = self.path == ":memory:"
+        self.url = "sqlite://" + ("/:memory:" if self.memory else "/" + self.path)
+        self.workspace = workspace
+        if not self.memory:
+            parent = Path(self.path).parent
+            if not parent.exists():
+                if not create:
+                    raise StoreError(f"store {self.path}: folder {parent} does not exist")
+                parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._shared: sqlite3.Connection | None = None
+        self._lock_file: IO[str] | None = None
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self.migrate()
+
+    # -- connections --------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,  # we open transactions ourselves
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        if not self.memory:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"store {self.path}: could not switch to WAL (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self.memory:
+            # One in-memory database is one connection; tests use it from one thread.
+            if self._shared is None:
+                self._shared = self._connect()
+            return self._shared
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None or db.conn is not self.conn:
+            db = sqlite_utils.Database(self.conn, recursive_triggers=False)
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        self.release_daemon_lock()
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._shared = None
+        self._local = threading.local()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction holding the write lock from its first statement."""
+        conn = self.conn
+        if conn.in_transaction:
+            # Nested: the outer transaction already holds the lock.
+            yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    # -- schema -------------------------------------------------------------
+    def schema_version(self) -> int:
+        conn = self.conn
+        conn.execute("CREATE TABLE IF NOT EXISTS reviewer_meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = conn.execute("SELECT value FROM reviewer_meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> None:
+        """Bring the schema forward to ``SCHEMA_VERSION``, one migration at a time."""
+        with self.transaction():
+            current = self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema version {current}, newer than this reviewer "
+                    f"understands ({SCHEMA_VERSION}); upgrade reviewer"
+                )
+            for version in range(current, SCHEMA_VERSION):
+                for statement in MIGRATIONS[version]:
+                    self.conn.execute(SQLITE.ddl(statement))
+                self.conn.execute(
+                    "INSERT INTO reviewer_meta (key, value) VALUES ('schema_version', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(version + 1),),
+                )
+
+    # -- reading ------------------------------------------------------------
+    def _fetch(self, sql: str, params: dict[str, Any]) -> Iterator[Row]:
+        try:
+            cursor = self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"query failed on {self.path}: {exc}\n{sql}") from exc
+        for row in cursor:
+            yield dict(row)
+
+    def view(self, now: datetime) -> BacklogView:
+        return BacklogView(self._fetch, SQLITE, now, workspace=self.workspace)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        return list(self._fetch(sql, params or {}))
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        try:
+            cursor = self.conn.execute(sql, params or {})
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"write failed on {self.path}: {exc}") from exc
+        return int(cursor.lastrowid or 0)
+
+    def get_task(self, task_id: str) -> Row | None:
+        rows = self.query("SELECT * FROM tasks WHERE id = :id", {"id": task_id})
+        return rows[0] if rows else None
+
+    # -- backlog writes -----------------------------------------------------
+    def _upsert(
+        self, table: str, columns: Sequence[str], pk: tuple[str, ...], records: Iterable[Row]
+    ) -> int:
+        counted = _Counter(columns, records)
+        with self.transaction():
+            self.db[table].upsert_all(  # type: ignore[union-attr]
+                counted, pk=pk if len(pk) > 1 else pk[0], alter=False, batch_size=_BATCH
+            )
+        return counted.n
+
+    def upsert_tasks(self, records: Iterable[Row]) -> int:
+        return self._upsert("tasks", TASK_COLUMNS, ("id",), records)
+
+    def upsert_metrics(self, records: Iterable[Row]) -> int:
+        return self._upsert("task_metrics", METRIC_COLUMNS, ("task_id", "created_at"), records)
+
+    def upsert_test_results(self, records: Iterable[Row]) -> int:
+        return self._upsert("test_results", TEST_RESULT_COLUMNS, ("run_id", "test_id"), records)
+
+    def insert_task_once(self, record: Row) -> bool:
+        cols = ", ".join(TASK_COLUMNS)
+        marks = ", ".join(f":{c}" for c in TASK_COLUMNS)
+        cursor = self.conn.execute(
+            f"INSERT INTO tasks ({cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",
+            {c: record.get(c) for c in TASK_COLUMNS},
+        )
+        return cursor.rowcount == 1
+
+    def touch_task_labels(self, task_id: str, add_labels: Sequence[str], at: str) -> None:
+        """Add labels to a backlog task, remembering that this update was ours."""
+        row = self.conn.execute(
+            "SELECT labels, updated_at FROM tasks WHERE id = ?", (task_id,)
+        ).fetchone()
+        if row is None:
+            return
+        try:
+            labels = json.loads(row["labels"]) if row["labels"] else []
+        except ValueError:
+            labels = []
+        new = [x for x in add_labels if x not in labels]
+        if not new:
+            return
+        self.conn.execute(
+            "UPDATE tasks SET labels = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(labels + new), at, task_id),
+        )
+        self.conn.execute(
+            "INSERT INTO reviewer_task_touches (task_id, touched_at, previous_updated_at)"
+            " VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET"
+            " touched_at = excluded.touched_at,"
+            " previous_updated_at = CASE WHEN reviewer_task_touches.touched_at = ?"
+            "   THEN reviewer_task_touches.previous_updated_at ELSE excluded.previous_updated_at END",
+            (task_id, at, row["updated_at"], row["updated_at"]),
+        )
+
+    # -- one daemon per store ----------------------------------------------
+    def acquire_daemon_lock(self) -> None:
+        """Take the store's daemon lock or raise ``DaemonLockedError``.
+
+        An OS file lock beside the database: the kernel drops it when the
+        process dies, so a crashed daemon never leaves a stale lock behind.
+        """
+        if self.memory or self._lock_file is not None:
+            return
+        lock_path = self.path + ".lock"
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise DaemonLockedError(
+                f"another reviewer daemon ({holder}) is already running on {self.path}; "
+                "stop it first, or point this one at another store"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._lock_file = handle
+
+    def release_daemon_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+
+class _Counter:
+    """Projects records onto a table's columns and counts them as they stream by."""
+
+    def __init__(self, columns: Sequence[str], records: Iterable[Row]):
+        self.columns = columns
+        self.records = records
+        self.n = 0
+
+    def __iter__(self) -> Iterator[Row]:
+        for record in self.records:
+            self.n += 1
+            yield {c: record.get(c) for c in self.columns}

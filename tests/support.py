@@ -1,0 +1,105 @@
+"""Helpers shared by the tests: stores, records, configs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from reviewer.config import Config, config_from_dict
+from reviewer.records import MetricRecord, TaskRecord
+from reviewer.timeutil import fmt_ts, parse_duration, parse_ts
+from reviewer.workspace import Workspace
+from store.sqlite import SQLiteStore
+
+
+def task_rows(tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for t in tasks:
+        row = TaskRecord.model_validate(t).row()
+        if not row["created_at"]:
+            raise ValueError(f"test task {t.get('id')} needs a created_at")
+        rows.append(row)
+    return rows
+
+
+def metric_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [MetricRecord.model_validate(m).row() for m in metrics]
+
+
+def test_result_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        row = dict(r)
+        if "test_id" not in row:
+            row["test_id"] = f"{row.get('classname', '')}::{row.get('name', '')}"
+        row.setdefault("classname", row["test_id"].split("::")[0])
+        row.setdefault("name", row["test_id"].split("::")[-1])
+        row["ran_at"] = fmt_ts(parse_ts(row["ran_at"]))
+        rows.append(row)
+    return rows
+
+
+def expand_series(series: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Generate many records from a compact description (see tests/cases/README.md)."""
+    out: dict[str, list[dict[str, Any]]] = {"tasks": [], "metrics": [], "test_results": []}
+    for s in series:
+        start = parse_ts(s["start"])
+        step = parse_duration(s.get("step", "1h"))
+        values: dict[str, list[Any]] = s.get("values", {})
+        for i in range(int(s["count"])):
+            at = start + step * i
+            rec: dict[str, Any] = {}
+            for key, val in s["template"].items():
+                rec[key] = val.format(i=i, at=fmt_ts(at)) if isinstance(val, str) else val
+            for key, seq in values.items():
+                rec[key] = seq[i % len(seq)]
+            rec.setdefault(s.get("time_field", "created_at"), fmt_ts(at))
+            out[s["table"]].append(rec)
+    return out
+
+
+def make_store(
+    tmp_path: Path | None = None,
+    *,
+    tasks: Iterable[dict[str, Any]] = (),
+    metrics: Iterable[dict[str, Any]] = (),
+    test_results: Iterable[dict[str, Any]] = (),
+    specs: dict[str, str] | None = None,
+    repo: dict[str, str] | None = None,
+    path: str = ":memory:",
+) -> SQLiteStore:
+    """A store holding the given records, with a workspace of the given files."""
+    workspace = None
+    if tmp_path is not None and (specs is not None or repo is not None):
+        specs_dir = tmp_path / "specs"
+        repo_dir = tmp_path / "repo"
+        for base, files in ((specs_dir, specs or {}), (repo_dir, repo or {})):
+            base.mkdir(parents=True, exist_ok=True)
+            for rel, text in files.items():
+                target = base / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+        workspace = Workspace(specs_dir=specs_dir, repo_dir=repo_dir)
+    store = SQLiteStore(path, workspace=workspace)
+    store.upsert_tasks(task_rows(tasks))
+    store.upsert_metrics(metric_rows(metrics))
+    store.upsert_test_results(test_result_rows(test_results))
+    return store
+
+
+def make_config(data: dict[str, Any] | None = None, base: Path | None = None) -> Config:
+    cfg = config_from_dict(data or {}, None)
+    if base is not None:
+        cfg.base_dir = base
+    return cfg
+
+
+def ts(value: str, **delta: float) -> str:
+    return fmt_ts(parse_ts(value) + timedelta(**delta))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

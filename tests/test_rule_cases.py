@@ -1,0 +1,74 @@
+"""Rule behaviour as data: every case in tests/cases/<rule-id>.toml is a test.
+
+A case gives a rule's options, the records in the store, files in the
+workspace and the instant of the review, and says which (kind, subject)
+findings must come out: all of them and nothing else. See
+tests/cases/README.md for the format.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rules import REGISTRY
+from tests.support import expand_series, make_store
+
+CASES_DIR = Path(__file__).parent / "cases"
+
+
+def _load() -> list[Any]:
+    params = []
+    for path in sorted(CASES_DIR.glob("*.toml")):
+        rule_id = path.stem
+        data = tomllib.loads(path.read_text())
+        for case in data.get("case", []):
+            params.append(pytest.param(rule_id, case, id=f"{rule_id}: {case['name']}"))
+    return params
+
+
+CASES = _load()
+
+
+def test_every_rule_has_cases_that_fire_and_stay_silent() -> None:
+    by_rule: dict[str, set[bool]] = {}
+    for p in CASES:
+        rule_id, case = p.values
+        by_rule.setdefault(rule_id, set()).add(bool(case["expect"]))
+    for rule_id in REGISTRY:
+        assert by_rule.get(rule_id) == {True, False}, (
+            f"tests/cases/{rule_id}.toml needs cases that fire and cases that stay silent"
+        )
+
+
+@pytest.mark.parametrize(("rule_id", "case"), CASES)
+def test_rule_case(rule_id: str, case: dict[str, Any], tmp_path: Path) -> None:
+    module = REGISTRY[rule_id]
+    generated = expand_series(case.get("series", []))
+    store = make_store(
+        tmp_path,
+        tasks=[*case.get("tasks", []), *generated["tasks"]],
+        metrics=[*case.get("metrics", []), *generated["metrics"]],
+        test_results=[*case.get("test_results", []), *generated["test_results"]],
+        specs=case.get("specs"),
+        repo=case.get("repo"),
+    )
+    try:
+        options = module.Options.model_validate(case.get("options", {}))
+        findings = list(module.check(options, store.view(case["now"])))
+    finally:
+        store.close()
+    got = sorted((f.kind, f.subject) for f in findings)
+    want = sorted((e["kind"], e["subject"]) for e in case["expect"])
+    assert got == want, "\n".join(f"{f.kind} {f.subject}: {f.summary}" for f in findings)
+    for f in findings:
+        assert f.summary and f.evidence, f"{f.kind} {f.subject}: summary and evidence are required"
+    for expected in case["expect"]:
+        match = next(f for f in findings if (f.kind, f.subject) == (expected["kind"], expected["subject"]))
+        for key, value in expected.get("evidence", {}).items():
+            assert match.evidence.get(key) == value, f"evidence {key}: {match.evidence.get(key)!r}"
+        if "severity" in expected:
+            assert match.severity is not None and match.severity.value == expected["severity"]
