@@ -112,10 +112,14 @@ class ReviewerState:
         if "errors" in fields:
             fields["errors"] = json.dumps(fields["errors"])
         sets = ", ".join(f"{k} = :{k}" for k in fields)
-        self.store.execute(f"UPDATE reviewer_runs SET {sets} WHERE id = :id", {**fields, "id": run_id})
+        self.store.execute(
+            f"UPDATE reviewer_runs SET {sets} WHERE id = :id", {**fields, "id": run_id}
+        )
 
     def runs(self, limit: int = 20) -> list[ReviewRun]:
-        rows = self.store.query("SELECT * FROM reviewer_runs ORDER BY id DESC LIMIT :n", {"n": limit})
+        rows = self.store.query(
+            "SELECT * FROM reviewer_runs ORDER BY id DESC LIMIT :n", {"n": limit}
+        )
         return [_run(r) for r in rows]
 
     def last_run(self, *, completed: bool = True) -> ReviewRun | None:
@@ -161,7 +165,9 @@ class ReviewerState:
 
     # -- proposals ---------------------------------------------------------------
     def proposal(self, proposal_id: int) -> Proposal:
-        rows = self.store.query("SELECT * FROM reviewer_proposals WHERE id = :id", {"id": proposal_id})
+        rows = self.store.query(
+            "SELECT * FROM reviewer_proposals WHERE id = :id", {"id": proposal_id}
+        )
         if not rows:
             raise NotFound(f"no proposal with id {proposal_id}")
         return _proposal(rows[0])
@@ -334,7 +340,14 @@ class ReviewerState:
         rows = self.store.query(
             """INSERT INTO reviewer_silences (rule, subject, until, created_by, comment, created_at)
                VALUES (:rule, :subject, :until, :by, :comment, :at) RETURNING *""",
-            {"rule": rule, "subject": subject, "until": until, "by": by, "comment": comment, "at": at},
+            {
+                "rule": rule,
+                "subject": subject,
+                "until": until,
+                "by": by,
+                "comment": comment,
+                "at": at,
+            },
         )
         silence = _silence(rows[0])
         self.audit(
@@ -349,7 +362,9 @@ class ReviewerState:
         return silence
 
     def expire_silence(self, silence_id: int, *, by: str, at: str, reason: str | None) -> Silence:
-        rows = self.store.query("SELECT * FROM reviewer_silences WHERE id = :id", {"id": silence_id})
+        rows = self.store.query(
+            "SELECT * FROM reviewer_silences WHERE id = :id", {"id": silence_id}
+        )
         if not rows:
             raise NotFound(f"no silence with id {silence_id}")
         self.store.execute(

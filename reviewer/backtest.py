@@ -16,7 +16,9 @@ from reviewer.engine import Engine, ReviewResult
 from reviewer.timeutil import fmt_ts
 
 
-def backtest(engine: Engine, start: datetime, end: datetime, step: timedelta) -> list[dict[str, Any]]:
+def backtest(
+    engine: Engine, start: datetime, end: datetime, step: timedelta
+) -> list[dict[str, Any]]:
     """One entry per finding: the finding as first seen, plus ``first_fired_at``,
     ``last_fired_at``, ``cleared_at`` (None while still firing at ``end``) and
     ``fired_steps``."""
@@ -30,8 +32,12 @@ def backtest(engine: Engine, start: datetime, end: datetime, step: timedelta) ->
             firing.add(f.fingerprint)
             entry = seen.get(f.fingerprint)
             if entry is None:
-                entry = {**f.public(), "first_fired_at": fmt_ts(at), "cleared_at": None,
-                         "fired_steps": 0}
+                entry = {
+                    **f.public(),
+                    "first_fired_at": fmt_ts(at),
+                    "cleared_at": None,
+                    "fired_steps": 0,
+                }
                 seen[f.fingerprint] = entry
             elif entry["cleared_at"] is not None:
                 entry["cleared_at"] = None  # fired again: cleared only if it stays clear

@@ -75,9 +75,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, empty: str 
     widths = [min(w, 60) for w in widths]
     click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in cells:
-        click.echo(
-            "  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-        )
+        click.echo("  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _cell(value: Any) -> str:
@@ -98,7 +96,9 @@ def _iso(_: Any, __: Any, value: str | None) -> datetime | None:
     try:
         return parse_ts(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time, like 2026-03-01T12:00:00Z") from None
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time, like 2026-03-01T12:00:00Z"
+        ) from None
 
 
 def _who() -> str:
@@ -245,7 +245,12 @@ def ingest_metrics(ctx: Context, file: str, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def ingest_junit_cmd(
-    ctx: Context, files: tuple[str, ...], run_id: str, commit: str, branch: str | None, as_json: bool
+    ctx: Context,
+    files: tuple[str, ...],
+    run_id: str,
+    commit: str,
+    branch: str | None,
+    as_json: bool,
 ) -> None:
     """Load JUnit XML test results of one run."""
     from reviewer.ingest import ingest_junit
@@ -264,12 +269,16 @@ def proposals() -> None:
 
 
 @proposals.command("list")
-@click.option("--state", default=None, help="pending, approved, scheduled, rejected, resolved, superseded.")
+@click.option(
+    "--state", default=None, help="pending, approved, scheduled, rejected, resolved, superseded."
+)
 @click.option("--rule", default=None, help="Only this rule's proposals.")
 @click.option("--limit", default=200, show_default=True)
 @json_option
 @pass_ctx
-def proposals_list(ctx: Context, state: str | None, rule: str | None, limit: int, as_json: bool) -> None:
+def proposals_list(
+    ctx: Context, state: str | None, rule: str | None, limit: int, as_json: bool
+) -> None:
     """List proposals, newest first."""
     with handled(), open_app(ctx) as app:
         items = app.state.proposals(state=state, rule=rule, limit=limit)
@@ -360,7 +369,9 @@ def findings() -> None:
 
 
 @findings.command("list")
-@click.option("--state", type=click.Choice(["open", "resolved", "all"]), default="open", show_default=True)
+@click.option(
+    "--state", type=click.Choice(["open", "resolved", "all"]), default="open", show_default=True
+)
 @click.option("--rule", default=None)
 @click.option("--limit", default=500, show_default=True)
 @json_option
@@ -370,15 +381,24 @@ def findings_list(ctx: Context, state: str, rule: str | None, limit: int, as_jso
     with handled(), open_app(ctx) as app:
         rows = app.state.list_findings(None if state == "all" else state, rule, limit)
     items = [
-        {**json.loads(r["payload"]), "state": r["state"], "first_seen": r["first_seen"],
-         "last_seen": r["last_seen"], "times_seen": r["times_seen"], "regressions": r["regressions"]}
+        {
+            **json.loads(r["payload"]),
+            "state": r["state"],
+            "first_seen": r["first_seen"],
+            "last_seen": r["last_seen"],
+            "times_seen": r["times_seen"],
+            "regressions": r["regressions"],
+        }
         for r in rows
     ]
     if as_json:
         _emit_json(items)
         return
-    table(items, ["severity", "rule", "kind", "subject", "state", "first_seen", "summary"],
-          empty="no findings")
+    table(
+        items,
+        ["severity", "rule", "kind", "subject", "state", "first_seen", "summary"],
+        empty="no findings",
+    )
 
 
 @cli.group()
@@ -399,8 +419,22 @@ def runs_list(ctx: Context, limit: int, as_json: bool) -> None:
         return
     for r in items:
         r["errors"] = len(r["errors"])
-    table(items, ["id", "now", "status", "trigger", "findings", "new_proposals", "held_back",
-                  "resolved", "errors", "duration_ms"], empty="no runs yet")
+    table(
+        items,
+        [
+            "id",
+            "now",
+            "status",
+            "trigger",
+            "findings",
+            "new_proposals",
+            "held_back",
+            "resolved",
+            "errors",
+            "duration_ms",
+        ],
+        empty="no runs yet",
+    )
 
 
 # -- silences ---------------------------------------------------------------------------
@@ -418,7 +452,13 @@ def silence() -> None:
 @json_option
 @pass_ctx
 def silence_add(
-    ctx: Context, rule: str, subject: str, until: datetime, by: str | None, comment: str, as_json: bool
+    ctx: Context,
+    rule: str,
+    subject: str,
+    until: datetime,
+    by: str | None,
+    comment: str,
+    as_json: bool,
 ) -> None:
     """Add a silence."""
     from rules import REGISTRY
@@ -434,7 +474,11 @@ def silence_add(
         )
     with handled(), open_app(ctx) as app, app.store.transaction():
         s = app.state.add_silence(
-            rule=rule, subject=subject, until=fmt_ts(until), by=by or _who(), comment=comment,
+            rule=rule,
+            subject=subject,
+            until=fmt_ts(until),
+            by=by or _who(),
+            comment=comment,
             at=fmt_ts(now),
         )
     if as_json:
@@ -454,8 +498,11 @@ def silence_list(ctx: Context, show_all: bool, as_json: bool) -> None:
     if as_json:
         _emit_json(items)
         return
-    table(items, ["id", "rule", "subject", "until", "created_by", "expired_at", "comment"],
-          empty="no silences")
+    table(
+        items,
+        ["id", "rule", "subject", "until", "created_by", "expired_at", "comment"],
+        empty="no silences",
+    )
 
 
 @silence.command("expire")
@@ -464,10 +511,14 @@ def silence_list(ctx: Context, show_all: bool, as_json: bool) -> None:
 @click.option("--reason", default=None)
 @json_option
 @pass_ctx
-def silence_expire(ctx: Context, silence_id: int, by: str | None, reason: str | None, as_json: bool) -> None:
+def silence_expire(
+    ctx: Context, silence_id: int, by: str | None, reason: str | None, as_json: bool
+) -> None:
     """End a silence now."""
     with handled(), open_app(ctx) as app, app.store.transaction():
-        s = app.state.expire_silence(silence_id, by=by or _who(), at=fmt_ts(utcnow()), reason=reason)
+        s = app.state.expire_silence(
+            silence_id, by=by or _who(), at=fmt_ts(utcnow()), reason=reason
+        )
     if as_json:
         _emit_json(s.public())
     else:
@@ -498,8 +549,11 @@ def config_check(ctx: Context, as_json: bool) -> None:
         "config": str(cfg.path) if cfg.path else None,
         "store": cfg.store_url,
         "rules": {
-            r.id: {"enabled": r.settings.enabled, "severity": r.settings.severity.value,
-                   "approval": r.settings.approval.value}
+            r.id: {
+                "enabled": r.settings.enabled,
+                "severity": r.settings.severity.value,
+                "approval": r.settings.approval.value,
+            }
             for r in cfg.rules.values()
         },
     }
@@ -508,8 +562,10 @@ def config_check(ctx: Context, as_json: bool) -> None:
         return
     click.echo(f"{summary['config'] or 'built-in defaults'}: OK")
     click.echo(f"store: {summary['store']}")
-    table([{"rule": k, **v} for k, v in summary["rules"].items()],
-          ["rule", "enabled", "severity", "approval"])
+    table(
+        [{"rule": k, **v} for k, v in summary["rules"].items()],
+        ["rule", "enabled", "severity", "approval"],
+    )
 
 
 # -- daemon and demo -------------------------------------------------------------------------
@@ -521,6 +577,7 @@ def config_check(ctx: Context, as_json: bool) -> None:
 def run(ctx: Context, host: str | None, port: int | None, no_api: bool) -> None:
     """Run the daemon: scheduled reviews plus the HTTP API."""
     from reviewer.daemon import run_daemon
+
     from reviewer.logs import setup_logging
 
     setup_logging("INFO" if ctx.log_level.upper() == "WARNING" else ctx.log_level)
@@ -530,8 +587,13 @@ def run(ctx: Context, host: str | None, port: int | None, no_api: bool) -> None:
 
 
 @cli.command()
-@click.option("--db", "db_path", default="reviewer-demo.db", show_default=True,
-              help="Where to build the demo store (replaced if it exists).")
+@click.option(
+    "--db",
+    "db_path",
+    default="reviewer-demo.db",
+    show_default=True,
+    help="Where to build the demo store (replaced if it exists).",
+)
 @json_option
 @pass_ctx
 def demo(ctx: Context, db_path: str, as_json: bool) -> None:

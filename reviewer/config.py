@@ -165,7 +165,6 @@ def find_config_path(explicit: str | None) -> Path | None:
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Read and validate a config file (``None``: built-in defaults)."""
-    from rules import REGISTRY
 
     data: dict[str, Any] = {}
     p = Path(path) if path is not None else None

@@ -135,7 +135,9 @@ class Engine:
         except Exception as exc:  # the cycle failed where it failed; the next one is on time
             log.exception("review cycle %s failed while saving its results", run_id)
             result.status = "failed"
-            result.errors.append({"rule": None, "stage": "save", "error": f"{type(exc).__name__}: {exc}"})
+            result.errors.append(
+                {"rule": None, "stage": "save", "error": f"{type(exc).__name__}: {exc}"}
+            )
         if result.status != "failed" and result.errors:
             result.status = "partial"
         result.duration_ms = int((time.monotonic() - started) * 1000)
@@ -186,8 +188,7 @@ class Engine:
                 detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 log.error("rule %s failed: %s", rule_cfg.id, detail)
                 result.errors.append(
-                    {"rule": rule_cfg.id, "stage": "check", "error": detail,
-                     "where": _where(exc)}
+                    {"rule": rule_cfg.id, "stage": "check", "error": detail, "where": _where(exc)}
                 )
                 continue
             for f in produced:
@@ -226,7 +227,9 @@ class Engine:
         self._propose(findings, regressed, at, result)
         self._schedule_approved(at_ts, result)
 
-    def _record_finding(self, f: Finding, row: dict[str, Any] | None, at: str, run_id: int | None) -> str:
+    def _record_finding(
+        self, f: Finding, row: dict[str, Any] | None, at: str, run_id: int | None
+    ) -> str:
         assert f.severity is not None
         payload = json.dumps(f.model_dump(mode="json"), default=str)
         params = {
@@ -249,8 +252,15 @@ class Engine:
                        :at, :at, :silenced_by, :run)""",
                 params,
             )
-            self.state.audit(at, ACTOR, "finding.opened", fingerprint=f.fingerprint, rule=f.rule,
-                             subject=f.subject, reason=f.summary)
+            self.state.audit(
+                at,
+                ACTOR,
+                "finding.opened",
+                fingerprint=f.fingerprint,
+                rule=f.rule,
+                subject=f.subject,
+                reason=f.summary,
+            )
             return "new"
         reopened = row["state"] != "open"
         self.store.execute(
@@ -263,9 +273,15 @@ class Engine:
             params,
         )
         if reopened:
-            self.state.audit(at, ACTOR, "finding.regressed", fingerprint=f.fingerprint,
-                             rule=f.rule, subject=f.subject,
-                             reason=f"fired again after it resolved at {row['resolved_at']}")
+            self.state.audit(
+                at,
+                ACTOR,
+                "finding.regressed",
+                fingerprint=f.fingerprint,
+                rule=f.rule,
+                subject=f.subject,
+                reason=f"fired again after it resolved at {row['resolved_at']}",
+            )
             return "regressed"
         return "ongoing"
 
@@ -289,13 +305,23 @@ class Engine:
                 {"s": streak, "fp": fp, "at": at},
             )
             reason = f"condition cleared for {streak} consecutive cycles"
-            self.state.audit(at, ACTOR, "finding.resolved", fingerprint=fp, rule=row["rule"],
-                             subject=row["subject"], reason=reason)
+            self.state.audit(
+                at,
+                ACTOR,
+                "finding.resolved",
+                fingerprint=fp,
+                rule=row["rule"],
+                subject=row["subject"],
+                reason=reason,
+            )
             result.resolved.append(fp)
             active = self.state.active_proposal(fp)
             if active is not None and active.state == ProposalState.pending:
                 done = self.state.transition(
-                    active, ProposalState.resolved, at=at, actor=ACTOR,
+                    active,
+                    ProposalState.resolved,
+                    at=at,
+                    actor=ACTOR,
                     reason=f"finding cleared before anyone acted ({reason})",
                     allowed_from=(ProposalState.pending,),
                 )
@@ -307,7 +333,8 @@ class Engine:
         at_ts = fmt_ts(at)
         rules = self.config.rules
         live = [
-            f for f in findings
+            f
+            for f in findings
             if f.silenced_by is None and rules[f.rule].settings.approval != Approval.off
         ]
         latest = self.state.latest_proposals([f.fingerprint for f in live])
@@ -317,16 +344,18 @@ class Engine:
             row = latest.get(f.fingerprint)
             prev = Proposal.model_validate(row) if row else None
             if prev is None or prev.state in (ProposalState.resolved, ProposalState.superseded):
-                candidates.append((f, prev if f.fingerprint in regressed else None,
-                                   "it resolved and fired again"))
+                candidates.append(
+                    (f, prev if f.fingerprint in regressed else None, "it resolved and fired again")
+                )
             elif prev.state == ProposalState.rejected:
                 if f.fingerprint not in cooling:
                     candidates.append((f, None, ""))
             elif prev.state == ProposalState.pending:
                 assert f.severity is not None and prev.severity is not None
                 if f.severity.rank > prev.severity.rank:
-                    candidates.append((f, prev, f"severity rose from {prev.severity.value} "
-                                       f"to {f.severity.value}"))
+                    candidates.append(
+                        (f, prev, f"severity rose from {prev.severity.value} to {f.severity.value}")
+                    )
                 else:  # keep the pending proposal's evidence current
                     title, body = self.renderer.render(f, now=at, run_id=result.run_id)
                     if body != prev.body or title != prev.title:
@@ -375,21 +404,35 @@ class Engine:
         at_ts = fmt_ts(at)
         if prev is not None and prev.state in (ProposalState.pending, ProposalState.scheduled):
             superseded = self.state.transition(
-                prev, ProposalState.superseded, at=at_ts, actor=ACTOR, reason=note,
+                prev,
+                ProposalState.superseded,
+                at=at_ts,
+                actor=ACTOR,
+                reason=note,
                 allowed_from=(ProposalState.pending, ProposalState.scheduled),
             )
             result.proposals.append({**superseded.public(), "change": "superseded"})
         is_regression = prev is not None and "severity rose" not in note
         title, body = self.renderer.render(
-            f, now=at, run_id=result.run_id,
-            regression=prev if is_regression else None, regression_note=note,
+            f,
+            now=at,
+            run_id=result.run_id,
+            regression=prev if is_regression else None,
+            regression_note=note,
         )
         assert f.severity is not None
         proposal = self.state.create_proposal(
-            fingerprint=f.fingerprint, rule=f.rule, kind=f.kind, subject=f.subject,
-            severity=f.severity, title=title, body=body,
-            approval=self.config.rules[f.rule].settings.approval, at=at_ts,
-            run_id=result.run_id, regression_of=prev.id if is_regression and prev else None,
+            fingerprint=f.fingerprint,
+            rule=f.rule,
+            kind=f.kind,
+            subject=f.subject,
+            severity=f.severity,
+            title=title,
+            body=body,
+            approval=self.config.rules[f.rule].settings.approval,
+            at=at_ts,
+            run_id=result.run_id,
+            regression_of=prev.id if is_regression and prev else None,
         )
         result.proposals.append({**proposal.public(), "change": "created"})
         return proposal
@@ -410,8 +453,13 @@ class Engine:
                 return proposal
             if proposal.state == ProposalState.pending:
                 proposal = self.state.transition(
-                    proposal, ProposalState.approved, at=at, actor=by, reason=reason,
-                    allowed_from=(ProposalState.pending,), decided=True,
+                    proposal,
+                    ProposalState.approved,
+                    at=at,
+                    actor=by,
+                    reason=reason,
+                    allowed_from=(ProposalState.pending,),
+                    decided=True,
                 )
             return self._schedule(proposal, at, by, reason or "approved")
 
@@ -422,9 +470,14 @@ class Engine:
         with self.store.transaction():
             proposal = self.state.proposal(proposal_id)
             return self.state.transition(
-                proposal, ProposalState.rejected, at=fmt_ts(at), actor=by, reason=reason,
+                proposal,
+                ProposalState.rejected,
+                at=fmt_ts(at),
+                actor=by,
+                reason=reason,
                 allowed_from=(ProposalState.pending, ProposalState.approved),
-                cooldown_until=until, decided=True,
+                cooldown_until=until,
+                decided=True,
             )
 
     def _schedule(self, proposal: Proposal, at: str, actor: str, reason: str) -> Proposal:
@@ -433,8 +486,13 @@ class Engine:
         with self.store.transaction():
             if proposal.state == ProposalState.pending:
                 proposal = self.state.transition(
-                    proposal, ProposalState.approved, at=at, actor=actor, reason=reason,
-                    allowed_from=(ProposalState.pending,), decided=True,
+                    proposal,
+                    ProposalState.approved,
+                    at=at,
+                    actor=actor,
+                    reason=reason,
+                    allowed_from=(ProposalState.pending,),
+                    decided=True,
                 )
             record = self._task_record(proposal, task_id, at)
             inserted = self.store.insert_task_once(record)
@@ -450,8 +508,13 @@ class Engine:
             if self.config.reviewer.label_subject_tasks and self.store.get_task(proposal.subject):
                 self.store.touch_task_labels(proposal.subject, [f"reviewer:{proposal.rule}"], at)
             return self.state.transition(
-                proposal, ProposalState.scheduled, at=at, actor=actor, reason=reason,
-                allowed_from=(ProposalState.approved,), task_id=task_id,
+                proposal,
+                ProposalState.scheduled,
+                at=at,
+                actor=actor,
+                reason=reason,
+                allowed_from=(ProposalState.approved,),
+                task_id=task_id,
             )
 
     def _task_record(self, proposal: Proposal, task_id: str, at: str) -> dict[str, Any]:

@@ -57,10 +57,14 @@ def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterat
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                report.rejected.append(f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})")
+                report.rejected.append(
+                    f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})"
+                )
                 continue
             if not isinstance(data, dict):
-                report.rejected.append(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
+                report.rejected.append(
+                    f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}"
+                )
                 continue
             try:
                 record = model.model_validate(data)
@@ -91,7 +95,9 @@ def ingest_jsonl(store: Store, path: str | Path, kind: str, *, now: str) -> Inge
     return report
 
 
-def store_records(store: Store, kind: str, items: Sequence[dict[str, Any]], *, now: str) -> IngestReport:
+def store_records(
+    store: Store, kind: str, items: Sequence[dict[str, Any]], *, now: str
+) -> IngestReport:
     """Validate and store already-parsed records (the HTTP API's path).
 
     All or nothing: if any record is invalid nothing is stored, so a client

@@ -62,7 +62,9 @@ class Renderer:
         try:
             return self.env.select_template(names)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+            raise TemplateError(
+                f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}"
+            ) from None
         except jinja2.TemplatesNotFound:
             raise TemplateError(f"none of the templates {', '.join(names)} exists") from None
 

@@ -18,7 +18,9 @@ def print_review(result: ReviewResult) -> None:
         head += " [dry run: nothing written]"
     click.echo(head)
     order = {"critical": 0, "error": 1, "warning": 2, "info": 3}
-    findings = sorted(result.findings, key=lambda f: (order.get(f["severity"], 9), f["rule"], f["subject"]))
+    findings = sorted(
+        result.findings, key=lambda f: (order.get(f["severity"], 9), f["rule"], f["subject"])
+    )
     by_rule = Counter(f["rule"] for f in findings)
     click.echo(
         f"{len(findings)} finding(s)"

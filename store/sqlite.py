@@ -142,7 +142,9 @@ class SQLiteStore:
     def schema_version(self) -> int:
         conn = self.conn
         conn.execute("CREATE TABLE IF NOT EXISTS reviewer_meta (key TEXT PRIMARY KEY, value TEXT)")
-        row = conn.execute("SELECT value FROM reviewer_meta WHERE key = 'schema_version'").fetchone()
+        row = conn.execute(
+            "SELECT value FROM reviewer_meta WHERE key = 'schema_version'"
+        ).fetchone()
         return int(row[0]) if row else 0
 
     def migrate(self) -> None:

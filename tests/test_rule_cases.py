@@ -67,7 +67,9 @@ def test_rule_case(rule_id: str, case: dict[str, Any], tmp_path: Path) -> None:
     for f in findings:
         assert f.summary and f.evidence, f"{f.kind} {f.subject}: summary and evidence are required"
     for expected in case["expect"]:
-        match = next(f for f in findings if (f.kind, f.subject) == (expected["kind"], expected["subject"]))
+        match = next(
+            f for f in findings if (f.kind, f.subject) == (expected["kind"], expected["subject"])
+        )
         for key, value in expected.get("evidence", {}).items():
             assert match.evidence.get(key) == value, f"evidence {key}: {match.evidence.get(key)!r}"
         if "severity" in expected:
