@@ -1,7 +1,7 @@
 """The read-only view of a SQL store as of one instant, shared by SQL adapters.
 
 Rules see the pipeline only through a ``BacklogView``. Its query methods live
-in per-domain mixins (``_q_tasks``, ``_q_stuck``, ``_q_usage``, ``_q_flaky``,
+in per-domain mixins (``_q_tasks``, ``_q_stuck``, ``_q_usage``, ``_q_specs``, ``_q_flaky``,
 ``_q_metrics``, ``_q_goals``) and are written once, for every SQL dialect,
 against three as-of relations:
 
@@ -28,6 +28,7 @@ from store._dialect import Dialect
 from store._q_flaky import FlakyQueries
 from store._q_goals import GoalQueries
 from store._q_metrics import MetricQueries
+from store._q_specs import SpecQueries
 from store._q_stuck import StuckQueries
 from store._q_tasks import TaskQueries
 from store._q_usage import UsageQueries
@@ -66,7 +67,13 @@ def _tasks_as_of(d: Dialect) -> str:
 
 
 class BacklogView(
-    TaskQueries, StuckQueries, UsageQueries, FlakyQueries, MetricQueries, GoalQueries
+    TaskQueries,
+    StuckQueries,
+    UsageQueries,
+    SpecQueries,
+    FlakyQueries,
+    MetricQueries,
+    GoalQueries,
 ):
     """The pipeline's records as of ``now``, read-only, for rules and reports."""
 
