@@ -1,0 +1,71 @@
+"""Prometheus metrics of the reviewer itself, read from the store at scrape time.
+
+Everything is derived from the reviewer's tables, so the figures are right
+after a restart and agree with ``reviewer runs list`` and the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from reviewer.app import App
+from reviewer.timeutil import parse_ts
+
+
+class ReviewerCollector(Collector):
+    def __init__(self, app: App):
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        store = self.app.store
+        runs = CounterMetricFamily(
+            "reviewer_review_runs", "Review cycles by final status.", labels=["status"]
+        )
+        for row in store.query("SELECT status, COUNT(*) AS n FROM reviewer_runs GROUP BY status"):
+            runs.add_metric([row["status"]], row["n"])
+        yield runs
+
+        last = self.app.state.last_run()
+        last_ts = GaugeMetricFamily(
+            "reviewer_last_run_timestamp_seconds", "Start of the last finished review cycle."
+        )
+        last_dur = GaugeMetricFamily(
+            "reviewer_last_run_duration_seconds", "Duration of the last finished review cycle."
+        )
+        last_ok = GaugeMetricFamily(
+            "reviewer_last_run_success", "1 if the last finished review cycle had no errors."
+        )
+        if last is not None:
+            last_ts.add_metric([], parse_ts(last.started_at).timestamp())
+            last_dur.add_metric([], (last.duration_ms or 0) / 1000)
+            last_ok.add_metric([], 1.0 if last.status == "ok" else 0.0)
+        yield last_ts
+        yield last_dur
+        yield last_ok
+
+        findings = GaugeMetricFamily(
+            "reviewer_findings", "Findings by rule and state.", labels=["rule", "state"]
+        )
+        for row in store.query(
+            "SELECT rule, state, COUNT(*) AS n FROM reviewer_findings GROUP BY rule, state"
+        ):
+            findings.add_metric([row["rule"], row["state"]], row["n"])
+        yield findings
+
+        proposals = GaugeMetricFamily(
+            "reviewer_proposals", "Proposals by rule and state.", labels=["rule", "state"]
+        )
+        for row in store.query(
+            "SELECT rule, state, COUNT(*) AS n FROM reviewer_proposals GROUP BY rule, state"
+        ):
+            proposals.add_metric([row["rule"], row["state"]], row["n"])
+        yield proposals
+
+
+def registry_for(app: App) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReviewerCollector(app))
+    return registry
