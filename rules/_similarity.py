@@ -22,10 +22,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[._/\-][a-z0-9]+)*")
-_PART = re.compile(r"[a-z]+")
+_PART = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"\d")
-_LEADING_ZEROS = re.compile(r"(?<![0-9])0+(?=[0-9])")
 
 # A short English stopword list plus words every backlog item uses; both carry
 # no meaning about what a task is for.
@@ -135,24 +133,22 @@ def _stem(word: str) -> str:
     return word
 
 
-def _identifier(token: str) -> str:
-    # "012" and "12" name the same spec; "spec-012" and "spec_12" too.
-    return _LEADING_ZEROS.sub("", re.sub(r"[._/\-]", "-", token))
-
-
 def features(text: str) -> tuple[list[str], frozenset[str]]:
-    """The word and identifier tokens of a text, and the set of its identifiers."""
+    """The word and identifier tokens of a text, and the set of its identifiers.
+
+    Compound tokens split at ``. _ / -``; a part with a digit in it is an
+    identifier (``spec-014`` is the word ``spec`` and the identifier ``14``,
+    leading zeros dropped), the rest are words.
+    """
     tokens: list[str] = []
     ids: set[str] = set()
-    for raw in _TOKEN.findall(text.lower()):
-        if _DIGIT.search(raw):
-            ident = "#" + _identifier(raw)
+    for part in _PART.findall(text.lower()):
+        if _DIGIT.search(part):
+            ident = "#" + (str(int(part)) if part.isdigit() else part)
             ids.add(ident)
             tokens.append(ident)
-            continue
-        for part in _PART.findall(raw):
-            if len(part) > 1 and part not in _STOPWORDS:
-                tokens.append(_stem(part))
+        elif len(part) > 1 and part not in _STOPWORDS:
+            tokens.append(_stem(part))
     return tokens, frozenset(ids)
 
 
