@@ -7,9 +7,41 @@ each adapter translates it for its database.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-_NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+# One SQL token that matters for rewriting parameters: a quoted literal or identifier
+# (left alone, so ':MI' in a to_char format or a ':' in a label is not a parameter),
+# a ``:name`` parameter, or a bare percent sign (psycopg's own placeholder marker).
+_PG_PARAM_TOKEN = re.compile(
+    r"(?P<quoted>'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")"
+    r"|(?<![:\w]):(?P<name>[A-Za-z_]\w*)"
+    r"|(?P<percent>%)"
+)
+_LEADING_WITH = re.compile(r"^\s*WITH(\s+RECURSIVE)?\s", re.IGNORECASE)
+
+
+def _pg_param_token(match: re.Match[str]) -> str:
+    if match.group("quoted") is not None:
+        # psycopg scans the whole statement for placeholders, literals included.
+        return match.group("quoted").replace("%", "%%")
+    if match.group("name") is not None:
+        return f"%({match.group('name')})s"
+    return "%%"
+
+
+class _UsedRelations(dict[str, str]):
+    """Maps ``{relation}`` placeholders to CTE names and remembers which were used."""
+
+    def __init__(self, names: Mapping[str, str]):
+        super().__init__(names)
+        self.used: list[str] = []
+
+    def __getitem__(self, key: str) -> str:
+        value = super().__getitem__(key)
+        if key not in self.used:
+            self.used.append(key)
+        return value
 
 
 @dataclass(frozen=True)
@@ -19,22 +51,49 @@ class Dialect:
     def params(self, sql: str) -> str:
         """Rewrite ``:name`` parameters into the driver's style."""
         if self.name == "postgresql":
-            return _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+            return _PG_PARAM_TOKEN.sub(_pg_param_token, sql)
         return sql
+
+    def bind_relations(self, sql: str, relations: Mapping[str, str]) -> str:
+        """Fill ``{tasks}``-style placeholders of ``sql`` with the as-of relations.
+
+        SQLite takes each relation inline as a subquery. PostgreSQL 15 rejects a
+        subquery in FROM without an alias, and queries write both ``FROM {tasks}``
+        and ``FROM {tasks} t``; so there each used relation becomes a
+        ``NOT MATERIALIZED`` CTE (inlined by the planner like the subquery would
+        be) and the placeholder its name.
+        """
+        if self.name != "postgresql":
+            return sql.format(**relations)
+        names = _UsedRelations({key: f"asof_{key}" for key in relations})
+        body = sql.format_map(names)
+        if not names.used:
+            return body
+        ctes = ", ".join(f"asof_{key} AS NOT MATERIALIZED {relations[key]}" for key in names.used)
+        leading = _LEADING_WITH.match(body)
+        if leading is None:
+            return f"WITH {ctes} {body}"
+        # The query has CTEs of its own: ours join its list (RECURSIVE covers all).
+        return f"{leading.group(0)}{ctes}, {body[leading.end() :]}"
 
     def epoch(self, expr: str) -> str:
         """Unix seconds of an ISO timestamp expression."""
         if self.name == "postgresql":
-            return f"EXTRACT(EPOCH FROM CAST({expr} AS timestamptz))"
+            # EXTRACT returns numeric on PostgreSQL 14+; SQLite's julianday maths is a float.
+            return f"CAST(EXTRACT(EPOCH FROM CAST({expr} AS timestamptz)) AS DOUBLE PRECISION)"
         return f"((julianday({expr}) - 2440587.5) * 86400.0)"
 
     def greatest(self, *exprs: str) -> str:
-        fn = "GREATEST" if self.name == "postgresql" else "MAX"
-        return f"{fn}({', '.join(exprs)})"
+        """The largest of the expressions; NULL when any of them is NULL (SQLite's rule)."""
+        if self.name == "postgresql":
+            return _null_if_any_null("GREATEST", exprs)
+        return f"MAX({', '.join(exprs)})"
 
     def least(self, *exprs: str) -> str:
-        fn = "LEAST" if self.name == "postgresql" else "MIN"
-        return f"{fn}({', '.join(exprs)})"
+        """The smallest of the expressions; NULL when any of them is NULL (SQLite's rule)."""
+        if self.name == "postgresql":
+            return _null_if_any_null("LEAST", exprs)
+        return f"MIN({', '.join(exprs)})"
 
     def ts_minus_seconds(self, expr: str, seconds_param: str) -> str:
         """SQL for the stored-form timestamp ``seconds`` before ``expr``."""
@@ -57,7 +116,19 @@ class Dialect:
             sql = sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
             sql = re.sub(r"\bREAL\b", "DOUBLE PRECISION", sql)
             sql = re.sub(r"\bINTEGER\b", "BIGINT", sql)
+            # Byte order, as SQLite compares text: the same ORDER BY and the same
+            # answers to string comparisons whatever the database's locale.
+            sql = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sql)
         return sql
+
+
+def _null_if_any_null(fn: str, exprs: tuple[str, ...]) -> str:
+    # PostgreSQL's GREATEST/LEAST skip NULLs, SQLite's MAX/MIN return NULL: rules are
+    # tested on SQLite, so PostgreSQL follows SQLite.
+    if len(exprs) < 2:
+        return f"{fn}({', '.join(exprs)})"
+    any_null = " OR ".join(f"({e}) IS NULL" for e in exprs)
+    return f"(CASE WHEN {any_null} THEN NULL ELSE {fn}({', '.join(exprs)}) END)"
 
 
 SQLITE = Dialect("sqlite")

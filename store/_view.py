@@ -99,7 +99,7 @@ class BacklogView(
         return self._now_ts
 
     def _sql(self, sql: str) -> str:
-        return sql.format(**self._relations)
+        return self.dialect.bind_relations(sql, self._relations)
 
     def iter_rows(self, sql: str, params: dict[str, Any] | None = None) -> Iterator[Row]:
         """Stream the rows of a query over the as-of relations."""
