@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from rules import stale_queue
+from rules import stale_queue, stuck_phases
 
 REGISTRY: dict[str, ModuleType] = {
     stale_queue.ID: stale_queue,
+    stuck_phases.ID: stuck_phases,
 }
 
 __all__ = ["REGISTRY"]

@@ -1,9 +1,183 @@
-"""Queries for stuck-phases: running tasks, phase flow, failures by executor/model."""
+"""Queries for stuck-phases: running tasks, phase flow, failures by executor/model.
+
+Every relation is aliased (``FROM {tasks} t``): PostgreSQL 15 requires an alias
+on a subquery in FROM, and the as-of relations are subqueries.
+"""
 
 from __future__ import annotations
 
-from store._q_base import QueryBase
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from store._q_base import QueryBase, Row
+
+_FINAL = "('completed', 'failed', 'cancelled')"
 
 
 class StuckQueries(QueryBase):
     """Aggregates in SQL over the as-of relations; small results only."""
+
+    def running_tasks(self, running_for: timedelta) -> list[Row]:
+        """Tasks running at ``now`` that started at least ``running_for`` ago, oldest first."""
+        # A running task without started_at started when it was last updated.
+        return self.rows(
+            """SELECT id, title, task_type, phase, executor, model, attempts, source, started_at
+               FROM (SELECT t.id, t.title, t.task_type, t.phase, t.executor, t.model,
+                            t.attempts, t.source,
+                            COALESCE(t.started_at, t.updated_at, t.created_at) AS started_at
+                     FROM {tasks} t WHERE t.state = 'running') r
+               WHERE started_at <= :cutoff
+               ORDER BY started_at, id""",
+            {"cutoff": self.ago(running_for)},
+        )
+
+    def phase_duration_p95(self, history: timedelta) -> list[Row]:
+        """The nearest-rank p95 run time per (task_type, phase) of tasks completed in ``history``.
+
+        Rows: ``task_type`` and ``phase`` ('' when NULL), ``samples``, ``p95_seconds``.
+        Runs that end before they start (clock skew) are left out.
+        """
+        epoch = self.dialect.epoch
+        return self.rows(
+            f"""WITH d AS (
+                  SELECT COALESCE(t.task_type, '') AS task_type, COALESCE(t.phase, '') AS phase,
+                         {epoch("t.finished_at")} - {epoch("t.started_at")} AS secs
+                  FROM {{tasks}} t
+                  WHERE t.state = 'completed' AND t.started_at IS NOT NULL
+                    AND t.finished_at IS NOT NULL AND t.finished_at >= t.started_at
+                    AND t.finished_at >= :since
+                ), r AS (
+                  SELECT task_type, phase, secs,
+                         ROW_NUMBER() OVER (PARTITION BY task_type, phase ORDER BY secs) AS rn,
+                         COUNT(*) OVER (PARTITION BY task_type, phase) AS samples
+                  FROM d
+                )
+                SELECT task_type, phase, samples, secs AS p95_seconds
+                FROM r WHERE rn = (95 * samples + 99) / 100""",
+            {"since": self.ago(history)},
+        )
+
+    def phase_flow(self, window: timedelta) -> list[Row]:
+        """Per named phase: tasks that entered it (started) and left it (finished) in ``window``."""
+        return self.rows(
+            f"""SELECT phase,
+                       SUM(CASE WHEN entered THEN 1 ELSE 0 END) AS inflow,
+                       SUM(CASE WHEN left_at IS NOT NULL THEN 1 ELSE 0 END) AS outflow,
+                       MIN(CASE WHEN entered THEN started_at END) AS first_entered_at,
+                       SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running
+                FROM (SELECT t.phase, t.state, t.started_at,
+                             (t.started_at >= :since AND t.started_at <= :now) AS entered,
+                             CASE WHEN t.state IN {_FINAL}
+                                  AND COALESCE(t.finished_at, t.updated_at) >= :since
+                                  THEN COALESCE(t.finished_at, t.updated_at) END AS left_at
+                      FROM {{tasks}} t
+                      WHERE t.phase IS NOT NULL AND t.phase <> ''
+                        AND (t.started_at >= :since OR t.finished_at >= :since
+                             OR t.updated_at >= :since)) f
+                GROUP BY phase
+                ORDER BY phase""",
+            {"since": self.ago(window)},
+        )
+
+    def timeout_failures(
+        self, window: timedelta, baseline: timedelta, patterns: Sequence[str]
+    ) -> list[Row]:
+        """Runs, failures and timeout failures per task_type, in ``window`` and the baseline before.
+
+        A failure is a timeout when its error text contains one of ``patterns``
+        (lower-case), matched case-insensitively.
+        """
+        params: dict[str, Any] = {
+            "recent": self.ago(window),
+            "base": self.ago(window + baseline),
+        }
+        likes = []
+        for i, pattern in enumerate(patterns):
+            params[f"p{i}"] = pattern.lower()
+            likes.append(f"LOWER(m.error) LIKE '%' || :p{i} || '%'")
+        is_timeout = f"(m.status = 'failed' AND m.error IS NOT NULL AND ({' OR '.join(likes)}))"
+        is_recent = "m.created_at >= :recent"
+        return self.rows(
+            f"""SELECT m.task_type,
+                  SUM(CASE WHEN {is_recent} THEN 1 ELSE 0 END) AS recent_runs,
+                  SUM(CASE WHEN {is_recent} AND m.status = 'failed' THEN 1 ELSE 0 END)
+                    AS recent_failures,
+                  SUM(CASE WHEN {is_recent} AND {is_timeout} THEN 1 ELSE 0 END) AS recent_timeouts,
+                  SUM(CASE WHEN NOT ({is_recent}) THEN 1 ELSE 0 END) AS base_runs,
+                  SUM(CASE WHEN NOT ({is_recent}) AND m.status = 'failed' THEN 1 ELSE 0 END)
+                    AS base_failures,
+                  SUM(CASE WHEN NOT ({is_recent}) AND {is_timeout} THEN 1 ELSE 0 END)
+                    AS base_timeouts,
+                  MAX(CASE WHEN {is_recent} AND {is_timeout} THEN m.error END) AS sample_error
+                FROM {{metrics}} m
+                WHERE m.created_at >= :base AND m.task_type IS NOT NULL AND m.task_type <> ''
+                GROUP BY m.task_type
+                ORDER BY m.task_type""",
+            params,
+        )
+
+    def failed_task_attempts(self, min_attempts: int) -> list[Row]:
+        """Tasks failed at ``now`` after at least ``min_attempts`` attempts."""
+        return self.rows(
+            """SELECT t.id, t.title, t.task_type, t.phase, t.executor, t.model, t.attempts,
+                      t.error, COALESCE(t.finished_at, t.updated_at, t.created_at) AS failed_at
+               FROM {tasks} t
+               WHERE t.state = 'failed' AND t.attempts >= :n
+               ORDER BY t.id""",
+            {"n": min_attempts},
+        )
+
+    def repeated_metric_failures(self, min_failures: int) -> list[Row]:
+        """Tasks whose runs failed ``min_failures`` times since their last success, still open.
+
+        A task that completed or was cancelled by ``now`` is left out, as is one
+        whose latest recorded run succeeded.
+        """
+        return self.rows(
+            """WITH ok AS (
+                  SELECT m.task_id, MAX(m.created_at) AS last_ok_at
+                  FROM {metrics} m WHERE m.status = 'completed' GROUP BY m.task_id
+                ), f AS (
+                  SELECT m.task_id, COUNT(*) AS failures, MIN(m.created_at) AS first_failed_at,
+                         MAX(m.created_at) AS failed_at, MAX(m.task_type) AS task_type,
+                         MAX(m.executor) AS executor, MAX(m.model) AS model
+                  FROM {metrics} m LEFT JOIN ok ON ok.task_id = m.task_id
+                  WHERE m.status = 'failed'
+                    AND (ok.last_ok_at IS NULL OR m.created_at > ok.last_ok_at)
+                  GROUP BY m.task_id
+                  HAVING COUNT(*) >= :n
+                )
+                SELECT f.task_id AS id, t.title, COALESCE(t.task_type, f.task_type) AS task_type,
+                       t.phase, COALESCE(t.executor, f.executor) AS executor,
+                       COALESCE(t.model, f.model) AS model, t.state, f.failures,
+                       f.first_failed_at, f.failed_at,
+                       (SELECT m2.error FROM {metrics} m2
+                        WHERE m2.task_id = f.task_id AND m2.status = 'failed'
+                        ORDER BY m2.created_at DESC LIMIT 1) AS error
+                FROM f LEFT JOIN {tasks} t ON t.id = f.task_id
+                WHERE t.state IS NULL OR t.state NOT IN ('completed', 'cancelled')
+                ORDER BY f.task_id""",
+            {"n": min_failures},
+        )
+
+    def failure_rates(self, window: timedelta) -> list[Row]:
+        """Runs and failures per executor and per model in ``window``.
+
+        Rows: ``scope`` ('executor' or 'model'), ``name``, ``runs``, ``failures``,
+        ``first_at``, ``last_at`` and one ``sample_error``.
+        """
+        parts = []
+        for scope in ("executor", "model"):
+            parts.append(
+                f"""SELECT '{scope}' AS scope, m.{scope} AS name, COUNT(*) AS runs,
+                           SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END) AS failures,
+                           MIN(m.created_at) AS first_at, MAX(m.created_at) AS last_at,
+                           MAX(CASE WHEN m.status = 'failed' THEN m.error END) AS sample_error
+                    FROM {{metrics}} m
+                    WHERE m.created_at >= :since AND m.{scope} IS NOT NULL AND m.{scope} <> ''
+                    GROUP BY m.{scope}"""
+            )
+        return self.rows(
+            " UNION ALL ".join(parts) + " ORDER BY scope, name", {"since": self.ago(window)}
+        )

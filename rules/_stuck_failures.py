@@ -1,0 +1,187 @@
+"""stuck-phases, the failure kinds: ``timeout-pattern``, ``repeated-failure``, ``error-rate``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from scipy.stats import fisher_exact
+
+from reviewer.models import Finding, Severity
+from reviewer.timeutil import fmt_duration
+from store._view import BacklogView
+
+if TYPE_CHECKING:
+    from rules.stuck_phases import Options
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "n/a"
+
+
+def _greater_p(hits: int, misses: int, base_hits: int, base_misses: int) -> float:
+    """One-sided Fisher exact p that the first row's share of hits beats the second's."""
+    if base_hits + base_misses == 0:
+        return 1.0
+    table = [[hits, misses], [base_hits, base_misses]]
+    return float(fisher_exact(table, alternative="greater").pvalue)
+
+
+def timeout_patterns(options: Options, view: BacklogView) -> Iterator[Finding]:
+    """Task types whose executions fail by timeout more often than they used to."""
+    window, baseline = fmt_duration(options.timeout_window), fmt_duration(options.timeout_baseline)
+    rows = view.timeout_failures(
+        options.timeout_window, options.timeout_baseline, options.timeout_patterns
+    )
+    for row in rows:
+        rr, rf, rt = (
+            int(row[k] or 0) for k in ("recent_runs", "recent_failures", "recent_timeouts")
+        )
+        br, bf, bt = (int(row[k] or 0) for k in ("base_runs", "base_failures", "base_timeouts"))
+        # Too few timeouts, too little history, or timeouts a minor part of what fails.
+        if rt < options.min_timeouts or br < options.min_baseline_runs:
+            continue
+        if rt / rf < options.min_timeout_share:
+            continue
+        # Two views of "more timeouts": of the failures, and of all runs; Bonferroni for both.
+        p_failures = _greater_p(rt, rf - rt, bt, bf - bt)
+        p_runs = _greater_p(rt, rr - rt, bt, br - bt)
+        p_value = min(1.0, 2 * min(p_failures, p_runs))
+        if p_value >= options.alpha:
+            continue
+        task_type = row["task_type"]
+        yield Finding(
+            kind="timeout-pattern",
+            subject=f"task_type:{task_type}",
+            summary=(
+                f"{rt} of {rf} failed {task_type} runs in the last {window} timed out "
+                f"({_pct(rt, rf)}; {_pct(rt, rr)} of all {rr} runs), against {bt} of {bf} "
+                f"failures ({_pct(bt, bf)}; {_pct(bt, br)} of {br} runs) in the {baseline} "
+                f"before (one-sided Fisher exact p = {p_value:.2g})"
+            ),
+            evidence={
+                "task_type": task_type,
+                "recent_runs": rr,
+                "recent_failures": rf,
+                "recent_timeouts": rt,
+                "baseline_runs": br,
+                "baseline_failures": bf,
+                "baseline_timeouts": bt,
+                "recent_share_of_failures": round(rt / rf, 3),
+                "baseline_share_of_failures": round(bt / bf, 3) if bf else None,
+                "p_value": float(f"{p_value:.3g}"),
+                "sample_error": row["sample_error"],
+            },
+            title=f"Investigate rising timeouts in {task_type} tasks",
+            why=(
+                "A growing share of runs ending in timeouts means something they wait on got "
+                "slower or stopped answering (a model endpoint, a tool, a test suite), or the "
+                "work outgrew its time limit; each timeout burns a full run's time and cost."
+            ),
+            action=(
+                f"Read the recent timed-out {task_type} runs (e.g. {row['sample_error']!r}): find "
+                "what they wait on and whether it slowed down. Fix or route around the slow "
+                "dependency; raise the timeout only if the work really grew."
+            ),
+        )
+
+
+def repeated_failures(options: Options, view: BacklogView) -> Iterator[Finding]:
+    """Tasks that failed ``max_failures`` times: dead letters to escalate, not retry."""
+    n = options.max_failures
+    found: dict[str, dict[str, Any]] = {}
+    for row in view.failed_task_attempts(n):
+        found[row["id"]] = {**row, "failures": int(row["attempts"]), "state": "failed"}
+    for row in view.repeated_metric_failures(n):
+        seen = found.get(row["id"])
+        if seen is None:
+            found[row["id"]] = dict(row)
+        else:
+            seen["failures"] = max(seen["failures"], int(row["failures"]))
+            seen["error"] = seen["error"] or row["error"]
+    for task_id, task in sorted(found.items()):
+        failures = int(task["failures"])
+        title = task["title"] or task_id
+        state = task["state"] or "unknown (no task record)"
+        error = task["error"]
+        last = f"; last error: {error[:200]}" if error else ""
+        yield Finding(
+            kind="repeated-failure",
+            subject=task_id,
+            summary=(
+                f"Task {task_id} ({task['task_type'] or 'untyped'}) has failed {failures} times "
+                f"(limit {n}), last at {task['failed_at']}, and is {state}{last}"
+            ),
+            evidence={
+                "title": task["title"],
+                "task_type": task["task_type"],
+                "phase": task["phase"],
+                "executor": task["executor"],
+                "model": task["model"],
+                "state": task["state"],
+                "failures": failures,
+                "failed_at": task["failed_at"],
+                "error": error,
+            },
+            title=f"Escalate task {task_id} after {failures} failures: {title}",
+            why=(
+                f"After {failures} failed attempts another retry is unlikely to succeed and "
+                "spends another run's time and cost; the task needs a human decision "
+                "(the seed's dead-letter rule)."
+            ),
+            action=(
+                f"Read the errors of {task_id}'s attempts and decide: fix the cause (description, "
+                "spec, environment) and re-queue it once, split it, or cancel it. Stop automatic "
+                "retries until then."
+            ),
+            remedy="escalate",
+            related=[task_id],
+        )
+
+
+def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
+    """Executors and models failing at circuit-breaker rates."""
+    window = fmt_duration(options.error_window)
+    for row in view.failure_rates(options.error_window):
+        runs, failures = int(row["runs"]), int(row["failures"] or 0)
+        rate = failures / runs if runs else 0.0
+        if runs < options.min_runs or rate < options.max_error_rate:
+            continue
+        scope, name = row["scope"], row["name"]
+        critical = rate >= options.critical_error_rate
+        error = row["sample_error"]
+        example = f"; e.g. {error[:200]}" if error else ""
+        yield Finding(
+            kind="error-rate",
+            subject=f"{scope}:{name}",
+            severity=Severity.critical if critical else None,
+            summary=(
+                f"{scope.capitalize()} {name} failed {failures} of {runs} runs ({rate:.0%}) in the "
+                f"last {window}, at or above the {options.max_error_rate:.0%} circuit-breaker "
+                f"limit{example}"
+            ),
+            evidence={
+                "scope": scope,
+                "name": name,
+                "runs": runs,
+                "failures": failures,
+                "failure_rate": round(rate, 3),
+                "limit": options.max_error_rate,
+                "first_run_at": row["first_at"],
+                "last_run_at": row["last_at"],
+                "sample_error": error,
+            },
+            title=f"Pause {scope} {name}: {rate:.0%} of its runs fail",
+            why=(
+                f"When half or more of what a {scope} runs fails, each new task sent to it most "
+                "likely fails too, wasting a run and its cost and pushing tasks toward the "
+                "dead-letter limit; the seed's circuit breaker pauses it at 50%."
+            ),
+            action=(
+                f"Pause {scope} {name} (route its tasks elsewhere), find the common cause in its "
+                "recent errors (credentials, quota, outage, a bad release), fix it, and resume "
+                "with a few tasks before full load."
+            ),
+            remedy="pause",
+            task_type="heal",
+        )
