@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from rules import stale_queue, stuck_phases
+from rules import flaky_tests, stale_queue, stuck_phases
 
 REGISTRY: dict[str, ModuleType] = {
     stale_queue.ID: stale_queue,
+    flaky_tests.ID: flaky_tests,
     stuck_phases.ID: stuck_phases,
 }
 
