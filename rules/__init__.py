@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from rules import flaky_tests, stale_queue, stuck_phases
+from rules import flaky_tests, spec_drift, stale_queue, stuck_phases
 
 REGISTRY: dict[str, ModuleType] = {
     stale_queue.ID: stale_queue,
     flaky_tests.ID: flaky_tests,
     stuck_phases.ID: stuck_phases,
+    spec_drift.ID: spec_drift,
 }
 
 __all__ = ["REGISTRY"]

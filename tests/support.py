@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -69,11 +71,16 @@ def make_store(
     test_results: Iterable[dict[str, Any]] = (),
     specs: dict[str, str] | None = None,
     repo: dict[str, str] | None = None,
+    commits: list[dict[str, Any]] | None = None,
     path: str = ":memory:",
 ) -> SQLiteStore:
-    """A store holding the given records, with a workspace of the given files."""
+    """A store holding the given records, with a workspace of the given files.
+
+    ``commits`` (``[{at, files, specs}]``) also makes ``tmp_path`` a git repository
+    holding both directories, with one commit per entry dated ``at``.
+    """
     workspace = None
-    if tmp_path is not None and (specs is not None or repo is not None):
+    if tmp_path is not None and (specs is not None or repo is not None or commits):
         specs_dir = tmp_path / "specs"
         repo_dir = tmp_path / "repo"
         for base, files in ((specs_dir, specs or {}), (repo_dir, repo or {})):
@@ -82,12 +89,56 @@ def make_store(
                 target = base / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text)
+        if commits:
+            git_history(tmp_path, specs_dir, repo_dir, commits)
         workspace = Workspace(specs_dir=specs_dir, repo_dir=repo_dir)
     store = SQLiteStore(path, workspace=workspace)
     store.upsert_tasks(task_rows(tasks))
     store.upsert_metrics(metric_rows(metrics))
     store.upsert_test_results(test_result_rows(test_results))
     return store
+
+
+def git_history(root: Path, specs_dir: Path, repo_dir: Path, commits: list[dict[str, Any]]) -> None:
+    """Make ``root`` a git repository with one commit per entry, dated ``at``.
+
+    Each entry writes ``files`` under ``repo_dir`` and ``specs`` under ``specs_dir``
+    (content ``None`` deletes the file) and commits everything.
+    """
+
+    def git(*args: str, at: str | None = None) -> None:
+        env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(root)}
+        if at is not None:
+            env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = at
+        subprocess.run(["git", "-C", str(root), *args], env=env, check=True, capture_output=True)
+
+    git("init", "-q")
+    for n, commit in enumerate(commits):
+        for base, files in (
+            (repo_dir, commit.get("files", {})),
+            (specs_dir, commit.get("specs", {})),
+        ):
+            for rel, text in files.items():
+                target = base / rel
+                if text is None:
+                    target.unlink()
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+        git("add", "-A")
+        at = fmt_ts(parse_ts(commit["at"]))
+        git(
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            f"commit {n}",
+            at=at,
+        )
 
 
 def make_config(data: dict[str, Any] | None = None, base: Path | None = None) -> Config:

@@ -55,6 +55,7 @@ def test_rule_case(rule_id: str, case: dict[str, Any], tmp_path: Path) -> None:
         test_results=[*case.get("test_results", []), *generated["test_results"]],
         specs=case.get("specs"),
         repo=case.get("repo"),
+        commits=case.get("commits"),
     )
     try:
         options = module.Options.model_validate(case.get("options", {}))
