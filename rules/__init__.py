@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from rules import flaky_tests, spec_drift, stale_queue, stuck_phases
+from rules import flaky_tests, spec_drift, stale_queue, stuck_phases, usage_spikes
 
 REGISTRY: dict[str, ModuleType] = {
     stale_queue.ID: stale_queue,
     flaky_tests.ID: flaky_tests,
+    usage_spikes.ID: usage_spikes,
     stuck_phases.ID: stuck_phases,
     spec_drift.ID: spec_drift,
 }

@@ -1,0 +1,219 @@
+"""The findings of usage-spikes, worded for the person who has to act on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reviewer.models import Finding, Severity
+from rules._usage_spike import Spike
+from rules._usage_stats import Reference, hour_label
+
+_THROTTLE = "throttle"
+
+
+def amount(measure: str, value: float | None) -> str:
+    """A usage figure as people read it: ``$4.20`` or ``412,000 tokens``."""
+    if value is None:
+        return "not reported"
+    if measure == "cost":
+        return f"${value:,.2f}"
+    return f"{value:,.0f} tokens"
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    if value is None or value == float("inf"):
+        return None
+    return round(value, digits)
+
+
+def task_outlier(
+    task: dict[str, Any],
+    task_type: str,
+    model: str,
+    refs: dict[str, Reference],
+    over: list[str],
+    action: str,
+) -> Finding:
+    """A task that used far more than its peers."""
+    values = {"tokens": task["tokens"], "cost": task["cost_usd"]}
+    measure = max(over, key=lambda m: refs[m].score(values[m]))
+    ref, value = refs[measure], values[measure]
+    ratio = ref.ratio(value)
+    task_id = task["task_id"]
+    group = f"{task_type or 'untyped'} tasks on {model or 'an unnamed model'}"
+    what = "tokens" if measure == "tokens" else "cost"
+    if action == _THROTTLE:
+        title = f"Cap per-task {what} of {group}: task {task_id} used {ratio:.1f}× the usual"
+        act = (
+            f"Set a per-task {what} limit for {group} near {amount(measure, ref.median * 3)} "
+            f"(3× the median) so a runaway run is stopped early, then read the run log of "
+            f"{task_id} to find why it ran away."
+        )
+    else:
+        title = f"Investigate why task {task_id} used {ratio:.1f}× the usual {what}"
+        act = (
+            f"Read the run log of {task_id}: look for repeated tool calls, a context that kept "
+            f"growing, or retries inside the run. Fix the prompt or task description behind it, "
+            f"comparing with a typical run of {group}."
+        )
+    return Finding(
+        kind="task-outlier",
+        subject=f"task:{task_id}",
+        summary=(
+            f"Task {task_id} ({group}) used {amount(measure, value)}, {ratio:.1f}× the median "
+            f"of {amount(measure, ref.median)} over {ref.samples} peers "
+            f"(robust score {ref.score(value):.1f})"
+        ),
+        evidence={
+            "task_id": task_id,
+            "task_type": task_type or None,
+            "model": model or None,
+            "executor": task["executor"],
+            "created_at": task["created_at"],
+            "measure": measure,
+            "over": sorted(over),
+            "tokens": values["tokens"],
+            "tokens_in": task["tokens_in"],
+            "tokens_out": task["tokens_out"],
+            "cost_usd": values["cost"],
+            "median": _round(ref.median, 4),
+            "robust_sd": _round(ref.scale, 4),
+            "score": _round(ref.score(value)),
+            "ratio": _round(ratio),
+            "peers": ref.samples,
+        },
+        title=title,
+        why=(
+            "A task that uses many times what its peers use usually means a loop, an oversized "
+            "context or a retry storm inside the run; left alone the cause repeats on the next "
+            "task of its kind and the bill grows with it."
+        ),
+        action=act,
+        remedy=action,
+        related=[task_id],
+    )
+
+
+def spike(s: Spike, action: str) -> Finding:
+    """A scope whose hourly usage has stood far above normal for hours."""
+    peak, last = s.peak, s.hours[-1]
+    assert peak.baseline is not None and peak.value is not None
+    since = hour_label(s.opened_at)
+    ratio, score = peak.baseline.ratio(peak.value), peak.baseline.score(peak.value)
+    anomalous = sum(h.anomalous for h in s.episode)
+    what = "token use" if s.measure == "tokens" else "cost"
+    state = (
+        f"still {amount(s.measure, last.value)} in the hour from {hour_label(last.hour)}"
+        if last.anomalous
+        else f"back to {amount(s.measure, last.value)} in the last hour; open until it stays "
+        "normal for a few hours"
+    )
+    usual = amount(s.measure, peak.baseline.median)
+    if action == _THROTTLE:
+        title = f"Throttle {s.subject}: hourly {what} {ratio:.1f}× normal since {since}"
+        act = (
+            f"Pause {s.subject} or rate-limit it to its usual level (about {usual} an hour) "
+            "until the cause is found, then lift the limit once hourly usage is normal again."
+        )
+    else:
+        title = f"Investigate the {what} spike of {s.subject} since {since}"
+        act = (
+            f"Look at the tasks of {s.subject} since {since}: which task types, models or "
+            "executors grew, and whether single tasks ran away (see task-outlier findings). "
+            "Stop the cause; if the new level is intended, silence this finding for a few days "
+            "while the baseline catches up."
+        )
+    return Finding(
+        kind="spike",
+        subject=s.subject,
+        summary=(
+            f"Hourly {what} of {s.subject} far above normal since {since}: peak "
+            f"{amount(s.measure, peak.value)} in the hour from {hour_label(peak.hour)} against "
+            f"a usual {usual} ({ratio:.1f}×, robust score {score:.1f}); {state}"
+        ),
+        evidence={
+            "scope": s.subject,
+            "measure": s.measure,
+            "opened_at": since,
+            "hours_anomalous": anomalous,
+            "peak_hour": hour_label(peak.hour),
+            "peak_value": _round(peak.value, 4),
+            "baseline": _round(peak.baseline.median, 4),
+            "robust_sd": _round(peak.baseline.scale, 4),
+            "ratio": _round(ratio),
+            "score": _round(score),
+            "baseline_days": peak.baseline.samples,
+            "series": [
+                {
+                    "hour": hour_label(h.hour),
+                    "value": _round(h.value, 4),
+                    "baseline": _round(h.baseline.median, 4) if h.baseline else None,
+                    "anomalous": h.anomalous,
+                }
+                for h in s.hours
+            ],
+        },
+        title=title,
+        why=(
+            "Usage that jumps several times above its usual level for that hour, hour after "
+            "hour, is spending on something new: a retry loop, runaway tasks, a misrouted queue "
+            "or a changed prompt. Regular daily and weekly peaks are part of the baseline, so "
+            "this is not the normal rhythm."
+        ),
+        action=act,
+        remedy=action,
+    )
+
+
+def budget(
+    scope: str,
+    spent: float,
+    tasks: int,
+    limit: float,
+    day_start: str,
+    now_ts: str,
+    escalate_at: float,
+    action: str,
+) -> Finding:
+    """Today's spend above a configured daily budget."""
+    who = "all tasks" if scope == "all" else scope
+    share = spent / limit
+    if action == _THROTTLE:
+        title = f"Pause {who} for the rest of the day: ${spent:,.2f} of a ${limit:,.2f} budget"
+        act = (
+            f"Pause new work for {who} until 00:00 UTC, or throttle it to essential tasks; then "
+            "find what drove today's spend and raise the budget only if the growth is intended."
+        )
+    else:
+        title = f"Daily budget exceeded for {who}: ${spent:,.2f} of ${limit:,.2f}"
+        act = (
+            f"Find what drove today's spend for {who} (task counts and cost per task against "
+            "yesterday, and any spike or task-outlier findings), then stop the cause, or raise "
+            "the budget in [rules.usage-spikes] if the growth is intended."
+        )
+    return Finding(
+        kind="budget",
+        subject=scope,
+        severity=Severity.error if share >= escalate_at else None,
+        summary=(
+            f"Spend of {who} since 00:00 UTC is ${spent:,.2f} over {tasks} tasks, "
+            f"{share:.0%} of its daily budget of ${limit:,.2f}"
+        ),
+        evidence={
+            "scope": scope,
+            "spent_usd": round(spent, 4),
+            "budget_usd": limit,
+            "share": round(share, 3),
+            "tasks": tasks,
+            "since": day_start,
+            "as_of": now_ts,
+        },
+        title=title,
+        why=(
+            "The daily budget is the spend someone agreed to; going over it means usage grew "
+            "without a decision or something is burning money, and every further hour today "
+            "adds to it."
+        ),
+        action=act,
+        remedy=action,
+    )
