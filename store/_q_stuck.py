@@ -131,6 +131,8 @@ class StuckQueries(QueryBase):
     def repeated_metric_failures(self, min_failures: int) -> list[Row]:
         """Tasks whose runs failed ``min_failures`` times since their last success, still open.
 
+        ``error`` is the latest error text any of those runs gave.
+
         A task that completed or was cancelled by ``now`` is left out, as is one
         whose latest recorded run succeeded.
         """
@@ -154,6 +156,7 @@ class StuckQueries(QueryBase):
                        f.first_failed_at, f.failed_at,
                        (SELECT m2.error FROM {metrics} m2
                         WHERE m2.task_id = f.task_id AND m2.status = 'failed'
+                          AND m2.error IS NOT NULL
                         ORDER BY m2.created_at DESC LIMIT 1) AS error
                 FROM f LEFT JOIN {tasks} t ON t.id = f.task_id
                 WHERE t.state IS NULL OR t.state NOT IN ('completed', 'cancelled')
