@@ -28,7 +28,11 @@ class App:
             specs_dir=config.resolve(config.reviewer.specs_dir),
             repo_dir=config.resolve(config.reviewer.repo_dir),
         )
-        return cls(config, open_store(config.store_url, workspace=workspace), clock)
+        mirror = config.resolve(config.reviewer.http_mirror)
+        store = open_store(
+            config.store_url, workspace=workspace, mirror_path=str(mirror) if mirror else None
+        )
+        return cls(config, store, clock)
 
     def close(self) -> None:
         self.store.close()

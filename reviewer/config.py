@@ -34,6 +34,8 @@ class ReviewerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     store: str = "sqlite:///reviewer.db"
+    # For an http(s):// store: the local SQLite file it is mirrored into.
+    http_mirror: str | None = None
     specs_dir: str = "specs"
     repo_dir: str = "."
     # Schedule: an interval, or a five-field cron expression (cron wins when set).
@@ -214,6 +216,9 @@ def config_from_dict(
             raise ConfigError(f"{_where(path)}: [rules.{rule_id}] must be a table")
         shared = {k: v for k, v in table.items() if k in SHARED_RULE_KEYS}
         own = {k: v for k, v in table.items() if k not in SHARED_RULE_KEYS}
+        if rule_id == "goal-progress" and "goals" not in own:
+            # The goals the rule watches are the [goals.<id>] tables.
+            own["goals"] = data.get("goals", {})
         try:
             rule_settings = RuleSettings.model_validate(
                 {**getattr(module, "DEFAULTS", {}), **shared}

@@ -124,20 +124,24 @@ class Engine:
                 run_id = self.state.start_run(fmt_ts(self.clock()), at_ts, trigger)
         result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
 
-        findings, failed_rules = self._run_rules(at, result)
         try:
-            with self.store.transaction():
-                self._apply(findings, failed_rules, at, result)
-                if dry_run:
-                    raise _Rollback
-        except _Rollback:
-            pass
-        except Exception as exc:  # the cycle failed where it failed; the next one is on time
-            log.exception("review cycle %s failed while saving its results", run_id)
+            findings, failed_rules = self._run_rules(at, result)
+        except Exception as exc:  # the store could not be read: nothing to judge this cycle
+            log.exception("review cycle %s could not read the store", run_id)
             result.status = "failed"
-            result.errors.append(
-                {"rule": None, "stage": "save", "error": f"{type(exc).__name__}: {exc}"}
-            )
+            result.errors.append({"rule": None, "stage": "read", "error": _describe(exc)})
+        else:
+            try:
+                with self.store.transaction():
+                    self._apply(findings, failed_rules, at, result)
+                    if dry_run:
+                        raise _Rollback
+            except _Rollback:
+                pass
+            except Exception as exc:  # the cycle failed where it failed; the next one is on time
+                log.exception("review cycle %s failed while saving its results", run_id)
+                result.status = "failed"
+                result.errors.append({"rule": None, "stage": "save", "error": _describe(exc)})
         if result.status != "failed" and result.errors:
             result.status = "partial"
         result.duration_ms = int((time.monotonic() - started) * 1000)
@@ -546,6 +550,10 @@ class Engine:
                 }
             ),
         }
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _where(exc: BaseException) -> str:

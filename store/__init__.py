@@ -14,8 +14,11 @@ from store.base import DaemonLockedError, Row, Store, StoreError
 from store.sqlite import SQLiteStore
 
 
-def open_store(url: str, *, workspace: Any = None) -> Store:
-    """Open the store a URL names; raises ``StoreError`` with a clear message."""
+def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = None) -> Store:
+    """Open the store a URL names; raises ``StoreError`` with a clear message.
+
+    ``mirror_path`` is the local SQLite file an HTTP store mirrors into.
+    """
     if url.startswith("sqlite:///"):
         return SQLiteStore(url[len("sqlite:///") :], workspace=workspace)
     if url.startswith(("postgresql://", "postgres://")):
@@ -25,7 +28,7 @@ def open_store(url: str, *, workspace: Any = None) -> Store:
     if url.startswith(("http://", "https://")):
         from store.http import HTTPStore
 
-        return HTTPStore(url, workspace=workspace)
+        return HTTPStore(url, workspace=workspace, mirror_path=mirror_path)
     raise StoreError(
         f"unknown store URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db "
         "or http(s)://host/api"
