@@ -25,95 +25,17 @@ from scipy.sparse.csgraph import connected_components
 _PART = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"\d")
 
-# A short English stopword list plus words every backlog item uses; both carry
-# no meaning about what a task is for.
-_STOPWORDS = frozenset(
-    {
-        "a",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "been",
-        "but",
-        "by",
-        "can",
-        "could",
-        "do",
-        "does",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "may",
-        "more",
-        "must",
-        "not",
-        "of",
-        "on",
-        "or",
-        "our",
-        "over",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "this",
-        "those",
-        "to",
-        "too",
-        "up",
-        "use",
-        "used",
-        "using",
-        "via",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "will",
-        "with",
-        "within",
-        "without",
-        "would",
-        "you",
-        "your",
-        "also",
-        "all",
-        "each",
-        "new",
-        "please",
-        "task",
-        "todo",
-        "need",
-        "needs",
-        "make",
-        "ensure",
-    }
-)
+# A short English stopword list, words every backlog item uses and the fillers
+# people add when they file a task again ("asap", "properly", "follow-up"): none
+# says what a task is for.
+_STOPWORD_TEXT = """
+a an and any are as at be been but by can could do does for from has have how if in into is it
+its may more must not of on or our over should so some such than that the their them then there
+these this those to too up use used using via was we were what when where which while who will
+with within without would you your also all each new please task todo need needs make ensure
+asap properly again quickly now soon urgent urgently really just still follow followup
+"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def _stem(word: str) -> str:
@@ -122,15 +44,49 @@ def _stem(word: str) -> str:
         return word
     if word.endswith("ies"):
         return word[:-3] + "y"
+    if word.endswith("es") and word[-3] in "sxzh":
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
     for suffix in ("ing", "ed"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)]
+            # "dropped" → "drop", as "drops" does
             return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
-    if word.endswith("es") and word[-3:-2] in ("s", "x", "z", "h"):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
     return word
+
+
+# What a task asks to do, by the first verb of its title that says it. "Add X to
+# Y" and "Remove X from Y" share every other word yet ask for opposite work, so
+# two titles whose actions are known and differ are never duplicates. Only the
+# first counts because later ones are often nouns ("Fix the audit test").
+_ACTION_VERBS = {
+    "create": "add create implement introduce build support write enable",
+    "fix": "fix repair resolve correct debug patch",
+    "remove": "remove delete drop disable deprecate",
+    "refactor": "refactor clean simplify restructure rewrite tidy",
+    "document": "document docs",
+    "test": "test tests",
+    "speed": "speed optimize optimise accelerate",
+    "migrate": "migrate move port upgrade",
+    "investigate": "investigate diagnose analyse analyze",
+    "review": "review audit",
+}
+
+
+def _inflections(verb: str) -> set[str]:
+    forms = {verb, verb + "s", verb + "es", verb + "ed", verb + "d", verb + "ing"}
+    if verb.endswith("e"):
+        forms.add(verb[:-1] + "ing")
+    return {_stem(f) for f in forms}
+
+
+_ACTIONS = {
+    form: action
+    for action, verbs in _ACTION_VERBS.items()
+    for verb in verbs.split()
+    for form in _inflections(verb)
+}
 
 
 def features(text: str) -> tuple[list[str], frozenset[str]]:
@@ -161,10 +117,16 @@ class Document:
     block: str  # only documents with the same block are compared (e.g. the task type)
     title_tokens: list[str] = field(init=False)
     title_ids: frozenset[str] = field(init=False)
+    title_action: str | None = field(init=False)
     body_tokens: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.title_tokens, self.title_ids = features(self.title)
+        # "Review queue: speed up X" asks to speed up: the clause after a colon
+        # says what to do, what comes before it names where.
+        head, _, tail = self.title.rpartition(":")
+        words = [*features(tail)[0], *features(head)[0]] if head else self.title_tokens
+        self.title_action = next((_ACTIONS[w] for w in words if w in _ACTIONS), None)
         self.body_tokens, _ = features(self.description)
 
 
@@ -199,49 +161,71 @@ def _row_dots(matrix: csr_matrix, left: np.ndarray, right: np.ndarray) -> np.nda
     return np.asarray(matrix[left].multiply(matrix[right]).sum(axis=1)).ravel()
 
 
+def _title_pairs(titles: csr_matrix, df: np.ndarray, threshold: float) -> csr_matrix:
+    """Title cosines of the pairs that can reach ``threshold``, upper triangle only.
+
+    Blocking: pairs are found through the words they share (a sparse product,
+    so pairs with nothing in common cost nothing), and words in more than
+    ``cap`` titles, such as a verb every task starts with, do not make pairs
+    by themselves. Their share of a pair's cosine is still counted exactly
+    when the bound ``|common_i| * |common_j|`` says it could matter.
+    """
+    n = titles.shape[0]
+    cap = max(200, n // 10)
+    common_cols = df > cap
+    rare = csr_matrix(titles.multiply(~common_cols[np.newaxis, :]))
+    sims = (rare @ rare.T).tocoo()
+    if common_cols.any():
+        common = csr_matrix(titles.multiply(common_cols[np.newaxis, :]))
+        bound = np.sqrt(np.asarray(common.multiply(common).sum(axis=1)).ravel())
+        upper = sims.row < sims.col
+        rows, cols, data = sims.row[upper], sims.col[upper], sims.data[upper]
+        maybe = data + bound[rows] * bound[cols] >= threshold - 1e-9
+        rows, cols = rows[maybe], cols[maybe]
+        data = data[maybe] + _row_dots(common, rows, cols)
+        return csr_matrix((data, (rows, cols)), shape=(n, n))
+    return csr_matrix(sims)
+
+
 def similar_pairs(docs: Sequence[Document], threshold: float) -> list[tuple[int, int, float]]:
     """Pairs ``(i, j, similarity)`` with ``i < j`` whose texts say the same thing.
 
     Two documents of the same block are similar when their titles' identifiers
-    agree (or one title has none) and their cosine similarity reaches
-    ``threshold``: over title and description when both have a description
-    (the title counted twice, as it is the summary), over titles alone when
-    either lacks one.
+    agree (or one title has none), their titles ask for the same action (or one
+    title names none) and their similarity reaches ``threshold``: the cosine of
+    their titles, and when both have a description also that of the whole text
+    (the title counted twice, as it is the summary), whichever is lower.
     """
     n = len(docs)
     if n < 2:
         return []
-    full_tokens = [[*d.title_tokens, *d.title_tokens, *d.body_tokens] for d in docs]
-    full, df = _tfidf(full_tokens)
-    titles, _ = _tfidf([d.title_tokens for d in docs])
-
-    # Blocking: candidates share at least one token that few documents have.
-    # A token in more than `cap` documents is boilerplate; a pair sharing only
-    # such tokens cannot reach a high cosine once IDF has discounted them.
-    cap = max(50, n // 20)
-    rare = csr_matrix(full.multiply(df[np.newaxis, :] <= cap))
-    rare.data[:] = 1.0
-    rare.eliminate_zeros()
-    co = (rare @ rare.T).tocoo()
-    upper = co.row < co.col
-    left, right = co.row[upper], co.col[upper]
+    titles, df = _tfidf([d.title_tokens for d in docs])
+    sims = _title_pairs(titles, df, threshold).tocoo()
+    keep = (sims.row < sims.col) & (sims.data.round(3) >= threshold)
+    left, right, title_scores = sims.row[keep], sims.col[keep], sims.data[keep]
     codes: dict[str, int] = {}
     blocks = np.asarray([codes.setdefault(d.block, len(codes)) for d in docs])
     same = blocks[left] == blocks[right]
-    left, right = left[same], right[same]
+    left, right, scores = left[same], right[same], title_scores[same]
 
+    # With both descriptions, the titles and the whole text must each agree:
+    # titles worded alike say little when the bodies ask for different things.
     has_body = np.asarray([bool(d.body_tokens) for d in docs])
     both = has_body[left] & has_body[right]
-    scores = np.where(both, _row_dots(full, left, right), _row_dots(titles, left, right)).round(3)
-    keep = scores >= threshold
+    if both.any():
+        full, _ = _tfidf([[*d.title_tokens, *d.title_tokens, *d.body_tokens] for d in docs])
+        scores[both] = np.minimum(scores[both], _row_dots(full, left[both], right[both]))
+    scores = scores.round(3)
     pairs = []
-    for i, j, s in zip(
-        left[keep].tolist(), right[keep].tolist(), scores[keep].tolist(), strict=True
-    ):
-        a, b = docs[i].title_ids, docs[j].title_ids
-        if a and b and a != b:
+    for i, j, score in zip(left.tolist(), right.tolist(), scores.tolist(), strict=True):
+        a, b = docs[i], docs[j]
+        if score < threshold:
             continue
-        pairs.append((i, j, s))
+        if a.title_ids and b.title_ids and a.title_ids != b.title_ids:
+            continue
+        if a.title_action and b.title_action and a.title_action != b.title_action:
+            continue
+        pairs.append((i, j, score))
     return pairs
 
 

@@ -42,7 +42,7 @@ Options (defaults shown)::
     exempt_labels = ["blocked", "on-hold", "icebox"]  # tasks with any of these are skipped
     include_own_tasks = false     # also review tasks the reviewer filed (source = "reviewer")
     escalate_after = 3.0          # idle this many times the limit → severity "error"
-    duplicate_min_similarity = 0.75  # cosine similarity (0–1) from which two tasks are duplicates
+    duplicate_min_similarity = 0.8  # cosine similarity (0–1) from which two tasks are duplicates
     duplicate_max_description = 2000  # characters of each description compared
     starved_min_passed = 5        # newer, no more urgent tasks started ahead of it
     starved_min_wait = "6h"       # and it has waited at least this long since it was ready
@@ -105,7 +105,7 @@ class Options(RuleOptions):
     exempt_labels: list[str] = Field(default_factory=lambda: ["blocked", "on-hold", "icebox"])
     include_own_tasks: bool = False
     escalate_after: float = Field(default=3.0, gt=1.0)
-    duplicate_min_similarity: float = Field(default=0.75, gt=0.0, le=1.0)
+    duplicate_min_similarity: float = Field(default=0.8, gt=0.0, le=1.0)
     duplicate_max_description: int = Field(default=2000, ge=0)
     starved_min_passed: int = Field(default=5, ge=1)
     starved_min_wait: Duration = timedelta(hours=6)
