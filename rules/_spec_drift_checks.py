@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from reviewer.models import Finding
@@ -25,6 +25,7 @@ from store._view import BacklogView, json_list
 if TYPE_CHECKING:
     from rules.spec_drift import Options
 
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
 _THIS_SPEC = re.compile(r"\bthis spec\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z][a-z0-9_]{3,}")
@@ -89,9 +90,11 @@ def tasks_by_spec(rows: list[dict[str, Any]], prefixes: list[str]) -> dict[str, 
 def parse_baseline(text: str) -> datetime | str | None:
     """A baseline as an instant, a commit sha to resolve, or None if it is neither."""
     try:
-        return parse_ts(text)
+        at = parse_ts(text)
     except ValueError:
         return text if _SHA.match(text) else None
+    # A bare date accepts what happened on that day, too.
+    return at + timedelta(days=1, seconds=-1) if _DATE.match(text) else at
 
 
 @dataclass
@@ -135,7 +138,9 @@ class SpecContext:
                 note = f"baseline {mark!r} is not a date or a commit known to the repository"
             elif at is not None and (baseline is None or at > baseline):
                 baseline = at
-        spec_changed = ws.last_change(spec.path, view.now, in_specs=True)
+        # Only a baseline or finished work makes the spec's own change time matter.
+        needed = baseline is not None or tasks is not None
+        spec_changed = ws.last_change(spec.path, view.now, in_specs=True) if needed else None
         return cls(spec, options, view, ws, sections, listed, tasks, baseline, note, spec_changed)
 
     @property

@@ -38,8 +38,9 @@ Kinds
 
 A baseline accepts drift already reviewed: a date or a commit sha, per spec in
 config or in the spec as ``<!-- reviewer: baseline 2026-03-01 -->`` (or a
-``reviewer_baseline:`` front-matter line); the later one wins. Changes and
-tasks at or before it are accepted; ``template``, ``untestable`` and
+``reviewer_baseline:`` front-matter line); the later one wins. A bare date
+means the end of that day (UTC), so a marker dated the day it is written
+covers that edit. Changes and tasks at or before it are accepted; ``template``, ``untestable`` and
 ``missing-file`` stay quiet until the spec file changes after it.
 
 Options (defaults shown)::

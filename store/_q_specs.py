@@ -9,6 +9,7 @@ from store._q_base import QueryBase, Row
 
 # When a completed task carries no finished_at, its state was rebuilt from the
 # next timestamp it has (see ``_tasks_as_of``); use the same one as its finish.
+# Every ``{tasks}`` gets an alias: PostgreSQL 15 requires one on a subquery in FROM.
 _FINISHED = "COALESCE(finished_at, updated_at, created_at)"
 
 
@@ -38,9 +39,9 @@ class SpecQueries(QueryBase):
                        MAX({_FINISHED}) AS last_finished,
                        MAX(CASE WHEN {_FINISHED} = last.at THEN t.id END) AS last_task
                 FROM {{tasks}} t
-                JOIN (SELECT spec, MAX({_FINISHED}) AS at FROM {{tasks}}
-                      WHERE state = 'completed' AND spec IS NOT NULL AND spec <> ''
-                      GROUP BY spec) last ON last.spec = t.spec
+                JOIN (SELECT s.spec, MAX({_FINISHED}) AS at FROM {{tasks}} s
+                      WHERE s.state = 'completed' AND s.spec IS NOT NULL AND s.spec <> ''
+                      GROUP BY s.spec) last ON last.spec = t.spec
                 WHERE t.state = 'completed'
                 GROUP BY t.spec
                 ORDER BY t.spec""",
@@ -59,7 +60,7 @@ class SpecQueries(QueryBase):
         type_in, type_params = _in_list("type", impl_types)
         return self.rows(
             f"""SELECT id, title, spec, task_type, {_FINISHED} AS finished_at, files_changed
-                FROM {{tasks}}
+                FROM {{tasks}} t
                 WHERE state = 'completed' AND spec IN {spec_in} AND task_type IN {type_in}
                   AND {_FINISHED} > :after
                 ORDER BY {_FINISHED}, id""",
