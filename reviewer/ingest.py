@@ -139,17 +139,19 @@ def _testcase_row(case: Element, suite: Element, ran_at: str) -> dict[str, Any]:
     classname = case.get("classname") or suite.get("name") or ""
     name = case.get("name") or ""
     outcome, message = "passed", None
+    # A run without a message stores none (NULL), not the element's tag name, so
+    # rules can tell "no message" from a message.
     for tag in _OUTCOME_TAGS:
         el = case.find(tag)
         if el is not None:
             outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
-            message = _message(el) or tag
+            message = _message(el) or None
             break
     if outcome == "passed":
         reruns = [el for tag in _RERUN_TAGS for el in case.findall(tag)]
         if reruns:
             outcome = "flaky"  # failed, then passed on a rerun within the same run
-            message = _message(reruns[0]) or reruns[0].tag
+            message = _message(reruns[0]) or None
     try:
         duration = float(case.get("time") or 0)
     except ValueError:
@@ -166,6 +168,33 @@ def _testcase_row(case: Element, suite: Element, ran_at: str) -> dict[str, Any]:
     }
 
 
+def _merge_rerun(rows: list[dict[str, Any]], seen: dict[str, int], row: dict[str, Any]) -> None:
+    """Add a test case to one run's rows; a test reported twice is one result.
+
+    A rerun plugin (or a test split over two files) reports a test twice in one
+    run: a pass and a failure make it flaky in this run, not two results; any
+    failure outranks a pass or a skip, and a real result outranks a skip.
+    """
+    index = seen.get(row["test_id"])
+    if index is None:
+        seen[row["test_id"]] = len(rows)
+        rows.append(row)
+        return
+    prev = rows[index]
+    outcomes = {prev["outcome"], row["outcome"]}
+    if "flaky" in outcomes or ("passed" in outcomes and outcomes & {"failed", "error"}):
+        # Keep the failure's message: the pass has none worth keeping.
+        failed_first = prev["outcome"] != "passed"
+        prev["message"] = (prev if failed_first else row)["message"] or prev["message"]
+        prev["outcome"] = "flaky"
+    elif _RANK[row["outcome"]] > _RANK[prev["outcome"]]:
+        prev["outcome"], prev["message"] = row["outcome"], row["message"]
+
+
+# Which of two results of one test in one run speaks for it (flaky handled apart).
+_RANK = {"skipped": 0, "passed": 1, "failed": 2, "error": 3, "flaky": 4}
+
+
 def parse_junit(path: Path, *, default_ran_at: str) -> list[dict[str, Any]]:
     """The test cases of one JUnit XML file; raises ValueError naming file and line."""
     try:
@@ -174,32 +203,32 @@ def parse_junit(path: Path, *, default_ran_at: str) -> list[dict[str, Any]]:
         line = getattr(exc, "position", (0, 0))[0]
         raise ValueError(f"{path}:{line}: not well-formed XML: {exc}") from None
     except defusedxml.DefusedXmlException as exc:
-        raise ValueError(f"{path}: refused unsafe XML ({type(exc).__name__}: {exc})") from None
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+        raise ValueError(
+            f"{path}: refused unsafe XML ({type(exc).__name__}: {exc}); "
+            "JUnit reports need no DTD entities"
+        ) from None
     if root.tag not in ("testsuite", "testsuites"):
         raise ValueError(f"{path}:1: expected <testsuites> or <testsuite>, found <{root.tag}>")
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for suite in suites:
+    # iter() includes the root itself and suites nested in suites (JUnit allows both).
+    for suite in root.iter("testsuite"):
         stamp = suite.get("timestamp")
         try:
-            ran_at = norm_ts(stamp) if stamp else default_ran_at
+            ran_at = (norm_ts(stamp) if stamp else None) or default_ran_at
         except ValueError:
             ran_at = default_ran_at
         for case in suite.findall("testcase"):
-            row = _testcase_row(case, suite, ran_at or default_ran_at)
-            # A test reported twice in one run (a rerun plugin): a pass after a
-            # failure makes it flaky in this run, not two results.
-            if row["test_id"] in seen:
-                prev = rows[seen[row["test_id"]]]
-                outcomes = {prev["outcome"], row["outcome"]}
-                if "passed" in outcomes and outcomes & {"failed", "error"}:
-                    prev["outcome"] = "flaky"
-                    prev["message"] = prev["message"] or row["message"]
-                continue
-            seen[row["test_id"]] = len(rows)
-            rows.append(row)
+            _merge_rerun(rows, seen, _testcase_row(case, suite, ran_at))
     return rows
+
+
+def _stored_times(store: Store, run_id: str) -> dict[str, str]:
+    """When each test of an already-stored run ran, so loading the run again keeps it."""
+    rows = store.query(
+        "SELECT test_id, ran_at FROM test_results WHERE run_id = :run_id", {"run_id": run_id}
+    )
+    return {r["test_id"]: r["ran_at"] for r in rows}
 
 
 def ingest_junit(
@@ -214,18 +243,25 @@ def ingest_junit(
     """Load JUnit XML files of one test run; a broken file is reported, the rest stored."""
     report = IngestReport()
     rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     for raw in paths:
         p = Path(raw)
         if not p.is_file():
             report.rejected.append(f"{p}: file not found")
             continue
         try:
-            cases = parse_junit(p, default_ran_at=now)
+            cases = parse_junit(p, default_ran_at="")
         except ValueError as exc:
             report.rejected.append(str(exc))
             continue
         for row in cases:
             row.update(run_id=run_id, commit_sha=commit, branch=branch)
-            rows.append(row)
+            _merge_rerun(rows, seen, row)
+    # Suites without a timestamp (Surefire writes none) ran "now", unless this run
+    # was loaded before: then they keep their stored time, so a reload changes nothing.
+    undated = [row for row in rows if not row["ran_at"]]
+    stored = _stored_times(store, run_id) if undated else {}
+    for row in undated:
+        row["ran_at"] = stored.get(row["test_id"], now)
     report.stored = store.upsert_test_results(rows)
     return report
