@@ -130,12 +130,14 @@ def run_daemon(
         click.echo(f"reviewer: {exc}", err=True)
         return 1
     daemon = Daemon(app)
+    # Handlers go in before the first cycle can start, so an early SIGTERM is clean too.
+    stop = _stop_on_signals()
     try:
         daemon.start()
         if api:
             _serve_api(app, host or config.reviewer.api_host, port or config.reviewer.api_port)
         else:
-            _wait_for_signal()
+            stop.wait()
     finally:
         log.info("stopping: waiting for a running cycle to finish")
         daemon.stop()
@@ -144,7 +146,8 @@ def run_daemon(
     return 0
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (uvicorn later installs its own handlers)."""
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -153,7 +156,7 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    stop.wait()
+    return stop
 
 
 def _serve_api(app: App, host: str, port: int) -> None:

@@ -137,7 +137,10 @@ def test_two_daemons_on_one_store_cannot_both_run_and_sigterm_stops_cleanly(tmp_
         assert any(line["msg"] == "stopped" for line in lines)
         # The lock is gone with the first daemon: a new one may start.
         third = _daemon(cfg)
-        time.sleep(1.5)
+        assert third.stderr is not None
+        for line in third.stderr:  # wait until it holds the lock and has scheduled
+            if "scheduler started" in line:
+                break
         assert third.poll() is None
         third.send_signal(signal.SIGINT)
         third.communicate(timeout=60)
