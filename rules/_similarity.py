@@ -3,12 +3,16 @@
 Texts are compared by TF-IDF cosine over normalised word tokens. The IDF is
 computed over the open tasks themselves, so boilerplate every task shares
 ("implement", "spec", "acceptance criteria") weighs little and the words that
-say what a task is about weigh much. Identifiers (tokens with digits, such as
-``012``, ``v2`` or ``test_login_3``) are kept as tokens and, in titles, must
-agree: "Implement spec 012" and "Implement spec 013" say different things.
+say what a task is about weigh much. Identifiers (parts of tokens with
+digits, such as ``012``, ``v2``, the ``3`` of ``test_login_3``) are kept and,
+in titles, must agree: "Implement spec 012" and "Implement spec 013" say
+different things. So must the action a title asks for ("Add X" is not
+"Remove X").
 
-Pairs are only scored when they share a rare token (blocking), so grouping
-thousands of tasks costs far less than comparing every pair.
+Pairs are only scored when their titles share a word (a sparse product over
+an inverted index), and words in a tenth of all titles do not make pairs on
+their own (blocking), so grouping thousands of tasks costs far less than
+comparing every pair.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
+
+from store._view import json_list
 
 _PART = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"\d")
@@ -38,6 +46,7 @@ asap properly again quickly now soon urgent urgently really just still follow fo
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
+@lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     """Fold common English inflections so "retries", "retry" and "retrying" meet."""
     if len(word) <= 3:
@@ -241,3 +250,38 @@ def groups(n: int, pairs: Sequence[tuple[int, int, float]]) -> list[list[int]]:
     for node in sorted({*left, *right}):
         members.setdefault(int(labels[node]), []).append(node)
     return [m for m in members.values() if len(m) > 1]
+
+
+def duplicate_groups(
+    tasks: Sequence[dict[str, Any]], threshold: float
+) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Groups of task rows that say the same thing, oldest first, with their pair scores.
+
+    Rows need ``id``, ``title``, ``description``, ``task_type``, ``spec``,
+    ``depends_on`` and ``created_at``. Only tasks of one ``task_type`` are
+    compared; tasks of two different specs, or where one depends on the
+    other (a follow-up, not a copy), are never paired.
+    """
+    docs = [Document(t["title"], t["description"] or "", t["task_type"] or "") for t in tasks]
+    pairs = []
+    for i, j, score in similar_pairs(docs, threshold):
+        a, b = tasks[i], tasks[j]
+        if a["spec"] and b["spec"] and a["spec"] != b["spec"]:
+            continue
+        if a["id"] in json_list(b["depends_on"]) or b["id"] in json_list(a["depends_on"]):
+            continue
+        pairs.append((i, j, score))
+    out = []
+    for group in groups(len(tasks), pairs):
+        members = sorted((tasks[k] for k in group), key=lambda t: (t["created_at"], t["id"]))
+        in_group = set(group)
+        scores = sorted(
+            (
+                {"a": tasks[i]["id"], "b": tasks[j]["id"], "similarity": s}
+                for i, j, s in pairs
+                if i in in_group
+            ),
+            key=lambda p: (-p["similarity"], p["a"], p["b"]),
+        )
+        out.append((members, scores))
+    return out

@@ -70,7 +70,7 @@ from pydantic import Field
 from reviewer.models import Finding, Severity
 from reviewer.rule import RuleOptions
 from reviewer.timeutil import Duration, fmt_duration, parse_ts
-from rules._similarity import Document, groups, similar_pairs
+from rules._similarity import duplicate_groups
 from store._view import BacklogView, json_list
 
 ID = "stale-queue"
@@ -180,27 +180,8 @@ def _duplicates(options: Options, view: BacklogView) -> Iterator[Finding]:
         for t in view.open_task_texts(options.duplicate_max_description)
         if not _skipped(options, t, by_label=False)
     ]
-    docs = [Document(t["title"], t["description"] or "", t["task_type"] or "") for t in tasks]
-    pairs = []
-    for i, j, score in similar_pairs(docs, options.duplicate_min_similarity):
-        a, b = tasks[i], tasks[j]
-        if a["spec"] and b["spec"] and a["spec"] != b["spec"]:
-            continue  # the same words about two different specs
-        if a["id"] in json_list(b["depends_on"]) or b["id"] in json_list(a["depends_on"]):
-            continue  # a follow-up of the other, not a second copy
-        pairs.append((i, j, score))
-    for group in groups(len(tasks), pairs):
-        members = sorted((tasks[k] for k in group), key=lambda t: (t["created_at"], t["id"]))
+    for members, scores in duplicate_groups(tasks, options.duplicate_min_similarity):
         keep, rest = members[0], members[1:]
-        in_group = set(group)
-        scores = sorted(
-            (
-                {"a": tasks[i]["id"], "b": tasks[j]["id"], "similarity": s}
-                for i, j, s in pairs
-                if i in in_group
-            ),
-            key=lambda p: (-p["similarity"], p["a"], p["b"]),
-        )
         low, high = min(p["similarity"] for p in scores), max(p["similarity"] for p in scores)
         spread = f"{low:.2f}" if low == high else f"{low:.2f}–{high:.2f}"
         kind = keep["task_type"] or "untyped"
