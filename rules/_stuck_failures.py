@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scipy.stats import fisher_exact
@@ -139,17 +140,71 @@ def repeated_failures(options: Options, view: BacklogView) -> Iterator[Finding]:
         )
 
 
+@dataclass
+class _Tally:
+    """Runs and failures of one executor or model, summed over its (executor, model) cells."""
+
+    runs: int = 0
+    failures: int = 0
+    first_at: str | None = None
+    last_at: str | None = None
+    sample_error: str | None = None
+
+    def add(self, cell: dict[str, Any]) -> None:
+        self.runs += int(cell["runs"])
+        self.failures += int(cell["failures"] or 0)
+        self.first_at = min(filter(None, (self.first_at, cell["first_at"])), default=None)
+        self.last_at = max(filter(None, (self.last_at, cell["last_at"])), default=None)
+        self.sample_error = self.sample_error or cell["sample_error"]
+
+    @property
+    def rate(self) -> float:
+        return self.failures / self.runs if self.runs else 0.0
+
+
+_OTHER = {"executor": "model", "model": "executor"}
+
+
+def _tally(cells: list[dict[str, Any]], scope: str, name: str, skip: set[str]) -> _Tally:
+    tally = _Tally()
+    for cell in cells:
+        if cell[scope] == name and cell[_OTHER[scope]] not in skip:
+            tally.add(cell)
+    return tally
+
+
+def _breakers(options: Options, view: BacklogView) -> Iterator[tuple[str, str, _Tally, _Tally]]:
+    """Executors and models past the breaker, each with its raw tally and its own share.
+
+    A broken executor fails on every model it runs (and a broken model on every
+    executor): the worst scope is taken first, and the next ones are judged
+    without the runs of the scopes already taken, so only causes are reported.
+    """
+    cells = view.failure_cells(options.error_window)
+    names = {(scope, c[scope]) for c in cells for scope in _OTHER if c[scope]}
+
+    def passes(t: _Tally) -> bool:
+        return t.runs >= options.min_runs and t.rate >= options.max_error_rate
+
+    raw = {key: _tally(cells, *key, set()) for key in sorted(names)}
+    taken: dict[str, set[str]] = {"executor": set(), "model": set()}
+    ranked = sorted(raw.items(), key=lambda kv: (-kv[1].rate, -kv[1].failures, kv[0]))
+    for (scope, name), tally in ranked:
+        if not passes(tally):
+            continue
+        own = _tally(cells, scope, name, taken[_OTHER[scope]])
+        if passes(own):
+            taken[scope].add(name)
+            yield scope, name, tally, own
+
+
 def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
     """Executors and models failing at circuit-breaker rates."""
     window = fmt_duration(options.error_window)
-    for row in view.failure_rates(options.error_window):
-        runs, failures = int(row["runs"]), int(row["failures"] or 0)
-        rate = failures / runs if runs else 0.0
-        if runs < options.min_runs or rate < options.max_error_rate:
-            continue
-        scope, name = row["scope"], row["name"]
+    for scope, name, tally, own in _breakers(options, view):
+        runs, failures, rate = tally.runs, tally.failures, tally.rate
         critical = rate >= options.critical_error_rate
-        error = row["sample_error"]
+        error = tally.sample_error
         example = f"; e.g. {error[:200]}" if error else ""
         yield Finding(
             kind="error-rate",
@@ -166,9 +221,10 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
                 "runs": runs,
                 "failures": failures,
                 "failure_rate": round(rate, 3),
+                "own_failure_rate": round(own.rate, 3),
                 "limit": options.max_error_rate,
-                "first_run_at": row["first_at"],
-                "last_run_at": row["last_at"],
+                "first_run_at": tally.first_at,
+                "last_run_at": tally.last_at,
                 "sample_error": error,
             },
             title=f"Pause {scope} {name}: {rate:.0%} of its runs fail",

@@ -35,7 +35,9 @@ Kinds
 ``error-rate`` (subject: ``executor:<name>`` or ``model:<name>``)
     An executor or model that failed at least ``max_error_rate`` of at least
     ``min_runs`` runs in ``error_window``: the seed's circuit breaker. Proposes
-    pausing it; severity "critical" at ``critical_error_rate``.
+    pausing it; severity "critical" at ``critical_error_rate``. The worst scope
+    is judged first and the rest without its runs, so a broken executor is not
+    also reported as the models it ran.
 
 Options (defaults shown)::
 

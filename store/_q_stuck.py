@@ -164,23 +164,22 @@ class StuckQueries(QueryBase):
             {"n": min_failures},
         )
 
-    def failure_rates(self, window: timedelta) -> list[Row]:
-        """Runs and failures per executor and per model in ``window``.
+    def failure_cells(self, window: timedelta) -> list[Row]:
+        """Runs and failures per (executor, model) pair in ``window``; NULL names as ''.
 
-        Rows: ``scope`` ('executor' or 'model'), ``name``, ``runs``, ``failures``,
-        ``first_at``, ``last_at`` and one ``sample_error``.
+        Rows: ``executor``, ``model``, ``runs``, ``failures``, ``first_at``,
+        ``last_at`` and one ``sample_error``. Pairs are few, and callers need them
+        to tell a failing executor from a failing model it happens to run.
         """
-        parts = []
-        for scope in ("executor", "model"):
-            parts.append(
-                f"""SELECT '{scope}' AS scope, m.{scope} AS name, COUNT(*) AS runs,
-                           SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END) AS failures,
-                           MIN(m.created_at) AS first_at, MAX(m.created_at) AS last_at,
-                           MAX(CASE WHEN m.status = 'failed' THEN m.error END) AS sample_error
-                    FROM {{metrics}} m
-                    WHERE m.created_at >= :since AND m.{scope} IS NOT NULL AND m.{scope} <> ''
-                    GROUP BY m.{scope}"""
-            )
         return self.rows(
-            " UNION ALL ".join(parts) + " ORDER BY scope, name", {"since": self.ago(window)}
+            """SELECT COALESCE(m.executor, '') AS executor, COALESCE(m.model, '') AS model,
+                      COUNT(*) AS runs,
+                      SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END) AS failures,
+                      MIN(m.created_at) AS first_at, MAX(m.created_at) AS last_at,
+                      MAX(CASE WHEN m.status = 'failed' THEN m.error END) AS sample_error
+               FROM {metrics} m
+               WHERE m.created_at >= :since
+               GROUP BY COALESCE(m.executor, ''), COALESCE(m.model, '')
+               ORDER BY executor, model""",
+            {"since": self.ago(window)},
         )
