@@ -15,15 +15,18 @@ Kinds
     pipeline; the reviewer's own updates, such as the labels it adds, do not
     count) is older than the idle limit for its priority.
 ``duplicate``
-    Open (pending or running) tasks of one task type whose title and
-    description say the same thing: TF-IDF cosine similarity of their
-    normalised words (lower case, no punctuation or stopwords, inflections
-    folded; the title counts twice; titles alone when a description is
-    missing) at least ``duplicate_min_similarity``. Numbers and ids in titles
-    must agree, so "Implement spec 012" and "Implement spec 013" are distinct;
-    so are tasks of different types on one spec (spec, impl, review, test),
-    tasks of different ``spec`` paths, and a task and one it depends on. One
-    finding per group of similar tasks, about its oldest member.
+    Open (pending or running) tasks of one task type that say the same thing.
+    Titles and descriptions are normalised (lower case, no punctuation or
+    stopwords, inflections folded) and compared by TF-IDF cosine, so words
+    every task uses weigh little. The similarity is that of the titles and,
+    when both tasks have a description, also that of the whole text, whichever
+    is lower; it must reach ``duplicate_min_similarity``. Numbers and ids in
+    titles must agree ("Implement spec 012" and "Implement spec 013" are
+    distinct), and so must the action a title asks for ("Add X" is not
+    "Remove X"). Tasks of different types on one spec (spec, impl, review,
+    test), tasks of different ``spec`` paths, and a task and one it depends on
+    are never duplicates. One finding per group of similar tasks, about its
+    oldest member.
 ``starved``
     A pending task, waiting at least ``starved_min_wait``, that at least
     ``starved_min_passed`` newer tasks of lower or equal priority started
@@ -185,7 +188,8 @@ def _duplicates(options: Options, view: BacklogView) -> Iterator[Finding]:
         low, high = min(p["similarity"] for p in scores), max(p["similarity"] for p in scores)
         spread = f"{low:.2f}" if low == high else f"{low:.2f}–{high:.2f}"
         kind = keep["task_type"] or "untyped"
-        others = ", ".join(t["id"] for t in rest)
+        others = ", ".join(t["id"] for t in rest[:-1])
+        others = f"{others} and {rest[-1]['id']}" if others else rest[-1]["id"]
         yield Finding(
             kind="duplicate",
             subject=keep["id"],
@@ -237,13 +241,18 @@ def _starved(options: Options, view: BacklogView) -> Iterator[Finding]:
         if passed < need:
             continue
         priority = task["priority"] or "normal"
+        since = (
+            "since it was created"
+            if ready == task["created_at"]
+            else f"since its last dependency finished ({ready})"
+        )
         yield Finding(
             kind="starved",
             subject=task["id"],
             summary=(
-                f"{priority} task {task['id']} has waited {fmt_duration(waited)} while {passed} "
-                f"newer tasks of equal or lower priority started ahead of it "
-                f"(threshold {need}), e.g. {', '.join(p['id'] for p in sample)}"
+                f"{priority} task {task['id']} has waited {fmt_duration(waited)} {since} while "
+                f"{passed} newer tasks of equal or lower priority started ahead of it "
+                f"(threshold {need}); the first: {', '.join(p['id'] for p in sample)}"
             ),
             evidence={
                 "title": task["title"],
@@ -266,8 +275,8 @@ def _starved(options: Options, view: BacklogView) -> Iterator[Finding]:
             action=(
                 f"Find why workers skip {task['id']} and fix that; or start it by hand, raise "
                 "its priority, or cancel it if it is no longer wanted. If it waits on "
-                "something, record that in depends_on or label it "
-                f"{' / '.join(sorted(options.exempt_labels))}."
+                "something, record that in depends_on or label it one of "
+                f"{', '.join(sorted(options.exempt_labels))}."
             ),
             related=[task["id"], *(p["id"] for p in sample)],
         )
