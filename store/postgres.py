@@ -57,6 +57,7 @@ from store.base import DaemonLockedError, Row, StoreError
 
 CONNECT_TIMEOUT_S = 10
 _BATCH = 10_000
+_JSON_TYPES = (list, dict)
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
 _PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
@@ -407,13 +408,10 @@ class PostgresStore:
 
 def _project(columns: Sequence[str], record: Row) -> tuple[Any, ...]:
     """A record's values in column order; lists and objects as JSON text, as sqlite-utils does."""
-    out = []
-    for c in columns:
-        value = record.get(c)
-        if isinstance(value, list | dict):
-            value = json.dumps(value)
-        out.append(value)
-    return tuple(out)
+    values = [record.get(c) for c in columns]
+    if any(isinstance(v, _JSON_TYPES) for v in values):
+        values = [json.dumps(v) if isinstance(v, _JSON_TYPES) else v for v in values]
+    return tuple(values)
 
 
 def _lock_key(purpose: str, schema: str) -> int:

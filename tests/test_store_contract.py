@@ -194,6 +194,14 @@ def test_upsert_by_id_updates_and_keeps_one_row(store: Store) -> None:
     assert rows == [{"id": "a", "priority": "high", "labels": '["x"]'}]
 
 
+def test_upsert_stores_lists_and_objects_as_json_text(store: Store) -> None:
+    row = task_rows([task("a")])[0]
+    store.upsert_tasks([{**row, "labels": ["x", "y"], "extra": {"k": 1}}])
+    got = store.get_task("a")
+    assert got is not None
+    assert (got["labels"], got["extra"]) == ('["x", "y"]', '{"k": 1}')
+
+
 def test_upsert_the_same_key_twice_in_one_batch_keeps_the_last(store: Store) -> None:
     n = store.upsert_tasks(task_rows([task("a", title="first"), task("a", title="second")]))
     assert n == 2
