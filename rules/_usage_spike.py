@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from rules._usage_stats import DAY, HOUR, HourlySeries, Reference, Thresholds, open_since
 
 MEASURES = ("tokens", "cost")
@@ -74,15 +76,19 @@ def find_spikes(rows: Iterable[dict[str, Any]], until: datetime, p: SpikeParams)
     When both tokens and cost of a scope spike, the one further above normal is
     kept: they are the same event.
     """
+    since, _ = p.window(until)
+    size = (until - since) // HOUR
     series: dict[tuple[str, str, str], HourlySeries] = {}
     for row in rows:
         for m in MEASURES:
             key = (row["dimension"], row["name"], m)
-            series.setdefault(key, HourlySeries()).add(row["hour"], row[m], row[f"{m}_n"])
+            if key not in series:
+                series[key] = HourlySeries(since, size)
+            series[key].add(row["hour"], row[m], row[f"{m}_n"])
     hours = [until - (p.lookback - i) * HOUR for i in range(p.lookback)]
     found: dict[tuple[str, str], Spike] = {}
     for (dim, name, measure), s in sorted(series.items()):
-        verdicts = [_judge(s, h, p, p.limits[measure]) for h in hours]
+        verdicts = _judge(s, hours, p, p.limits[measure])
         start = open_since([v.anomalous for v in verdicts], p.open_after, p.close_after)
         if start is None:
             continue
@@ -95,11 +101,18 @@ def find_spikes(rows: Iterable[dict[str, Any]], until: datetime, p: SpikeParams)
     return list(found.values())
 
 
-def _judge(s: HourlySeries, hour: datetime, p: SpikeParams, limit: Thresholds) -> HourVerdict:
-    value = s.at(hour)
-    base = s.baseline(hour, p.days, p.weeks, p.min_days, p.min_weeks)
-    anomalous = value is not None and base is not None and limit.exceeded(value, base)
-    return HourVerdict(hour, value, base, anomalous)
+def _judge(
+    s: HourlySeries, hours: list[datetime], p: SpikeParams, limit: Thresholds
+) -> list[HourVerdict]:
+    idx = np.array([s.index(h) for h in hours])
+    values = s.values()
+    bases = s.baselines(idx, p.days, p.weeks, p.min_days, p.min_weeks)
+    verdicts = []
+    for hour, i, base in zip(hours, idx, bases, strict=True):
+        value = None if np.isnan(values[i]) else float(values[i])
+        anomalous = value is not None and base is not None and limit.exceeded(value, base)
+        verdicts.append(HourVerdict(hour, value, base, anomalous))
+    return verdicts
 
 
 def _strength(spike: Spike) -> float:

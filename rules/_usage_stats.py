@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from scipy.stats import median_abs_deviation
+from scipy.stats import median_abs_deviation, norm
 
 from reviewer.timeutil import fmt_ts, parse_ts
 
@@ -110,55 +111,87 @@ class HourlySeries:
 
     An hour before the scope first reported the measure is not history; an hour
     with tasks none of which reported it is unknown; an hour with no tasks at
-    all is a real zero.
+    all is a real zero. Baselines for many hours are computed at once, in numpy.
     """
 
-    def __init__(self) -> None:
-        self._sums: dict[datetime, float | None] = {}
-        self.first: datetime | None = None
+    def __init__(self, start: datetime, hours: int) -> None:
+        self.start = start
+        self._values = np.zeros(hours)
+        self._unknown = np.zeros(hours, dtype=bool)
+        self._first = hours
+
+    def index(self, hour: datetime) -> int:
+        return int((hour - self.start) // HOUR)
 
     def add(self, hour: str, total: float | None, reported: int) -> None:
-        at = parse_ts(hour)
-        self._sums[at] = total if reported else None
-        if reported and (self.first is None or at < self.first):
-            self.first = at
+        i = self.index(parse_ts(hour))
+        if not 0 <= i < self._values.size:
+            return
+        if reported:
+            self._values[i] = total or 0.0
+            self._first = min(self._first, i)
+        else:
+            self._unknown[i] = True
 
-    def at(self, hour: datetime) -> float | None:
-        if self.first is None or hour < self.first:
-            return None
-        return self._sums.get(hour, 0.0)
+    def values(self) -> np.ndarray:
+        """The series with NaN where there is no history or the measure is unknown."""
+        out = self._values.copy()
+        out[self._unknown] = np.nan
+        out[: self._first] = np.nan
+        return out
 
-    def baseline(
-        self, hour: datetime, days: int, weeks: int, min_days: int, min_weeks: int
-    ) -> Reference | None:
-        """What is normal for ``hour``: the same hour (±1, for jitter) on earlier days.
+    def baselines(
+        self, idx: np.ndarray, days: int, weeks: int, min_days: int, min_weeks: int
+    ) -> list[Reference | None]:
+        """What is normal for each hour in ``idx``: the same hour (±1, for jitter) on earlier days.
 
-        With ``min_weeks`` of history the median comes from the same hour of the
-        week instead, so a weekday peak is not judged against quiet weekends;
-        the spread is always the wider of the two, to stay cautious.
+        With ``min_weeks`` of history the same hour of the week is used instead,
+        so a weekday peak is not judged against quiet weekends. None where the
+        history is too short.
         """
-        daily = self._refs(hour, DAY, days, min_days)
-        if daily is None:
-            return None
-        weekly = self._refs(hour, WEEK, weeks, min_weeks)
-        if weekly is None:
-            return daily
-        return Reference(
-            median=weekly.median, scale=max(weekly.scale, daily.scale), samples=daily.samples
-        )
+        values = self.values()
+        daily = _lagged(values, idx, 24, days, min_days)
+        weekly = _lagged(values, idx, 168, weeks, min_weeks)
+        out: list[Reference | None] = []
+        for d, w in zip(daily, weekly, strict=True):
+            ref = w if w is not None and d is not None else d
+            out.append(ref)
+        return out
 
-    def _refs(self, hour: datetime, step: timedelta, count: int, need: int) -> Reference | None:
-        refs = []
+
+def _lagged(
+    values: np.ndarray, idx: np.ndarray, step: int, count: int, need: int
+) -> list[Reference | None]:
+    """Per hour, the widest reference over offsets −1, 0, +1 of ``count`` earlier lags."""
+    if count < 1:
+        return [None] * len(idx)
+    lags = step * np.arange(1, count + 1)
+    medians, scales, samples = [], [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are expected
         for offset in (-1, 0, 1):
-            values = [
-                v
-                for k in range(1, count + 1)
-                if (v := self.at(hour + offset * HOUR - k * step)) is not None
-            ]
-            if len(values) < need:
-                return None
-            refs.append(reference(values))
-        return widest(refs)
+            at = idx[:, None] + offset - lags[None, :]
+            sample = np.where(at >= 0, values[np.clip(at, 0, None)], np.nan)
+            median = np.nanmedian(sample, axis=1)
+            # 1.4826 × MAD, as scipy.stats.median_abs_deviation(scale="normal"),
+            # vectorised over hours with gaps (NaN) left out.
+            mad = _NORMAL * np.nanmedian(np.abs(sample - median[:, None]), axis=1)
+            n = np.sum(~np.isnan(sample), axis=1)
+            medians.append(np.where(n >= need, median, np.nan))
+            scales.append(mad)
+            samples.append(n)
+    median = np.max(medians, axis=0)  # NaN when any offset lacks history
+    scale = np.max(scales, axis=0)
+    n = np.min(samples, axis=0)
+    return [
+        None
+        if np.isnan(m)
+        else Reference(median=float(m), scale=max(float(s), SCALE_FLOOR * float(m)), samples=int(k))
+        for m, s, k in zip(median, scale, n, strict=True)
+    ]
+
+
+_NORMAL = 1.0 / float(norm.ppf(0.75))
 
 
 def hour_label(hour: datetime) -> str:
