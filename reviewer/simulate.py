@@ -781,13 +781,14 @@ def simulate(
     ``problems``: True for every kind in ``ALL_KINDS``, False for a clean history, or a list
     of kinds (``"stale"``), rule/kind pairs (``"stale-queue/stale"``) or rule IDs.
     The workspace gets ``repo/`` (the code) with ``repo/specs/`` (the specs) inside it.
-    History runs from ``start`` (default 2026-03-02, a Monday) to 23:00 UTC of its last day.
+    History runs from ``start`` (default 2026-03-05, so 28 days end on a Wednesday) to
+    18:00 UTC of its last day.
     """
     if days < 7:
         raise ValueError("simulate needs at least 7 days of history")
     wanted = _wanted(problems)
     rng = np.random.default_rng(seed)
-    start = start or datetime(2026, 3, 2, tzinfo=UTC)
+    start = start or datetime(2026, 3, 5, tzinfo=UTC)
     start = start.astimezone(UTC)
     H = days * 86400.0 - 6 * 3600.0
     hour = 3600.0
@@ -944,6 +945,8 @@ def simulate(
     # -- usage-spikes
     if on("spike") and storm:
         label("usage-spikes", "spike", "task_type:spec", storm_from)
+        for scope in _spilled_spikes(p, storm_from):
+            label("usage-spikes", "spike", scope, storm_from)
     if on("task-outlier"):
         lo_ts, hi_ts = p.ts(H - 20 * hour), p.ts(H - 6 * hour)
         picks = [
@@ -1114,10 +1117,10 @@ def _goal_tables(
     tables: dict[str, dict[str, Any]] = {}
     for gid, title in GOALS.items():
         finished = sorted(done[gid])
-        pace = sum(1 for f in finished if f >= H - 7 * 86400) / 7.0
+        pace = sum(1 for f in finished if f >= H - 14 * 86400) / 14.0
         table: dict[str, Any] = {
             "title": title,
-            "target": int(len(finished) + pace * 14 * 0.7) + 1,
+            "target": int(len(finished) + pace * 14 * 0.5) + 1,
             "deadline": p.ts(H + 14 * 86400),
         }
         if gid == "g-selfheal" and ("goal-progress", "at-risk") in wanted:
@@ -1126,3 +1129,32 @@ def _goal_tables(
             label("goal-progress", "at-risk", f"goal:{gid}", H - 2 * 86400)
         tables[gid] = table
     return tables
+
+
+def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[str]:
+    """Model and executor scopes the planner storm really spiked as well.
+
+    A storm of spec tasks also raises the usage of the models and executors that
+    ran them; where it at least tripled a scope's hourly tokens (and added 100k or
+    more) for two hours in a row, that scope spiked too and is labelled with it.
+    """
+    storm_ids = {t.id for t in p.tasks.values() if not t.followup}
+    hours = [storm_from + i * 3600.0 for i in range(7)]
+    out: list[str] = []
+    for dim in ("model", "executor"):
+        usage: dict[str, list[list[float]]] = {}
+        for m in p.metrics:
+            i = int((m["_t"] - storm_from) // 3600)
+            if not 0 <= i < len(hours):
+                continue
+            cell = usage.setdefault(m[dim], [[0.0, 0.0] for _ in hours])[i]
+            cell[1 if m["task_id"] in storm_ids else 0] += m["tokens_in"] + m["tokens_out"]
+        for scope, cells in sorted(usage.items()):
+            run = 0
+            for normal, extra_tokens in cells:
+                spiked = extra_tokens >= 100_000 and extra_tokens >= 2 * normal
+                run = run + 1 if spiked else 0
+                if run >= 2:
+                    out.append(f"{dim}:{scope}")
+                    break
+    return out
