@@ -324,6 +324,7 @@ def test_clean_pipeline_has_no_starved_tasks() -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_cases_hold_on_postgresql() -> None:
     """The data cases run on SQLite; their SQL must give the same answers on PostgreSQL."""
     _require_postgres()
