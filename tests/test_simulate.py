@@ -1,0 +1,123 @@
+"""The history generator behind ``reviewer demo`` and ``bench/quality.py``."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from reviewer.cli import cli
+from reviewer.simulate import ALL_KINDS, Labels, simulate
+from store.sqlite import SQLiteStore
+
+SMALL: dict[str, Any] = {"days": 10, "tasks_per_day": 16, "noise": 0.5}
+
+
+def _build(tmp: Path, *, seed: int = 7, problems: bool = True) -> tuple[SQLiteStore, Labels]:
+    store = SQLiteStore(":memory:")
+    labels = simulate(store, workspace=tmp, seed=seed, problems=problems, **SMALL)
+    return store, labels
+
+
+def _dump(store: SQLiteStore) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "tasks": store.query("SELECT * FROM tasks ORDER BY id"),
+        "metrics": store.query("SELECT * FROM task_metrics ORDER BY task_id, created_at"),
+        "tests": store.query("SELECT * FROM test_results ORDER BY run_id, test_id"),
+    }
+
+
+def _files(root: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(p.relative_to(root)): (p.read_text(), int(p.stat().st_mtime))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_seed_same_history(tmp_path: Path) -> None:
+    a, la = _build(tmp_path / "a")
+    b, lb = _build(tmp_path / "b")
+    assert _dump(a) == _dump(b)
+    assert la.labels == lb.labels and la.rule_options == lb.rule_options and la.goals == lb.goals
+    assert _files(la.repo_dir) == _files(lb.repo_dir)
+    c, _ = _build(tmp_path / "c", seed=8)
+    assert _dump(c)["tasks"] != _dump(a)["tasks"]
+
+
+def test_labels_point_at_records_that_exist(tmp_path: Path) -> None:
+    store, labels = _build(tmp_path)
+    kinds = {(label.rule, label.kind) for label in labels.labels}
+    # this small pipeline is too quiet for a few kinds (e.g. >= 10 runs of a model in 6h)
+    assert len(kinds) >= len(ALL_KINDS) - 4
+    task_ids = {r["id"] for r in store.query("SELECT id FROM tasks")}
+    test_ids = {r["test_id"] for r in store.query("SELECT DISTINCT test_id FROM test_results")}
+    for label in labels.labels:
+        scope, _, name = label.subject.partition(":")
+        if label.rule == "spec-drift":
+            assert (labels.specs_dir / label.subject).is_file(), label
+        elif label.rule == "flaky-tests":
+            assert label.subject in test_ids, label
+        elif label.rule == "goal-progress":
+            assert scope == "goal" and name in labels.goals, label
+        elif scope == "task":
+            assert name in task_ids, label
+        elif scope in ("model", "executor", "task_type", "phase"):
+            column = "phase" if scope == "phase" else scope
+            rows = store.query(f"SELECT 1 FROM tasks WHERE {column} = :v LIMIT 1", {"v": name})
+            assert rows, label
+        elif label.subject != "all":
+            assert label.subject in task_ids, label
+        assert labels.start.strftime("%Y-%m-%d") <= label.started_at[:10], label
+        assert label.started_at <= labels.end.strftime("%Y-%m-%dT%H:%M:%SZ"), label
+
+
+def test_clean_history_has_no_injected_problem(tmp_path: Path) -> None:
+    store, labels = _build(tmp_path, problems=False)
+    assert labels.labels == []
+    end = labels.end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert store.query("SELECT id FROM tasks WHERE attempts > 2") == []
+    # nothing runs for hours: runs longer than their timeout are killed
+    hours_ago = (labels.end - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    running = "SELECT id FROM tasks WHERE status = 'running' AND started_at < :t"
+    assert store.query(running, {"t": hours_ago}) == []
+    assert store.query("SELECT id FROM tasks WHERE source <> 'pipeline'") == []
+    assert all(r["created_at"] <= end for r in store.query("SELECT created_at FROM tasks"))
+    # tests are skipped briefly or not at all, and never fail on every run
+    worst = store.query(
+        """SELECT test_id, MIN(ran_at) AS first, MAX(ran_at) AS last FROM test_results
+           WHERE outcome = 'skipped' GROUP BY test_id ORDER BY last DESC"""
+    )
+    for row in worst:
+        assert row["last"][:10] >= row["first"][:10]
+    failing = store.query(
+        "SELECT test_id, COUNT(*) AS n FROM test_results WHERE outcome = 'failed'"
+        " GROUP BY test_id HAVING n > 2"
+    )
+    assert failing == []
+    for spec in labels.specs_dir.glob("*.md"):
+        text = spec.read_text()
+        for section in ("## Purpose", "## Requirements", "## Files to Create/Modify"):
+            assert section in text, spec
+        assert "## Acceptance Tests" in text, spec
+    budget = labels.rule_options["usage-spikes"]["daily_budget_usd"]
+    spent = store.query("SELECT MAX(s) AS m FROM (SELECT SUM(cost_usd) AS s FROM task_metrics"
+                        " GROUP BY substr(created_at, 1, 10))")[0]["m"]  # fmt: skip
+    assert spent < budget
+    changed = [
+        json.loads(r["files_changed"]) for r in store.query("SELECT files_changed FROM tasks")
+    ]
+    assert all("api/app/main.py" not in files for files in changed)
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    result = CliRunner().invoke(cli, ["demo", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "finding(s)" in result.output
+    assert "stale-queue/stale" in result.output
+    assert "proposals approve" in result.output
+    assert (tmp_path / "demo-workspace" / "config.toml").is_file()
