@@ -22,7 +22,7 @@ from reviewer.config import config_from_dict
 from reviewer.engine import Engine
 from reviewer.models import ProposalState
 from reviewer.timeutil import parse_ts
-from store import DaemonLockedError, Store, open_store
+from store import DaemonLockedError, Store, StoreError, open_store
 from store._schema import SCHEMA_VERSION
 from store.sqlite import SQLiteStore
 from tests.support import metric_rows, task_rows
@@ -308,6 +308,42 @@ def test_write_transactions_of_two_connections_queue_up(opener: Callable[[], Sto
         order.append("first")
     thread.join()
     assert order == ["first", "second"]
+
+
+def test_threads_sharing_one_store_each_get_their_own_connection(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(20):
+                with store.transaction():
+                    store.insert_task_once(task_rows([task(f"t{i}-{j}")])[0])
+                    assert store.get_task(f"t{i}-{j}") is not None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.query("SELECT COUNT(*) AS n FROM tasks") == [{"n": 120}]
+
+
+@pytest.mark.postgres
+def test_postgres_store_reconnects_after_its_connection_dies(pg_schema_url: str) -> None:
+    import psycopg
+
+    from store.postgres import PostgresStore
+
+    with PostgresStore(pg_schema_url) as store:
+        pid = store.query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError):
+            store.query("SELECT 1 AS one")  # the statement that finds it dead fails
+        assert store.query("SELECT 1 AS one") == [{"one": 1}]
 
 
 # -- reading as of now -----------------------------------------------------------------
