@@ -605,5 +605,7 @@ def demo(ctx: Context, db_path: str, as_json: bool) -> None:
     sys.exit(code)
 
 
+from reviewer import cli_pipeline  # noqa: E402,F401  (registers metrics, ab, goals)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,6 +12,7 @@ from rules import flaky_tests, spec_drift, stale_queue, stuck_phases, usage_spik
 
 REGISTRY: dict[str, ModuleType] = {
     stale_queue.ID: stale_queue,
+    goal_progress.ID: goal_progress,
     flaky_tests.ID: flaky_tests,
     usage_spikes.ID: usage_spikes,
     stuck_phases.ID: stuck_phases,

@@ -261,6 +261,53 @@ _V1 = [
     """,
 ]
 
+# Pipeline metrics, A/B arms and goals (Phases 1-3).
+_V_METRICS_GOALS = [
+    # Percentiles walk this index to the k-th duration instead of sorting; the
+    # filter columns ride along so a filtered walk never visits the table.
+    """
+    CREATE INDEX IF NOT EXISTS task_metrics_duration
+    ON task_metrics (duration_seconds, created_at, task_type, model, executor)
+    """,
+    # One filtered percentile walk per tag: seek the tag, then durations in order.
+    """
+    CREATE INDEX IF NOT EXISTS task_metrics_type_duration
+    ON task_metrics (task_type, duration_seconds, created_at)
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS task_metrics_model_duration
+    ON task_metrics (model, duration_seconds, created_at)
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS task_metrics_executor_duration
+    ON task_metrics (executor, duration_seconds, created_at)
+    """,
+    # The grouped roll-up of every breakdown reads this index alone, already in
+    # group order: no sort and no table visits (SQLite has no INCLUDE columns).
+    """
+    CREATE INDEX IF NOT EXISTS task_metrics_rollup
+    ON task_metrics (task_type, model, executor, status, created_at,
+                     duration_seconds, tokens_in, tokens_out, cost_usd, api_calls)
+    """,
+    "CREATE INDEX IF NOT EXISTS task_metrics_variant ON task_metrics (prompt_variant, created_at)",
+    "CREATE INDEX IF NOT EXISTS task_metrics_skill ON task_metrics (skill_version, created_at)",
+    # Goals defined over the API (config.toml's [goals] are read from the config).
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_goals (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        target INTEGER,
+        deadline TEXT,
+        label TEXT,
+        spec TEXT,
+        task_type TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    )
+    """,
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V_METRICS_GOALS]
 SCHEMA_VERSION = len(MIGRATIONS)
