@@ -8,15 +8,22 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from rules import flaky_tests, spec_drift, stale_queue, stuck_phases, usage_spikes
+from rules import (
+    flaky_tests,
+    goal_progress,
+    spec_drift,
+    stale_queue,
+    stuck_phases,
+    usage_spikes,
+)
 
 REGISTRY: dict[str, ModuleType] = {
     stale_queue.ID: stale_queue,
-    goal_progress.ID: goal_progress,
     flaky_tests.ID: flaky_tests,
     usage_spikes.ID: usage_spikes,
     stuck_phases.ID: stuck_phases,
     spec_drift.ID: spec_drift,
+    goal_progress.ID: goal_progress,
 }
 
 __all__ = ["REGISTRY"]
