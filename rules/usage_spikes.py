@@ -39,7 +39,7 @@ Options (defaults shown)::
     outlier_window = "24h"           # tasks recorded this recently are checked
     outlier_history = "30d"          # peers come from this far back
     outlier_score = 6.0
-    outlier_min_ratio = 3.0
+    outlier_min_ratio = 4.0           # 3x happens naturally about once in a thousand tasks
     outlier_min_peers = 30
     outlier_max_peers = 5000         # the most recent peers of a group are enough
     outlier_min_tokens = 10000       # tokens above the median, at least
@@ -99,7 +99,7 @@ class Options(RuleOptions):
     outlier_window: Duration = timedelta(hours=24)
     outlier_history: Duration = timedelta(days=30)
     outlier_score: float = Field(default=6.0, gt=0)
-    outlier_min_ratio: float = Field(default=3.0, ge=1.0)
+    outlier_min_ratio: float = Field(default=4.0, ge=1.0)
     outlier_min_peers: int = Field(default=30, ge=3)
     outlier_max_peers: int = Field(default=5000, ge=3)
     outlier_min_tokens: float = Field(default=10000, ge=0)
