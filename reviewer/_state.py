@@ -148,7 +148,8 @@ class ReviewerState:
     def list_findings(
         self, state: str | None = "open", rule: str | None = None, limit: int = 500
     ) -> list[Row]:
-        conds, params = [], {"n": limit}
+        conds: list[str] = []
+        params: dict[str, Any] = {"n": limit}
         if state:
             conds.append("state = :state")
             params["state"] = state
@@ -175,7 +176,8 @@ class ReviewerState:
     def proposals(
         self, state: str | None = None, rule: str | None = None, limit: int = 500
     ) -> list[Proposal]:
-        conds, params = [], {"n": limit}
+        conds: list[str] = []
+        params: dict[str, Any] = {"n": limit}
         if state:
             conds.append("state = :state")
             params["state"] = state

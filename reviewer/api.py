@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reviewer._state import InvalidTransition, NotFound
 from reviewer.api_deps import get_app, require_token
+from reviewer.api_pipeline import router as pipeline_router
 from reviewer.app import App
 from reviewer.promexport import registry_for
 from reviewer.timeutil import fmt_ts, parse_ts, utcnow
@@ -225,10 +226,5 @@ def create_app(app: App) -> FastAPI:
         )
         return HTMLResponse(html)
 
-    try:
-        from reviewer.api_pipeline import router as pipeline_router
-    except ImportError:  # the metrics/experiments/goals routes are optional
-        pipeline_router = None
-    if pipeline_router is not None:
-        api.include_router(pipeline_router)
+    api.include_router(pipeline_router)
     return api

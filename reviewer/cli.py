@@ -545,17 +545,18 @@ def config_check(ctx: Context, as_json: bool) -> None:
         for p in problems:
             click.echo(f"reviewer: {p}", err=True)
         sys.exit(2)
+    rules_summary = {
+        r.id: {
+            "enabled": r.settings.enabled,
+            "severity": r.settings.severity.value,
+            "approval": r.settings.approval.value,
+        }
+        for r in cfg.rules.values()
+    }
     summary = {
         "config": str(cfg.path) if cfg.path else None,
         "store": cfg.store_url,
-        "rules": {
-            r.id: {
-                "enabled": r.settings.enabled,
-                "severity": r.settings.severity.value,
-                "approval": r.settings.approval.value,
-            }
-            for r in cfg.rules.values()
-        },
+        "rules": rules_summary,
     }
     if as_json:
         _emit_json(summary)
@@ -563,7 +564,7 @@ def config_check(ctx: Context, as_json: bool) -> None:
     click.echo(f"{summary['config'] or 'built-in defaults'}: OK")
     click.echo(f"store: {summary['store']}")
     table(
-        [{"rule": k, **v} for k, v in summary["rules"].items()],
+        [{"rule": k, **v} for k, v in rules_summary.items()],
         ["rule", "enabled", "severity", "approval"],
     )
 

@@ -10,7 +10,7 @@ from reaching into Python objects.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +93,30 @@ class Renderer:
             body = body_t.render(context)
             title = " ".join(title_t.render(context).split())
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"template {body_t.name}: {exc}") from None
+            raise TemplateError(f"template {body_t.name} or {title_t.name}: {exc}") from None
         if regression is not None and not title.startswith("Regressed"):
             title = f"Regressed: {title}"
         return title[:200], body.strip() + "\n"
 
     def check(self) -> list[str]:
-        """Compile every template the renderer can see; return the problems."""
+        """Compile every template and render a sample of each rule; return the problems."""
+        from reviewer.models import Severity
+        from rules import REGISTRY
+
         problems = []
         for name in self.env.list_templates(filter_func=lambda n: n.endswith(".j2")):
             try:
                 self.env.get_template(name)
             except jinja2.TemplateSyntaxError as exc:
                 problems.append(f"template {exc.filename or name}:{exc.lineno}: {exc.message}")
+        if problems:
+            return problems
+        for rule_id in REGISTRY:
+            sample = Finding(
+                kind="example", subject="example", summary="example", evidence={"example": 1}
+            ).with_identity(rule_id, Severity.warning)
+            try:
+                self.render(sample, now=datetime(2026, 1, 1, tzinfo=UTC))
+            except TemplateError as exc:
+                problems.append(f"{exc} (rendering a {rule_id} proposal)")
         return problems

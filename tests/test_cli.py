@@ -229,3 +229,18 @@ def test_kill_between_insert_and_state_update_files_the_task_once(tmp_path: Path
 def test_unknown_command_is_usage_error() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code == 2
+
+
+def test_config_check_renders_user_templates(tmp_path: Path) -> None:
+    tdir = tmp_path / "tpl"
+    tdir.mkdir()
+    (tdir / "proposal.md.j2").write_text("Seen: {{ finding.summary }} {{ finding.no_such_field }}\n")
+    cfg = write_config(tmp_path, 'templates_dir = "tpl"\n')
+    code, _, err = run(["config", "check"], cfg)
+    assert code == 2 and "no_such_field" in err
+    (tdir / "proposal.md.j2").write_text("Seen: {{ finding.summary }\n")
+    code, _, err = run(["config", "check"], cfg)
+    assert code == 2 and "proposal.md.j2:1" in err
+    (tdir / "proposal.md.j2").write_text("Seen: {{ finding.summary }}\n")
+    code, out, err = run(["config", "check"], cfg)
+    assert code == 0, err
