@@ -24,6 +24,7 @@ from reviewer.timeutil import fmt_ts, norm_ts
 from store._q_metrics import ARM_COLUMNS, MetricFilter
 
 router = APIRouter()
+_UNPROCESSABLE = 422  # the constant's name differs between Starlette versions
 
 
 def _now(app: App) -> datetime:
@@ -43,7 +44,7 @@ def _filters(
             bounds[name] = norm_ts(value) if value else None
         except ValueError:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                _UNPROCESSABLE,
                 f"query parameter '{name}': expected an ISO 8601 time, like 2026-03-01T12:00:00Z"
                 f" (got {value!r})",
             ) from None
@@ -76,12 +77,12 @@ def post_metrics(
     bad = [i for i, item in enumerate(items) if not isinstance(item, dict)]
     if bad or not items:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            _UNPROCESSABLE,
             ["expected a TaskMetric JSON object or a non-empty list of them"],
         )
     report = store_records(app.store, "metrics", items, now=fmt_ts(_now(app)))
     if report.rejected:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, report.rejected)
+        raise HTTPException(_UNPROCESSABLE, report.rejected)
     return {"stored": report.stored}
 
 
@@ -96,7 +97,7 @@ def get_experiments(
     """Compare the arms of one tag: success (Wilson, Fisher), duration (Mann–Whitney), SRM."""
     if by not in ARM_COLUMNS:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            _UNPROCESSABLE,
             f"query parameter 'by': expected one of {', '.join(ARM_COLUMNS)} (got {by!r})",
         )
     try:
@@ -109,7 +110,7 @@ def get_experiments(
             experiment=experiment,
         )
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(_UNPROCESSABLE, str(exc)) from None
     except ConfigError as exc:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from None
 
@@ -146,11 +147,11 @@ def post_goal(
 ) -> dict[str, Any]:
     """Define (or redefine) a goal by id; stored in ``reviewer_goals``."""
     if not isinstance(payload, dict):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, ["expected a JSON object"])
+        raise HTTPException(_UNPROCESSABLE, ["expected a JSON object"])
     try:
         goal = GoalIn.model_validate(payload)
     except ValidationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, describe_errors(exc)) from None
+        raise HTTPException(_UNPROCESSABLE, describe_errors(exc)) from None
     at = fmt_ts(_now(app))
     with app.store.transaction():
         app.store.execute(

@@ -209,6 +209,7 @@ def compare_arms(
         arm["enough_data"] = arm["runs"] >= n_min
         arm["success_test"] = None
         arm["duration_test"] = None
+    for name, arm in arms.items():
         if name == control or control is None:
             continue
         ctrl = arms[control]
