@@ -20,7 +20,10 @@ def test_bucket_is_the_documented_hash() -> None:
 
 def test_stable_across_processes_and_insertion_order() -> None:
     here = assign("task-42", {"A": 0.5, "B": 0.5}, "exp1")
-    code = "from reviewer.assignment import assign; print(assign('task-42', {'B': 0.5, 'A': 0.5}, 'exp1'))"
+    code = (
+        "from reviewer.assignment import assign; "
+        "print(assign('task-42', {'B': 0.5, 'A': 0.5}, 'exp1'))"
+    )
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert there.stdout.strip() == here
 
