@@ -21,7 +21,7 @@ from reviewer.simulate import Labels, simulate, to_toml
 
 SEED = 2026
 DAYS = 28
-TASKS_PER_DAY = 30
+TASKS_PER_DAY = 80
 AUTO_RULES = ("flaky-tests", "stale-queue")  # the first of these that exists runs on auto
 
 

@@ -34,6 +34,8 @@ from store.base import Store
 PHASES = ("spec", "impl", "review", "test")
 MODELS = ("claude", "cursor/composer-1", "cursor/auto")
 EXECUTORS = ("runner-a", "runner-b", "runner-c", "runner-d")
+# Worker slots per ten: runner-a is the big box, runner-d a spare.
+_SLOT_EXECUTOR = (0, 0, 0, 0, 1, 1, 1, 2, 2, 3)
 GOALS = {
     "g-metrics": "Pipeline metrics endpoint live",
     "g-ab": "A/B testing of prompts and models",
@@ -264,7 +266,7 @@ class _Spec:
 @dataclass
 class _Faults:
     stalled_phase: tuple[str, float] | None = None
-    broken_model: tuple[str, float, float] | None = None
+    broken: tuple[str, str, float, float] | None = None  # (model|executor, name, from, p)
     timeout_type: tuple[str, float, float] | None = None
     stopped_goal: tuple[str, float] | None = None
 
@@ -296,9 +298,10 @@ class _Pipeline:
         self._events: list[tuple[float, int, str, Any]] = []
         self._queue: list[tuple[int, float, int, _Task]] = []
         self._held: list[_Task] = []
+        self.hung: list[_Task] = []
         mean_work = sum(_MEDIAN_S[p] for p in PHASES) * 1.25 / 4
         peak_per_s = tasks_per_day / 86400.0 * float(_HOUR_W.max() * _DAY_W.max()) * 2.6
-        self.slots = max(4, int(np.ceil(peak_per_s * mean_work * 2.0)) + 2)
+        self.slots = max(10, int(np.ceil(peak_per_s * mean_work * 2.0)) + 2)
         self._free = list(range(self.slots))
         self.timeout_s = {
             k: v * 1.25 * float(np.exp(2.4 * self.sigma)) for k, v in _MEDIAN_S.items()
@@ -418,27 +421,30 @@ class _Pipeline:
             spec = self.new_spec(t)
             task = self.new_task(t, "spec", spec, self.pick(_PRIORITIES), [])
             self.push(t, "arrive", task)
-        created = {s.no: t for t, s in zip(self.arrival_times, self.specs.values(), strict=True)}
         for t in storm:
-            stopped = self.faults.stopped_goal[0] if self.faults.stopped_goal else None
-            specs = [
-                s for s in self.specs.values() if created[s.no] < t - 86400 and s.goal != stopped
-            ]
-            spec = specs[int(self.rng.integers(len(specs)))]
-            task = self.new_task(t, "spec", spec, "normal", [])
-            task.title = f"Re-plan spec {spec.no:04d}: {spec.title}"
-            task.description = f"Planner loop re-queued specs/{spec.path} for re-planning."
-            task.followup = False
-            self.push(t, "arrive", task)
+            self.push(t, "storm", None)
         while self._events:
             t, _, kind, payload = heapq.heappop(self._events)
             if t > self.horizon:
                 break
             if kind == "arrive":
                 self._enqueue(payload)
+            elif kind == "storm":
+                self._enqueue(self._rerun(t))
             else:
                 self._finish(t, *payload)
             self._dispatch(t)
+
+    def _rerun(self, t: float) -> _Task:
+        """A runaway loop re-queues the implementation of an already implemented spec."""
+        stopped = self.faults.stopped_goal[0] if self.faults.stopped_goal else None
+        specs = [s for s in self.specs.values() if s.impl_done is not None and s.goal != stopped]
+        spec = specs[int(self.rng.integers(len(specs)))]
+        task = self.new_task(t, "impl", spec, "normal", [])
+        task.title = f"Re-run implementation of spec {spec.no:04d}: {spec.title}"
+        task.description = f"Retry loop re-queued the implementation of specs/{spec.path}."
+        task.followup = False
+        return task
 
     def _enqueue(self, task: _Task) -> None:
         self._seq += 1
@@ -448,14 +454,23 @@ class _Pipeline:
         stall = self.faults.stalled_phase
         while self._queue and self._free:
             _, _, _, task = heapq.heappop(self._queue)
-            if stall and task.task_type == stall[0] and t >= stall[1]:
-                self._held.append(task)  # the phase's workers are down: it waits
-                continue
             slot = self._free.pop(int(self.rng.integers(len(self._free))))
+            if stall and task.task_type == stall[0] and t >= stall[1]:
+                self._hang(t, slot, task)  # the phase's workers hang: nothing comes out
+                continue
             self._start(t, slot, task)
 
+    def _hang(self, t: float, slot: int, task: _Task) -> None:
+        task.attempts += 1
+        task.started = task.updated = t
+        task.status = "running"
+        task.executor = EXECUTORS[_SLOT_EXECUTOR[slot % 10]]
+        self.starts.append((t, task.id))
+        self.hung.append(task)
+        self._free.append(slot)  # the run detached from its worker slot
+
     def _start(self, t: float, slot: int, task: _Task) -> None:
-        executor = EXECUTORS[slot % len(EXECUTORS)]
+        executor = EXECUTORS[_SLOT_EXECUTOR[slot % 10]]
         task.attempts += 1
         task.started = t
         task.updated = t
@@ -479,10 +494,11 @@ class _Pipeline:
         if tt is not None and hit and self.rng.random() < tt[2]:
             duration = limit
             error = f"Timeout: agent run exceeded {int(limit)}s and was killed"
-        out = self.faults.broken_model
-        if out and task.model == out[0] and t >= out[1] and self.rng.random() < out[2]:
+        out = self.faults.broken
+        value = executor if out and out[0] == "executor" else task.model
+        if out and value == out[1] and t >= out[2] and self.rng.random() < out[3]:
             duration = float(self.rng.uniform(8, 40))
-            error = f"Provider error: HTTP 503 from {task.model} (overloaded), run aborted"
+            error = f"{executor}: git worktree add failed: No space left on device"
         self.push(t + duration, "finish", (slot, task, duration, error))
 
     def _finish(self, t: float, slot: int, task: _Task, duration: float, error: str | None) -> None:
@@ -727,7 +743,7 @@ def _test_runs(
                 if flaky and rng.random() < 0.35:
                     outcome, message = "failed", "TimeoutError: worker did not answer in 5s"
                     first.setdefault("flaky", at)
-                if plan.broken and j == plan.broken[0] and at >= plan.broken[1]:
+                if plan.broken and j == plan.broken[0] and t >= plan.broken[1]:
                     outcome, message = "failed", "KeyError: 'p95_seconds'"
                     first.setdefault("broken", at)
                 if plan.holdout and j == plan.holdout[0] and at >= plan.holdout[1]:
@@ -800,15 +816,15 @@ def simulate(
     if on("stalled-phase"):
         faults.stalled_phase = ("review", H - 10 * hour)
     if on("error-rate"):
-        faults.broken_model = ("cursor/auto", H - 7 * hour, 0.7)
+        faults.broken = ("executor", "runner-a", H - 7 * hour, 0.75)
     if on("timeout-pattern"):
-        faults.timeout_type = ("impl", H - 20 * hour, 0.5)
+        faults.timeout_type = ("test", H - 22 * hour, 0.6)
     if on("stalled"):
         faults.stopped_goal = ("g-dashboard", H - 9.5 * 86400)
     storm: list[float] = []
     storm_from = H - 12 * hour
     if on("spike"):
-        storm_rate = max(8 * tasks_per_day / 4 / 24, 6.0) / hour
+        storm_rate = max(12 * tasks_per_day / 4 / 24, 8.0) / hour
         t = storm_from
         while True:
             t += float(rng.exponential(1 / storm_rate))
@@ -841,22 +857,27 @@ def simulate(
     if on("stalled-phase") and faults.stalled_phase:
         phase, t0 = faults.stalled_phase
         last_out = max((m["_t"] for m in p.metrics if m["task_type"] == phase), default=0.0)
-        inflow = sorted(x.created for x in p.pending() if x.task_type == phase)
-        inflow = [c for c in inflow if c > last_out]
-        # stalled from the first instant with >= 3 arrivals and no departure in the last 6h
+        inflow = sorted(x.started for x in p.hung if x.started is not None)
+        # stalled from the first instant with >= 3 entrants and no leaver in the last 6h
         for i in range(2, len(inflow)):
             at = max(last_out + 6 * hour, inflow[i])
-            if inflow[i - 2] >= at - 6 * hour:
+            if inflow[i - 2] > at - 6 * hour:
                 label("stuck-phases", "stalled-phase", f"phase:{phase}", at)
                 break
-    if on("error-rate") and faults.broken_model:
-        model, t0, _ = faults.broken_model
-        runs = sorted((m["_t"], m["status"]) for m in p.metrics if m["model"] == model)
+        # each hung run is a stuck task too, once past 3x the phase's p95 run time
+        runs = sorted(m["duration_seconds"] for m in p.metrics if m["task_type"] == phase)
+        p95 = runs[int(0.95 * (len(runs) - 1))] if runs else 3600.0
+        for x in p.hung:
+            if x.started is not None and x.started + max(3 * p95, 600.0) <= H:
+                label("stuck-phases", "stuck", x.id, x.started + max(3 * p95, 600.0))
+    if on("error-rate") and faults.broken:
+        dim, model, t0, _ = faults.broken
+        runs = sorted((m["_t"], m["status"]) for m in p.metrics if m[dim] == model)
         for i, (at, _status) in enumerate(runs):
             recent = [r for r in runs[: i + 1] if r[0] > at - 6 * hour]
             failed = sum(1 for r in recent if r[1] == "failed")
             if at >= t0 and len(recent) >= 10 and failed > len(recent) / 2:
-                label("stuck-phases", "error-rate", f"model:{model}", at)
+                label("stuck-phases", "error-rate", f"{dim}:{model}", at)
                 break
     if on("timeout-pattern") and faults.timeout_type:
         kind_type, t0, _ = faults.timeout_type
@@ -944,7 +965,7 @@ def simulate(
 
     # -- usage-spikes
     if on("spike") and storm:
-        label("usage-spikes", "spike", "task_type:spec", storm_from)
+        label("usage-spikes", "spike", "task_type:impl", storm_from)
         for scope in _spilled_spikes(p, storm_from):
             label("usage-spikes", "spike", scope, storm_from)
     if on("task-outlier"):
@@ -1049,15 +1070,19 @@ def simulate(
         daily[m["created_at"][:10]] = daily.get(m["created_at"][:10], 0.0) + m["cost_usd"]
     rule_options: dict[str, dict[str, Any]] = {}
     if on("budget") and today:
+        # a budget below what this pipeline spends: today's spend passes it, and
+        # so may yesterday's, which is when the problem began
         budget = round(0.7 * sum(c for _, c in today), 2)
-        spent = 0.0
-        for at_ts, cost in today:
-            spent += cost
-            if spent > budget:
-                labels.append(Label("usage-spikes", "budget", "all", at_ts))
-                break
+        spent: dict[str, float] = {}
+        for m in p.metrics:
+            if m["_t"] >= day0 - 86400:
+                day = m["created_at"][:10]
+                spent[day] = spent.get(day, 0.0) + m["cost_usd"]
+                if spent[day] > budget:
+                    labels.append(Label("usage-spikes", "budget", "all", m["created_at"]))
+                    break
     else:
-        budget = round(2.0 * max(daily.values(), default=1.0), 2)
+        budget = round(1.5 * max(daily.values(), default=1.0), 2)
     rule_options["usage-spikes"] = {"daily_budget_usd": budget}
     goals = _goal_tables(p, wanted, label)
     if on("stalled") and faults.stopped_goal:
