@@ -456,7 +456,11 @@ class _Pipeline:
             _, _, _, task = heapq.heappop(self._queue)
             slot = self._free.pop(int(self.rng.integers(len(self._free))))
             if stall and task.task_type == stall[0] and t >= stall[1]:
-                self._hang(t, slot, task)  # the phase's workers hang: nothing comes out
+                if len(self.hung) < 4:
+                    self._hang(t, slot, task)  # the phase's workers hang: nothing comes out
+                else:
+                    self._free.append(slot)
+                    self._held.append(task)  # and once all of them hang, the queue waits
                 continue
             self._start(t, slot, task)
 
@@ -814,7 +818,7 @@ def simulate(
 
     faults = _Faults()
     if on("stalled-phase"):
-        faults.stalled_phase = ("review", H - 10 * hour)
+        faults.stalled_phase = ("review", H - 8 * hour)
     if on("error-rate"):
         faults.broken = ("executor", "runner-a", H - 7 * hour, 0.75)
     if on("timeout-pattern"):
@@ -822,7 +826,7 @@ def simulate(
     if on("stalled"):
         faults.stopped_goal = ("g-dashboard", H - 9.5 * 86400)
     storm: list[float] = []
-    storm_from = H - 12 * hour
+    storm_from = H - 5 * hour
     if on("spike"):
         storm_rate = max(12 * tasks_per_day / 4 / 24, 8.0) / hour
         t = storm_from
@@ -996,10 +1000,13 @@ def simulate(
     _touch(repo / "api/app/main.py", "app = None\n", start)
     drift: dict[int, str] = {}
 
+    rerun = {t.spec_no for t in p.tasks.values() if not t.followup}
+
     def choose(attr: str, lo: float, hi: float) -> _Spec | None:
         cands = [
             s for s in p.specs.values()
-            if s.no not in drift and getattr(s, attr) is not None and lo <= getattr(s, attr) <= hi
+            if s.no not in drift and s.no not in rerun
+            and getattr(s, attr) is not None and lo <= getattr(s, attr) <= hi
         ]  # fmt: skip
         return cands[int(rng.integers(len(cands)))] if cands else None
 
