@@ -14,6 +14,7 @@ from reviewer.config import Config, config_from_dict
 from reviewer.records import MetricRecord, TaskRecord
 from reviewer.timeutil import fmt_ts, parse_duration, parse_ts
 from reviewer.workspace import Workspace
+from store import Store, open_store
 from store.sqlite import SQLiteStore
 
 
@@ -73,8 +74,11 @@ def make_store(
     repo: dict[str, str] | None = None,
     commits: list[dict[str, Any]] | None = None,
     path: str = ":memory:",
-) -> SQLiteStore:
+    url: str | None = None,
+) -> Store:
     """A store holding the given records, with a workspace of the given files.
+
+    The store is an in-memory SQLite one unless ``url`` names another.
 
     ``commits`` (``[{at, files, specs}]``) also makes ``tmp_path`` a git repository
     holding both directories, with one commit per entry dated ``at``.
@@ -92,7 +96,9 @@ def make_store(
         if commits:
             git_history(tmp_path, specs_dir, repo_dir, commits)
         workspace = Workspace(specs_dir=specs_dir, repo_dir=repo_dir)
-    store = SQLiteStore(path, workspace=workspace)
+    store: Store = (
+        open_store(url, workspace=workspace) if url else SQLiteStore(path, workspace=workspace)
+    )
     store.upsert_tasks(task_rows(tasks))
     store.upsert_metrics(metric_rows(metrics))
     store.upsert_test_results(test_result_rows(test_results))

@@ -9,12 +9,15 @@ tests/cases/README.md for the format.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rules import REGISTRY
+from store import open_store
+from tests.pg import fresh_schema_url
 from tests.support import expand_series, make_store
 
 CASES_DIR = Path(__file__).parent / "cases"
@@ -44,8 +47,45 @@ def test_every_rule_has_cases_that_fire_and_stay_silent() -> None:
         )
 
 
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(scope="session")
+def pg_cases_url() -> Iterator[str]:
+    """One PostgreSQL schema for all cases; each case empties it first."""
+    with fresh_schema_url("reviewer_cases") as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """None for in-memory SQLite, else the URL of an emptied PostgreSQL schema."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_cases_url")
+    store = open_store(url)
+    try:
+        tables = [
+            r["table_name"]
+            for r in store.query(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_name != 'reviewer_meta'"
+            )
+        ]
+        store.execute(f"TRUNCATE {', '.join(tables)}")
+    finally:
+        store.close()
+    return url
+
+
 @pytest.mark.parametrize(("rule_id", "case"), CASES)
-def test_rule_case(rule_id: str, case: dict[str, Any], tmp_path: Path) -> None:
+def test_rule_case(
+    rule_id: str, case: dict[str, Any], tmp_path: Path, store_url: str | None
+) -> None:
+    """The case holds on every store: SQLite always, PostgreSQL where there is one."""
     module = REGISTRY[rule_id]
     generated = expand_series(case.get("series", []))
     store = make_store(
@@ -56,6 +96,7 @@ def test_rule_case(rule_id: str, case: dict[str, Any], tmp_path: Path) -> None:
         specs=case.get("specs"),
         repo=case.get("repo"),
         commits=case.get("commits"),
+        url=store_url,
     )
     try:
         options = module.Options.model_validate(case.get("options", {}))

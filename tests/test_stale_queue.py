@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import random
 import time
-import tomllib
-import uuid
 from datetime import datetime, timedelta
 from itertools import combinations
 from typing import Any
 
-import pytest
-
 from reviewer.timeutil import fmt_ts
 from rules import stale_queue
-from tests.support import expand_series, make_store, task_rows
-from tests.test_rule_cases import CASES_DIR
-from tests.test_store_contract import PG_URL, _require_postgres
+from tests.support import make_store
 
 NOW = datetime(2026, 3, 20)
 
@@ -321,35 +315,3 @@ def test_clean_pipeline_has_no_starved_tasks() -> None:
     assert not poison
     findings, _ = _run(tasks, ["starved"])
     assert [f.summary for f in findings] == []
-
-
-@pytest.mark.postgres
-@pytest.mark.slow
-def test_cases_hold_on_postgresql() -> None:
-    """The data cases run on SQLite; their SQL must give the same answers on PostgreSQL."""
-    _require_postgres()
-    import psycopg
-
-    from store.postgres import PostgresStore
-
-    cases = tomllib.loads((CASES_DIR / "stale-queue.toml").read_text())["case"]
-    for case in cases:
-        schema = f"reviewer_sq_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in PG_URL else "?"
-        store = PostgresStore(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
-        try:
-            generated = expand_series(case.get("series", []))
-            store.upsert_tasks(task_rows([*case.get("tasks", []), *generated["tasks"]]))
-            options = stale_queue.Options.model_validate(case.get("options", {}))
-            findings = list(stale_queue.check(options, store.view(case["now"])))
-        finally:
-            store.close()
-            with psycopg.connect(PG_URL, autocommit=True) as admin:
-                admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        got = {(f.kind, f.subject): f.evidence for f in findings}
-        want = {(e["kind"], e["subject"]): e.get("evidence", {}) for e in case["expect"]}
-        assert sorted(got) == sorted(want), case["name"]
-        for key, evidence in want.items():
-            assert {k: got[key].get(k) for k in evidence} == evidence, case["name"]

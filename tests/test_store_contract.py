@@ -8,12 +8,9 @@ own, dropped afterwards. Without a server they are skipped, except under CI
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -25,49 +22,18 @@ from reviewer.timeutil import parse_ts
 from store import DaemonLockedError, Store, StoreError, open_store
 from store._schema import SCHEMA_VERSION
 from store.sqlite import SQLiteStore
+from tests.pg import PG_URL, fresh_schema_url, require_postgres
 from tests.support import metric_rows, task_rows
 
-PG_URL = os.environ.get("REVIEWER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = parse_ts("2026-03-10T12:00:00Z")
-
-
-@cache
-def postgres_unreachable() -> str | None:
-    """Why the test server cannot be used, or None when it can."""
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return f"no PostgreSQL at {PG_URL} ({type(exc).__name__}: {exc})".strip()
-    return None
-
-
-def _require_postgres() -> None:
-    reason = postgres_unreachable()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the PostgreSQL store tests", pytrace=False)
-    pytest.skip(f"{reason}; set REVIEWER_TEST_POSTGRES to run these")
+_require_postgres = require_postgres
 
 
 @pytest.fixture
 def pg_schema_url() -> Iterator[str]:
     """A store URL naming a fresh, empty schema of the test database."""
-    _require_postgres()
-    import psycopg
-
-    schema = f"reviewer_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema_url() as url:
+        yield url
 
 
 STORES = [
