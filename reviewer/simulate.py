@@ -1152,7 +1152,7 @@ def _goal_tables(
         pace = sum(1 for f in finished if f >= H - 14 * 86400) / 14.0
         table: dict[str, Any] = {
             "title": title,
-            "target": int(len(finished) + pace * 14 * 0.5) + 1,
+            "target": int(len(finished) + pace * 14 * 0.35) + 1,
             "deadline": p.ts(H + 14 * 86400),
         }
         if gid == "g-selfheal" and ("goal-progress", "at-risk") in wanted:
