@@ -110,8 +110,14 @@ class Dialect:
             return f"(substr({expr}, 1, 13) || ':00:00Z')"
         return f"(substr({expr}, 1, 13) || ':00:00Z')"
 
-    def ddl(self, sql: str) -> str:
-        """Translate SQLite-flavoured DDL from ``_schema``."""
+    def ddl(self, sql: str | Mapping[str, str]) -> str:
+        """Translate SQLite-flavoured DDL from ``_schema``.
+
+        A mapping holds one statement per dialect, used as it is; '' when this
+        dialect has none (the caller skips it).
+        """
+        if not isinstance(sql, str):
+            return sql.get(self.name, "")
         if self.name == "postgresql":
             sql = sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
             sql = re.sub(r"\bREAL\b", "DOUBLE PRECISION", sql)

@@ -78,7 +78,7 @@ TIMESTAMP_COLUMNS = {
     "test_results": ("ran_at",),
 }
 
-_V1 = [
+_V1: list[str | dict[str, str]] = [
     """
     CREATE TABLE IF NOT EXISTS tasks (
         id TEXT PRIMARY KEY,
@@ -262,7 +262,7 @@ _V1 = [
 ]
 
 # Pipeline metrics, A/B arms and goals (Phases 1-3).
-_V_METRICS_GOALS = [
+_V_METRICS_GOALS: list[str | dict[str, str]] = [
     # Percentiles walk this index to the k-th duration instead of sorting; the
     # filter columns ride along so a filtered walk never visits the table.
     """
@@ -308,6 +308,98 @@ _V_METRICS_GOALS = [
     """,
 ]
 
+# flaky-tests on big suites: find the few tests worth a look (a failure in the
+# recent window, a skip in the holdout window) from this index alone, then read
+# only their histories, instead of every run of every test in the window.
+_V_TEST_INDEXES: list[str | dict[str, str]] = [
+    "CREATE INDEX IF NOT EXISTS test_results_outcome ON test_results (outcome, ran_at, test_id)",
+]
+
+# Pipelines may write the backlog tables directly, with any ISO 8601 form
+# ("2026-03-01 10:00:00", "...T10:00:00.5+02:00") or Unix seconds. Every query
+# compares timestamps as text, so the database itself brings them to the one
+# stored form on insert and update. A value that does not parse is left alone.
+_CANONICAL = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'"
+
+
+def _sqlite_norm(col: str) -> str:
+    return (
+        f"CASE WHEN {col} IS NULL OR {col} GLOB {_CANONICAL} THEN {col}"
+        # Unix seconds: a TEXT column stores a written number as its digits.
+        f" WHEN {col} NOT GLOB '*[^0-9.]*'"
+        f" THEN strftime('%Y-%m-%dT%H:%M:%SZ', {col}, 'unixepoch')"
+        f" ELSE COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', {col}), {col}) END"
+    )
+
+
+def _sqlite_ts_triggers(table: str, cols: tuple[str, ...]) -> list[str | dict[str, str]]:
+    needs = " OR ".join(
+        f"(NEW.{c} IS NOT NULL AND NEW.{c} NOT GLOB {_CANONICAL}"
+        f" AND {_sqlite_norm('NEW.' + c)} IS NOT NEW.{c})"
+        for c in cols
+    )
+    sets = ", ".join(f"{c} = {_sqlite_norm(c)}" for c in cols)
+    out: list[str | dict[str, str]] = []
+    for event in ("INSERT", f"UPDATE OF {', '.join(cols)}"):
+        name = f"{table}_normalise_ts_{event.split()[0].lower()}"
+        out.append(
+            {
+                "sqlite": f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table}"
+                f" WHEN {needs} BEGIN UPDATE {table} SET {sets} WHERE rowid = NEW.rowid; END",
+            }
+        )
+    return out
+
+
+_PG_NORM_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION reviewer_norm_ts(v text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+BEGIN
+    IF v IS NULL OR v ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$' THEN
+        RETURN v;
+    ELSIF v ~ '^\d+(\.\d+)?$' THEN
+        RETURN to_char(to_timestamp(v::double precision) AT TIME ZONE 'UTC',
+                       'YYYY-MM-DD"T"HH24:MI:SS"Z"');
+    ELSIF v ~ '(Z|z|[+-]\d\d(:?\d\d)?)$' THEN
+        RETURN to_char(v::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
+    ELSE  -- naive means UTC
+        RETURN to_char(v::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
+    END IF;
+EXCEPTION WHEN others THEN
+    RETURN v;
+END
+$fn$
+"""
+
+
+def _pg_ts_trigger(table: str, cols: tuple[str, ...]) -> list[str | dict[str, str]]:
+    body = "; ".join(f"NEW.{c} := reviewer_norm_ts(NEW.{c})" for c in cols)
+    return [
+        {
+            "postgresql": f"""
+            CREATE OR REPLACE FUNCTION {table}_normalise_ts() RETURNS trigger
+            LANGUAGE plpgsql AS $fn$ BEGIN {body}; RETURN NEW; END $fn$
+            """
+        },
+        {"postgresql": f"DROP TRIGGER IF EXISTS {table}_normalise_ts ON {table}"},
+        {
+            "postgresql": f"CREATE TRIGGER {table}_normalise_ts BEFORE INSERT OR UPDATE ON {table}"
+            f" FOR EACH ROW EXECUTE FUNCTION {table}_normalise_ts()"
+        },
+    ]
+
+
+_V_TIMESTAMPS: list[str | dict[str, str]] = [{"postgresql": _PG_NORM_FUNCTION}]
+for _table, _cols in TIMESTAMP_COLUMNS.items():
+    _V_TIMESTAMPS += _sqlite_ts_triggers(_table, _cols) + _pg_ts_trigger(_table, _cols)
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS: list[list[str]] = [_V1, _V_METRICS_GOALS]
+# A statement is SQLite-flavoured DDL that each dialect translates, or a
+# {dialect: statement} mapping for what only one database needs.
+MIGRATIONS: list[list[str | dict[str, str]]] = [
+    _V1,
+    _V_METRICS_GOALS,
+    _V_TEST_INDEXES,
+    _V_TIMESTAMPS,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

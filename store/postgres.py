@@ -190,8 +190,11 @@ class PostgresStore:
                 )
             for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version]:
+                    ddl = POSTGRESQL.ddl(statement)
+                    if not ddl:
+                        continue
                     try:
-                        conn.execute(POSTGRESQL.ddl(statement))
+                        conn.execute(ddl)
                     except psycopg.Error as exc:
                         raise StoreError(
                             f"migration {version + 1} failed on {self._where}: {exc}\n{statement}"

@@ -158,7 +158,9 @@ class SQLiteStore:
                 )
             for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version]:
-                    self.conn.execute(SQLITE.ddl(statement))
+                    ddl = SQLITE.ddl(statement)
+                    if ddl:
+                        self.conn.execute(ddl)
                 self.conn.execute(
                     "INSERT INTO reviewer_meta (key, value) VALUES ('schema_version', ?)"
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -245,7 +247,8 @@ class SQLiteStore:
             " VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET"
             " touched_at = excluded.touched_at,"
             " previous_updated_at = CASE WHEN reviewer_task_touches.touched_at = ?"
-            "   THEN reviewer_task_touches.previous_updated_at ELSE excluded.previous_updated_at END",
+            "   THEN reviewer_task_touches.previous_updated_at"
+            "   ELSE excluded.previous_updated_at END",
             (task_id, at, row["updated_at"], row["updated_at"]),
         )
 

@@ -422,3 +422,28 @@ def test_sqlite_store_url_round_trip(tmp_path: Path) -> None:
         assert isinstance(s, SQLiteStore)
     finally:
         s.close()
+
+
+def test_timestamps_written_directly_are_brought_to_the_stored_form(store: Store) -> None:
+    """A pipeline writing the tables itself may use any ISO 8601 form or Unix seconds."""
+    store.execute(
+        "INSERT INTO tasks (id, title, status, priority, attempts, created_at, updated_at,"
+        " started_at, finished_at) VALUES"
+        " ('a', 'A', 'pending', 'normal', 0, '2026-03-01 10:00:00', '2026-03-01T12:00:00+02:00',"
+        " NULL, '2026-03-01T10:00:00.750Z'),"
+        " ('b', 'B', 'pending', 'normal', 0, '2026-03-01T10:00:00Z', 'not a time', NULL, NULL)"
+    )
+    store.execute("UPDATE tasks SET started_at = '2026-03-02T01:02:03-01:00' WHERE id = 'a'")
+    store.execute(
+        "INSERT INTO task_metrics (task_id, status, created_at, duration_seconds)"
+        " VALUES ('a', 'completed', '1772359200', 1.0)"
+    )
+    rows = {r["id"]: r for r in store.query("SELECT * FROM tasks ORDER BY id")}
+    assert rows["a"]["created_at"] == "2026-03-01T10:00:00Z"
+    assert rows["a"]["updated_at"] == "2026-03-01T10:00:00Z"
+    assert rows["a"]["finished_at"] == "2026-03-01T10:00:00Z"
+    assert rows["a"]["started_at"] == "2026-03-02T02:02:03Z"
+    assert rows["b"]["created_at"] == "2026-03-01T10:00:00Z"
+    assert rows["b"]["updated_at"] == "not a time"  # kept as written, never lost
+    (metric,) = store.query("SELECT created_at FROM task_metrics")
+    assert metric["created_at"] == "2026-03-01T10:00:00Z"
