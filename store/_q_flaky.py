@@ -172,26 +172,31 @@ class FlakyQueries(QueryBase):
         out: list[Row] = []
         for chunk in _chunks(test_ids):
             marks, params = _in_list(chunk)
+            # One pass over each test's own runs (an outcome filter here would
+            # tempt SQLite to walk the outcome index through every pass of the suite).
             sql = f"""
-            WITH last_ok AS (
-                SELECT test_id, MAX(ran_at) AS at FROM {{test_results}}
-                WHERE test_id IN ({marks}) AND outcome IN {_OK} GROUP BY test_id
+            WITH runs AS MATERIALIZED (
+                SELECT r.test_id, r.run_id, r.commit_sha, r.outcome, r.ran_at,
+                       MAX(CASE WHEN r.outcome IN {_OK} THEN r.ran_at END)
+                           OVER (PARTITION BY r.test_id) AS last_passed_at
+                FROM {{test_results}} r WHERE r.test_id IN ({marks})
             ),
             streak AS (
-                SELECT r.test_id, r.commit_sha, r.ran_at, o.at AS last_passed_at,
-                       ROW_NUMBER() OVER (PARTITION BY r.test_id ORDER BY r.ran_at, r.run_id)
-                           AS pos,
-                       COUNT(*) OVER (PARTITION BY r.test_id) AS streak_runs
-                FROM {{test_results}} r LEFT JOIN last_ok o ON o.test_id = r.test_id
-                WHERE r.test_id IN ({marks}) AND r.outcome IN {_FAILED}
-                  AND (o.at IS NULL OR r.ran_at > o.at)
+                SELECT test_id, commit_sha, ran_at, last_passed_at,
+                       ROW_NUMBER() OVER (PARTITION BY test_id ORDER BY ran_at, run_id) AS pos,
+                       COUNT(*) OVER (PARTITION BY test_id) AS streak_runs
+                FROM runs
+                WHERE outcome IN {_FAILED} AND (last_passed_at IS NULL OR ran_at > last_passed_at)
+            ),
+            last_pass AS (
+                SELECT test_id, MAX(commit_sha) AS commit_sha FROM runs
+                WHERE outcome IN {_OK} AND ran_at = last_passed_at GROUP BY test_id
             )
             SELECT s.test_id, s.streak_runs, s.ran_at AS first_failed_at,
                    s.commit_sha AS first_failed_commit, s.last_passed_at,
-                   (SELECT MAX(p.commit_sha) FROM {{test_results}} p
-                    WHERE p.test_id = s.test_id AND p.ran_at = s.last_passed_at
-                      AND p.outcome IN {_OK}) AS last_passed_commit
-            FROM streak s WHERE s.pos = 1
+                   p.commit_sha AS last_passed_commit
+            FROM streak s LEFT JOIN last_pass p ON p.test_id = s.test_id
+            WHERE s.pos = 1
             """
             out.extend(self.rows(sql, params))
         return out
@@ -206,24 +211,31 @@ class FlakyQueries(QueryBase):
         ``last_ran_at`` (last run that was not skipped, NULL if none),
         ``message`` (the latest skip message).
         """
+        # Only a test skipped since the cut-off can qualify: find those in the
+        # (outcome, ran_at, test_id) index, then read each one's own history.
+        # Every run after a test's last non-skipped run was skipped, so the
+        # streak needs no outcome test (which would tempt SQLite to walk the
+        # outcome index for each test); CROSS JOIN keeps SQLite's join order,
+        # PostgreSQL plans it as the inner join it is.
         sql = """
-        WITH recent AS (
-            SELECT test_id FROM {test_results} WHERE ran_at >= :cutoff
-            GROUP BY test_id
-            HAVING SUM(CASE WHEN outcome <> 'skipped' THEN 1 ELSE 0 END) = 0
+        WITH skipped AS (
+            SELECT DISTINCT test_id FROM {test_results}
+            WHERE outcome = 'skipped' AND ran_at >= :cutoff
         ),
-        ran AS (
-            SELECT r.test_id,
+        ran AS MATERIALIZED (
+            SELECT c.test_id,
                    (SELECT MAX(x.ran_at) FROM {test_results} x
-                    WHERE x.test_id = r.test_id AND x.outcome <> 'skipped') AS last_ran_at
-            FROM recent r
+                    WHERE x.test_id = c.test_id AND x.outcome <> 'skipped') AS last_ran_at
+            FROM skipped c
         ),
         streak AS (
-            SELECT s.test_id, MIN(s.ran_at) AS skipped_since, COUNT(*) AS skipped_runs,
+            SELECT n.test_id, MIN(s.ran_at) AS skipped_since, COUNT(*) AS skipped_runs,
                    MAX(s.ran_at) AS last_skipped_at, MAX(n.last_ran_at) AS last_ran_at
-            FROM {test_results} s JOIN ran n ON n.test_id = s.test_id
-            WHERE s.outcome = 'skipped' AND (n.last_ran_at IS NULL OR s.ran_at > n.last_ran_at)
-            GROUP BY s.test_id
+            FROM ran n CROSS JOIN {test_results} s
+            WHERE s.test_id = n.test_id
+              AND (n.last_ran_at IS NULL OR s.ran_at > n.last_ran_at)
+              AND (n.last_ran_at IS NULL OR n.last_ran_at < :cutoff)
+            GROUP BY n.test_id
         )
         SELECT k.test_id, k.skipped_since, k.skipped_runs, k.last_ran_at,
                (SELECT MAX(m.message) FROM {test_results} m
