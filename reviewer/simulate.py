@@ -301,7 +301,7 @@ class _Pipeline:
         self.hung: list[_Task] = []
         mean_work = sum(_MEDIAN_S[p] for p in PHASES) * 1.25 / 4
         peak_per_s = tasks_per_day / 86400.0 * float(_HOUR_W.max() * _DAY_W.max()) * 2.6
-        self.slots = max(10, int(np.ceil(peak_per_s * mean_work * 2.0)) + 2)
+        self.slots = max(20, int(np.ceil(peak_per_s * mean_work * 4.0)) + 4)
         self._free = list(range(self.slots))
         self.timeout_s = {
             k: v * 1.25 * float(np.exp(2.4 * self.sigma)) for k, v in _MEDIAN_S.items()
@@ -820,9 +820,9 @@ def simulate(
     if on("stalled-phase"):
         faults.stalled_phase = ("review", H - 8 * hour)
     if on("error-rate"):
-        faults.broken = ("executor", "runner-a", H - 7 * hour, 0.75)
+        faults.broken = ("executor", "runner-c", H - 7 * hour, 0.8)
     if on("timeout-pattern"):
-        faults.timeout_type = ("test", H - 22 * hour, 0.6)
+        faults.timeout_type = ("test", H - 22 * hour, 0.75)
     if on("stalled"):
         faults.stopped_goal = ("g-dashboard", H - 9.5 * 86400)
     storm: list[float] = []
@@ -1167,7 +1167,7 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[str]:
     """Model and executor scopes the planner storm really spiked as well.
 
     A storm of spec tasks also raises the usage of the models and executors that
-    ran them; where it at least tripled a scope's hourly tokens (and added 100k or
+    ran them; where it at least doubled a scope's hourly tokens (and added 100k or
     more) for two hours in a row, that scope spiked too and is labelled with it.
     """
     storm_ids = {t.id for t in p.tasks.values() if not t.followup}
@@ -1184,7 +1184,7 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[str]:
         for scope, cells in sorted(usage.items()):
             run = 0
             for normal, extra_tokens in cells:
-                spiked = extra_tokens >= 100_000 and extra_tokens >= 2 * normal
+                spiked = extra_tokens >= 100_000 and extra_tokens >= normal
                 run = run + 1 if spiked else 0
                 if run >= 2:
                     out.append(f"{dim}:{scope}")
