@@ -140,7 +140,7 @@ def create_app(app: App) -> FastAPI:
         return [r.public() for r in a.state.runs(limit)]
 
     @api.get("/api/silences")
-    def silences(all: bool = False, a: App = Depends(get_app)) -> list[dict[str, Any]]:  # noqa: A002,B008
+    def silences(all: bool = False, a: App = Depends(get_app)) -> list[dict[str, Any]]:  # noqa: B008
         return [s.public() for s in a.state.silences(fmt_ts(utcnow()), include_expired=all)]
 
     @api.post("/api/silences", status_code=201)

@@ -578,7 +578,6 @@ def config_check(ctx: Context, as_json: bool) -> None:
 def run(ctx: Context, host: str | None, port: int | None, no_api: bool) -> None:
     """Run the daemon: scheduled reviews plus the HTTP API."""
     from reviewer.daemon import run_daemon
-
     from reviewer.logs import setup_logging
 
     setup_logging("INFO" if ctx.log_level.upper() == "WARNING" else ctx.log_level)

@@ -23,10 +23,20 @@ def _history() -> list[dict[str, object]]:
     """Tasks that go stale at different times, and one that is picked up later."""
     return [
         {"id": "crit", "title": "Hotfix login", "priority": "critical", "created_at": fmt_ts(T0)},
-        {"id": "high", "title": "Wire metrics", "priority": "high",
-         "created_at": fmt_ts(T0 + timedelta(days=1))},
-        {"id": "late", "title": "Picked up on day 6", "priority": "high", "status": "running",
-         "created_at": fmt_ts(T0), "started_at": fmt_ts(T0 + timedelta(days=6))},
+        {
+            "id": "high",
+            "title": "Wire metrics",
+            "priority": "high",
+            "created_at": fmt_ts(T0 + timedelta(days=1)),
+        },
+        {
+            "id": "late",
+            "title": "Picked up on day 6",
+            "priority": "high",
+            "status": "running",
+            "created_at": fmt_ts(T0),
+            "started_at": fmt_ts(T0 + timedelta(days=6)),
+        },
         {"id": "low", "title": "Polish docs", "priority": "low", "created_at": fmt_ts(T0)},
     ]
 
@@ -71,18 +81,43 @@ def test_backtest_cli_prints_one_json_object_per_finding(tmp_path: Path) -> None
     store = SQLiteStore(tmp_path / "p.db")
     store.upsert_tasks(task_rows(_history()))
     store.close()
-    result = CliRunner().invoke(cli, [
-        "--config", str(cfg), "backtest", "--from", fmt_ts(T0), "--to",
-        fmt_ts(T0 + timedelta(days=9)), "--step", "12h", "--json",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(cfg),
+            "backtest",
+            "--from",
+            fmt_ts(T0),
+            "--to",
+            fmt_ts(T0 + timedelta(days=9)),
+            "--step",
+            "12h",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert {x["subject"] for x in lines} == {"crit", "high", "late"}
-    assert all({"rule", "kind", "subject", "fingerprint", "first_fired_at"} <= set(x) for x in lines)
+    assert all(
+        {"rule", "kind", "subject", "fingerprint", "first_fired_at"} <= set(x) for x in lines
+    )
     # The backtest writes nothing: no runs, findings or proposals.
     store = SQLiteStore(tmp_path / "p.db")
     assert store.query("SELECT COUNT(*) AS n FROM reviewer_runs")[0]["n"] == 0
     store.close()
-    bad = CliRunner().invoke(cli, ["--config", str(cfg), "backtest", "--from", fmt_ts(T0),
-                                   "--to", fmt_ts(T0), "--step", "soon"])
+    bad = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(cfg),
+            "backtest",
+            "--from",
+            fmt_ts(T0),
+            "--to",
+            fmt_ts(T0),
+            "--step",
+            "soon",
+        ],
+    )
     assert bad.exit_code == 2 and "is not a duration" in bad.stderr

@@ -39,7 +39,7 @@ def run(args: list[str], cfg: Path) -> tuple[int, str, str]:
 def ingest_tasks(tmp_path: Path, cfg: Path, tasks: list[dict[str, object]] = TASKS) -> None:
     f = tmp_path / "tasks.jsonl"
     f.write_text("\n".join(json.dumps(t) for t in tasks) + "\n")
-    code, out, err = run(["ingest", "tasks", str(f)], cfg)
+    code, _, err = run(["ingest", "tasks", str(f)], cfg)
     assert code == 0, err
 
 
@@ -73,7 +73,8 @@ def test_bad_jsonl_line_names_file_line_field_keeps_good_lines(tmp_path: Path) -
     [
         (
             "[reviewer]\nmax_new_proposals_per_cycle = -1\n",
-            "[reviewer] option 'max_new_proposals_per_cycle': Input should be greater than or equal to 0",
+            "[reviewer] option 'max_new_proposals_per_cycle': "
+            "Input should be greater than or equal to 0",
         ),
         (
             '[rules.stale-queue]\nmax_idle = "soon"\n',
@@ -96,7 +97,7 @@ def test_bad_config_names_file_table_option_and_exits_2(
 ) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text(body)
-    code, out, err = run(["config", "check"], cfg)
+    code, _, err = run(["config", "check"], cfg)
     assert code == 2
     assert str(cfg) in err and message in err
 
@@ -200,7 +201,7 @@ def test_silence_add_list_expire(tmp_path: Path) -> None:
 
 
 def test_kill_between_insert_and_state_update_files_the_task_once(tmp_path: Path) -> None:
-    """A real process dies right after inserting the backlog task; the next approve files it once."""
+    """A process dies right after inserting the backlog task; the next approve files it once."""
     cfg = write_config(tmp_path)
     ingest_tasks(tmp_path, cfg)
     run(["review", "--once", "--now", "2026-03-10T00:00:00Z"], cfg)
@@ -234,7 +235,9 @@ def test_unknown_command_is_usage_error() -> None:
 def test_config_check_renders_user_templates(tmp_path: Path) -> None:
     tdir = tmp_path / "tpl"
     tdir.mkdir()
-    (tdir / "proposal.md.j2").write_text("Seen: {{ finding.summary }} {{ finding.no_such_field }}\n")
+    (tdir / "proposal.md.j2").write_text(
+        "Seen: {{ finding.summary }} {{ finding.no_such_field }}\n"
+    )
     cfg = write_config(tmp_path, 'templates_dir = "tpl"\n')
     code, _, err = run(["config", "check"], cfg)
     assert code == 2 and "no_such_field" in err
@@ -242,5 +245,5 @@ def test_config_check_renders_user_templates(tmp_path: Path) -> None:
     code, _, err = run(["config", "check"], cfg)
     assert code == 2 and "proposal.md.j2:1" in err
     (tdir / "proposal.md.j2").write_text("Seen: {{ finding.summary }}\n")
-    code, out, err = run(["config", "check"], cfg)
+    code, _, err = run(["config", "check"], cfg)
     assert code == 0, err

@@ -123,12 +123,12 @@ def test_two_daemons_on_one_store_cannot_both_run_and_sigterm_stops_cleanly(tmp_
     try:
         _wait_for_run(tmp_path / "pipeline.db")
         second = _daemon(cfg)
-        out, err = second.communicate(timeout=60)
+        _, err = second.communicate(timeout=60)
         assert second.returncode == 1
         assert "another reviewer daemon" in err and "is already running on" in err
         assert first.poll() is None  # the first one is unharmed
         first.send_signal(signal.SIGTERM)
-        out, err = first.communicate(timeout=60)
+        _, err = first.communicate(timeout=60)
         assert first.returncode == 0, err
         # Off a terminal the logs are JSON lines.
         import json

@@ -135,7 +135,7 @@ def test_pipeline_down_fails_the_cycle_with_a_clear_message(
     store: HTTPStore, pipeline: FakePipeline
 ) -> None:
     pipeline.down = True
-    with pytest.raises(StoreError, match="cannot reach the pipeline at https://pipeline.example"):
+    with pytest.raises(StoreError, match=r"cannot reach the pipeline at https://pipeline\.example"):
         store.view(parse_ts("2026-03-10T00:00:00Z"))
     result = engine_for(store).review(parse_ts("2026-03-10T00:00:00Z"))
     assert result.status == "failed" and result.errors[0]["stage"] == "read"
