@@ -299,6 +299,7 @@ class _Pipeline:
         self._queue: list[tuple[int, float, int, _Task]] = []
         self._held: list[_Task] = []
         self.hung: list[_Task] = []
+        self._rerun_specs: set[int] = set()
         mean_work = sum(_MEDIAN_S[p] for p in PHASES) * 1.25 / 4
         peak_per_s = tasks_per_day / 86400.0 * float(_HOUR_W.max() * _DAY_W.max()) * 2.6
         self.slots = max(20, int(np.ceil(peak_per_s * mean_work * 4.0)) + 4)
@@ -438,8 +439,13 @@ class _Pipeline:
     def _rerun(self, t: float) -> _Task:
         """A runaway loop re-queues the implementation of an already implemented spec."""
         stopped = self.faults.stopped_goal[0] if self.faults.stopped_goal else None
-        specs = [s for s in self.specs.values() if s.impl_done is not None and s.goal != stopped]
+        specs = [
+            s
+            for s in self.specs.values()
+            if s.impl_done is not None and s.goal != stopped and s.no not in self._rerun_specs
+        ]
         spec = specs[int(self.rng.integers(len(specs)))]
+        self._rerun_specs.add(spec.no)  # each spec once, so no two re-runs are duplicates
         task = self.new_task(t, "impl", spec, "normal", [])
         task.title = f"Re-run implementation of spec {spec.no:04d}: {spec.title}"
         task.description = f"Retry loop re-queued the implementation of specs/{spec.path}."
@@ -828,7 +834,7 @@ def simulate(
     storm: list[float] = []
     storm_from = H - 5 * hour
     if on("spike"):
-        storm_rate = max(12 * tasks_per_day / 4 / 24, 8.0) / hour
+        storm_rate = max(20 * tasks_per_day / 4 / 24, 15.0) / hour
         t = storm_from
         while True:
             t += float(rng.exponential(1 / storm_rate))
