@@ -462,7 +462,7 @@ class _Pipeline:
             _, _, _, task = heapq.heappop(self._queue)
             slot = self._free.pop(int(self.rng.integers(len(self._free))))
             if stall and task.task_type == stall[0] and t >= stall[1]:
-                if len(self.hung) < 4:
+                if len(self.hung) < 6:
                     self._hang(t, slot, task)  # the phase's workers hang: nothing comes out
                 else:
                     self._free.append(slot)
@@ -824,7 +824,7 @@ def simulate(
 
     faults = _Faults()
     if on("stalled-phase"):
-        faults.stalled_phase = ("review", H - 8 * hour)
+        faults.stalled_phase = ("review", H - 7 * hour)
     if on("error-rate"):
         faults.broken = ("executor", "runner-c", H - 7 * hour, 0.8)
     if on("timeout-pattern"):
