@@ -212,33 +212,34 @@ class FlakyQueries(QueryBase):
         ``message`` (the latest skip message).
         """
         # Only a test skipped since the cut-off can qualify: find those in the
-        # (outcome, ran_at, test_id) index, then read each one's own history.
-        # Every run after a test's last non-skipped run was skipped, so the
-        # streak needs no outcome test (which would tempt SQLite to walk the
-        # outcome index for each test); CROSS JOIN keeps SQLite's join order,
-        # PostgreSQL plans it as the inner join it is.
-        sql = """
+        # (outcome, ran_at, test_id) index, then look each one up on its own
+        # (test_id, ran_at) index, never joining them to the whole table. Every
+        # run after a test's last run that was not skipped was skipped, so the
+        # streak's lookups need no outcome test (which would tempt SQLite into
+        # walking the outcome index once per test).
+        streak_runs = """FROM {test_results} s WHERE s.test_id = n.test_id
+                      AND (n.last_ran_at IS NULL OR s.ran_at > n.last_ran_at)"""
+        sql = f"""
         WITH skipped AS (
-            SELECT DISTINCT test_id FROM {test_results}
+            SELECT DISTINCT test_id FROM {{test_results}}
             WHERE outcome = 'skipped' AND ran_at >= :cutoff
         ),
         ran AS MATERIALIZED (
             SELECT c.test_id,
-                   (SELECT MAX(x.ran_at) FROM {test_results} x
+                   (SELECT MAX(x.ran_at) FROM {{test_results}} x
                     WHERE x.test_id = c.test_id AND x.outcome <> 'skipped') AS last_ran_at
             FROM skipped c
         ),
-        streak AS (
-            SELECT n.test_id, MIN(s.ran_at) AS skipped_since, COUNT(*) AS skipped_runs,
-                   MAX(s.ran_at) AS last_skipped_at, MAX(n.last_ran_at) AS last_ran_at
-            FROM ran n CROSS JOIN {test_results} s
-            WHERE s.test_id = n.test_id
-              AND (n.last_ran_at IS NULL OR s.ran_at > n.last_ran_at)
-              AND (n.last_ran_at IS NULL OR n.last_ran_at < :cutoff)
-            GROUP BY n.test_id
+        streak AS MATERIALIZED (
+            SELECT n.test_id, n.last_ran_at,
+                   (SELECT MIN(s.ran_at) {streak_runs}) AS skipped_since,
+                   (SELECT COUNT(*) {streak_runs}) AS skipped_runs,
+                   (SELECT MAX(s.ran_at) {streak_runs}) AS last_skipped_at
+            FROM ran n
+            WHERE n.last_ran_at IS NULL OR n.last_ran_at < :cutoff
         )
         SELECT k.test_id, k.skipped_since, k.skipped_runs, k.last_ran_at,
-               (SELECT MAX(m.message) FROM {test_results} m
+               (SELECT MAX(m.message) FROM {{test_results}} m
                 WHERE m.test_id = k.test_id AND m.ran_at = k.last_skipped_at
                   AND m.outcome = 'skipped') AS message
         FROM streak k
