@@ -70,14 +70,34 @@ class FlakyQueries(QueryBase):
         first), ``streak_commits_passed`` (commits of the streak that also
         passed), ``passes_since_failure``, ``last_failure_at``, ``last_run_at``.
         """
-        window_sql = _WINDOW.format(
-            tests=(
-                "SELECT DISTINCT f.test_id FROM {test_results} f"
-                f" WHERE f.outcome IN {_BAD} AND f.ran_at >= :failed_since"
+        bounds = {
+            "window": window,
+            "max_passes": max_passes_since_failure,
+            "broken_after": broken_after,
+            "min_runs": min_runs,
+            "flip_rate": flip_rate,
+        }
+        # The candidates come from the (outcome, ran_at, test_id) index alone and
+        # go back as literal lists: PostgreSQL then reads their histories through
+        # the (test_id, ran_at) index instead of hash-joining a full table scan.
+        candidates = [
+            row["test_id"]
+            for row in self.rows(
+                f"SELECT DISTINCT test_id FROM {{test_results}}"
+                f" WHERE outcome IN {_BAD} AND ran_at >= :failed_since ORDER BY test_id",
+                {"failed_since": self.ago(failed_since)},
             )
-        )
-        sql = f"""
-        WITH {window_sql},
+        ]
+        out: list[Row] = []
+        for chunk in _chunks(candidates):
+            marks, params = _in_list(chunk)
+            out.extend(self.rows(self._summary_sql(marks), {**params, **bounds}))
+        return out
+
+    @staticmethod
+    def _summary_sql(marks: str) -> str:
+        return f"""
+        WITH {_WINDOW.format(tests=marks)},
         marked AS (
             SELECT test_id, commit_sha, outcome, ran_at, rn,
                    CASE WHEN outcome = 'passed' THEN 0 ELSE 1 END AS bad,
@@ -122,17 +142,6 @@ class FlakyQueries(QueryBase):
                OR (t.runs >= :min_runs AND t.flips > :flip_rate * (t.runs - 1)))
         ORDER BY t.test_id
         """
-        return self.rows(
-            sql,
-            {
-                "window": window,
-                "failed_since": self.ago(failed_since),
-                "max_passes": max_passes_since_failure,
-                "broken_after": broken_after,
-                "min_runs": min_runs,
-                "flip_rate": flip_rate,
-            },
-        )
 
     def test_failure_details(self, test_ids: Sequence[str], *, window: int) -> list[Row]:
         """Failure messages and pass-and-fail commits of tests over their last ``window`` runs.
