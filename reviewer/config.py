@@ -216,8 +216,13 @@ def config_from_dict(
             raise ConfigError(f"{_where(path)}: [rules.{rule_id}] must be a table")
         shared = {k: v for k, v in table.items() if k in SHARED_RULE_KEYS}
         own = {k: v for k, v in table.items() if k not in SHARED_RULE_KEYS}
-        if rule_id == "goal-progress" and "goals" not in own:
+        if rule_id == "goal-progress":
             # The goals the rule watches are the [goals.<id>] tables.
+            if "goals" in own:
+                raise ConfigError(
+                    f"{_where(path)}: [rules.goal-progress] option 'goals': define goals as "
+                    "[goals.<id>] tables, not inside the rule's table"
+                )
             own["goals"] = data.get("goals", {})
         try:
             rule_settings = RuleSettings.model_validate(

@@ -57,7 +57,10 @@ DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
 
 
 class Options(RuleOptions):
-    goals: dict[str, GoalDef] = Field(default_factory=dict)
+    # Filled by the config loader from the [goals.<id>] tables, not set in [rules.goal-progress].
+    goals: dict[str, GoalDef] = Field(
+        default_factory=dict, exclude=True, json_schema_extra={"injected": True}
+    )
     stalled_after: Duration = timedelta(days=7)
     stuck_after: Duration = timedelta(days=2)
     rate_window: Duration = timedelta(days=14)
