@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from rules._usage_stats import DAY, HOUR, HourlySeries, Reference, Thresholds, open_since
+from rules._usage_stats import (
+    DAY,
+    HOUR,
+    HourlyExpectation,
+    HourlySeries,
+    Thresholds,
+    open_since,
+)
 
 MEASURES = ("tokens", "cost")
 # How many recent hours a finding shows; enough to see the spike's shape.
@@ -26,6 +33,7 @@ class SpikeParams:
     open_after: int
     close_after: int
     limits: dict[str, Thresholds]
+    volume_score: float  # how unlikely the hour's count or per-task usage must be
     min_weeks: int = 3
 
     @property
@@ -43,7 +51,7 @@ class SpikeParams:
 class HourVerdict:
     hour: datetime
     value: float | None
-    baseline: Reference | None
+    baseline: HourlyExpectation | None
     anomalous: bool
 
 
@@ -84,7 +92,7 @@ def find_spikes(rows: Iterable[dict[str, Any]], until: datetime, p: SpikeParams)
             key = (row["dimension"], row["name"], m)
             if key not in series:
                 series[key] = HourlySeries(since, size)
-            series[key].add(row["hour"], row[m], row[f"{m}_n"])
+            series[key].add(row["hour"], row[m], row[f"{m}_n"], row[f"{m}_sq"])
     hours = [until - (p.lookback - i) * HOUR for i in range(p.lookback)]
     found: dict[tuple[str, str], Spike] = {}
     for (dim, name, measure), s in sorted(series.items()):
@@ -110,7 +118,12 @@ def _judge(
     verdicts = []
     for hour, i, base in zip(hours, idx, bases, strict=True):
         value = None if np.isnan(values[i]) else float(values[i])
-        anomalous = value is not None and base is not None and limit.exceeded(value, base)
+        anomalous = (
+            value is not None
+            and base is not None
+            and limit.exceeded(value, base)
+            and base.volume_score >= p.volume_score
+        )
         verdicts.append(HourVerdict(hour, value, base, anomalous))
     return verdicts
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from scipy.stats import median_abs_deviation, norm
+from scipy.stats import gamma, median_abs_deviation, norm, poisson
 
 from reviewer.timeutil import fmt_ts, parse_ts
 
@@ -50,6 +51,41 @@ def reference(values: Sequence[float]) -> Reference:
     return Reference(median=median, scale=max(mad, SCALE_FLOOR * median), samples=int(arr.size))
 
 
+@dataclass(frozen=True)
+class LogReference(Reference):
+    """A robust reference on the log scale, for amounts that vary by factors.
+
+    Token use and cost per task are multiplicative (log-normal-like, heavy right
+    tail): on that scale "far above" means many times the usual, and median/MAD
+    of log(x) is the standard robust spread. ``median`` stays in plain units;
+    ``scale`` is the robust standard deviation of log(x).
+    """
+
+    def score(self, value: float) -> float:
+        if self.median <= 0:
+            return float("inf") if value > 0 else 0.0
+        if value <= 0:
+            return float("-inf")
+        return (math.log(value) - math.log(self.median)) / self.scale
+
+    def at_score(self, score: float) -> float:
+        """The value that scores exactly ``score``."""
+        return self.median * math.exp(score * self.scale)
+
+
+def log_reference(values: Sequence[float]) -> LogReference:
+    """The log-scale robust reference of a non-empty sample (zeros read as tiny amounts)."""
+    arr = np.asarray(values, dtype=float)
+    median = float(np.median(arr))
+    positive = arr[arr > 0]
+    if median <= 0 or positive.size == 0:
+        return LogReference(median=median, scale=SCALE_FLOOR, samples=int(arr.size))
+    logs = np.log(np.maximum(arr, median * 1e-3))
+    mad = float(median_abs_deviation(logs, scale="normal"))
+    # SCALE_FLOOR in log units: a spread never counts as less than about ±10%.
+    return LogReference(median=median, scale=max(mad, SCALE_FLOOR), samples=int(arr.size))
+
+
 def widest(refs: Iterable[Reference]) -> Reference:
     """One reference as demanding as all given: the highest median and the widest spread."""
     refs = list(refs)
@@ -77,9 +113,12 @@ class Thresholds:
 
     def cut(self, ref: Reference) -> float:
         """The smallest value that could be exceeded (for filtering in SQL)."""
-        return max(
-            ref.median + self.excess, ref.median * self.ratio, ref.median + self.score * ref.scale
+        by_score = (
+            ref.at_score(self.score)
+            if isinstance(ref, LogReference)
+            else ref.median + self.score * ref.scale
         )
+        return max(ref.median + self.excess, ref.median * self.ratio, by_score)
 
 
 def open_since(flags: Sequence[bool], open_after: int, close_after: int) -> int | None:
@@ -106,6 +145,54 @@ def open_since(flags: Sequence[bool], open_after: int, close_after: int) -> int 
     return start if is_open else None
 
 
+@dataclass(frozen=True)
+class HourlyExpectation(Reference):
+    """What one hour of a scope should hold, and how unlikely more is given its volume.
+
+    ``median`` and ``scale`` are the usual hourly amount and its robust spread
+    over the same hours of earlier days (or weeks). ``volume_score`` says how
+    unlikely the hour is once the number of tasks is taken into account: the
+    larger of a Poisson test of the task count against the seasonal expected
+    count and a test of the usage per task against the scope's usual per-task
+    amount and spread, both as normal-equivalent z. A quiet night hour where a
+    few ordinary large tasks happen to meet is explained by chance; many more
+    tasks, or tasks far heavier than usual, are not.
+    """
+
+    expected_tasks: float = 0.0
+    tasks: int = 0
+    volume_score: float = 0.0
+
+
+def tail_z(log_p: float) -> float:
+    """The normal-equivalent z of an upper-tail probability given as its log."""
+    if log_p >= 0:
+        return float("-inf")
+    if log_p < -700:  # beyond float range; the asymptote is close enough there
+        return math.sqrt(-2.0 * log_p)
+    return float(norm.isf(math.exp(log_p)))
+
+
+def volume_score(value: float, tasks: int, expected_tasks: float, mean: float, var: float) -> float:
+    """How unlikely ``value`` over ``tasks`` tasks is: more tasks, or more per task."""
+    if tasks <= 0:
+        return float("-inf")
+    if expected_tasks <= 0:
+        by_count = float("inf")
+    else:
+        by_count = tail_z(float(poisson.logsf(tasks - 1, expected_tasks)))
+    if mean <= 0:
+        by_size = float("inf") if value > 0 else float("-inf")
+    elif var <= 0:
+        by_size = float("inf") if value > tasks * mean * (1 + SCALE_FLOOR) else float("-inf")
+    else:
+        # The sum of ``tasks`` usual tasks, as a gamma with the same mean and
+        # variance: right-skewed like real per-task usage, exact in the mean.
+        shape, scale = tasks * mean * mean / var, var / mean
+        by_size = tail_z(float(gamma.logsf(value, shape, scale=scale)))
+    return max(by_count, by_size)
+
+
 class HourlySeries:
     """One scope's hourly totals of one measure, with gaps read as zero usage.
 
@@ -117,18 +204,22 @@ class HourlySeries:
     def __init__(self, start: datetime, hours: int) -> None:
         self.start = start
         self._values = np.zeros(hours)
+        self._tasks = np.zeros(hours)
+        self._squares = np.zeros(hours)
         self._unknown = np.zeros(hours, dtype=bool)
         self._first = hours
 
     def index(self, hour: datetime) -> int:
         return int((hour - self.start) // HOUR)
 
-    def add(self, hour: str, total: float | None, reported: int) -> None:
+    def add(self, hour: str, total: float | None, reported: int, squares: float | None) -> None:
         i = self.index(parse_ts(hour))
         if not 0 <= i < self._values.size:
             return
         if reported:
             self._values[i] = total or 0.0
+            self._tasks[i] = reported
+            self._squares[i] = squares or 0.0
             self._first = min(self._first, i)
         else:
             self._unknown[i] = True
@@ -140,38 +231,69 @@ class HourlySeries:
         out[: self._first] = np.nan
         return out
 
+    def tasks(self) -> np.ndarray:
+        """Tasks that reported the measure, per hour, NaN where ``values`` is."""
+        out = self._tasks.copy()
+        out[np.isnan(self.values())] = np.nan
+        return out
+
+    def per_task(self, before: int) -> tuple[float, float]:
+        """Mean and variance of one task's amount over the hours before index ``before``."""
+        n = float(self._tasks[:before].sum())
+        if n < 2:
+            return 0.0, 0.0
+        mean = float(self._values[:before].sum()) / n
+        var = float(self._squares[:before].sum()) / n - mean * mean
+        return mean, max(var, 0.0)
+
     def baselines(
         self, idx: np.ndarray, days: int, weeks: int, min_days: int, min_weeks: int
-    ) -> list[Reference | None]:
+    ) -> list[HourlyExpectation | None]:
         """What is normal for each hour in ``idx``: the same hour (±1, for jitter) on earlier days.
 
         With ``min_weeks`` of history the same hour of the week is used instead,
         so a weekday peak is not judged against quiet weekends. None where the
         history is too short.
         """
-        values = self.values()
-        daily = _lagged(values, idx, 24, days, min_days)
-        weekly = _lagged(values, idx, 168, weeks, min_weeks)
-        out: list[Reference | None] = []
-        for d, w in zip(daily, weekly, strict=True):
+        values, tasks = self.values(), self.tasks()
+        daily = _lagged(values, tasks, idx, 24, days, min_days)
+        weekly = _lagged(values, tasks, idx, 168, weeks, min_weeks)
+        mean, var = self.per_task(int(idx.min()) if idx.size else 0)
+        out: list[HourlyExpectation | None] = []
+        for i, d, w in zip(idx, daily, weekly, strict=True):
             ref = w if w is not None and d is not None else d
-            out.append(ref)
+            if ref is None or np.isnan(values[i]):
+                out.append(ref)
+                continue
+            n = int(tasks[i])
+            score = volume_score(float(values[i]), n, ref.expected_tasks, mean, var)
+            out.append(
+                HourlyExpectation(ref.median, ref.scale, ref.samples, ref.expected_tasks, n, score)
+            )
         return out
 
 
+def _expected_count(counts: np.ndarray) -> np.ndarray:
+    """Per row, the mean task count with bursts clipped (a Poisson-aware winsorised mean)."""
+    median = np.nanmedian(counts, axis=1)
+    cap = median + 3.0 * np.sqrt(median) + 2.0
+    return np.nanmean(np.minimum(counts, cap[:, None]), axis=1)
+
+
 def _lagged(
-    values: np.ndarray, idx: np.ndarray, step: int, count: int, need: int
-) -> list[Reference | None]:
+    values: np.ndarray, tasks: np.ndarray, idx: np.ndarray, step: int, count: int, need: int
+) -> list[HourlyExpectation | None]:
     """Per hour, the widest reference over offsets −1, 0, +1 of ``count`` earlier lags."""
     if count < 1:
         return [None] * len(idx)
     lags = step * np.arange(1, count + 1)
-    medians, scales, samples = [], [], []
+    medians, scales, samples, expected = [], [], [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are expected
         for offset in (-1, 0, 1):
             at = idx[:, None] + offset - lags[None, :]
             sample = np.where(at >= 0, values[np.clip(at, 0, None)], np.nan)
+            counts = np.where(at >= 0, tasks[np.clip(at, 0, None)], np.nan)
             median = np.nanmedian(sample, axis=1)
             # 1.4826 × MAD, as scipy.stats.median_abs_deviation(scale="normal"),
             # vectorised over hours with gaps (NaN) left out.
@@ -180,14 +302,21 @@ def _lagged(
             medians.append(np.where(n >= need, median, np.nan))
             scales.append(mad)
             samples.append(n)
+            expected.append(_expected_count(counts))
     median = np.max(medians, axis=0)  # NaN when any offset lacks history
     scale = np.max(scales, axis=0)
     n = np.min(samples, axis=0)
+    lam = np.max(expected, axis=0)
     return [
         None
         if np.isnan(m)
-        else Reference(median=float(m), scale=max(float(s), SCALE_FLOOR * float(m)), samples=int(k))
-        for m, s, k in zip(median, scale, n, strict=True)
+        else HourlyExpectation(
+            median=float(m),
+            scale=max(float(s), SCALE_FLOOR * float(m)),
+            samples=int(k),
+            expected_tasks=float(e),
+        )
+        for m, s, k, e in zip(median, scale, n, lam, strict=True)
     ]
 
 

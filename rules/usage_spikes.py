@@ -11,14 +11,19 @@ Kinds
 ``task-outlier`` (subject ``task:ID``)
     A task recorded in the last ``outlier_window`` whose tokens or cost is far
     above its peers (same task type and model over ``outlier_history``): robust
-    score (x − median) / (1.4826 × MAD) at least ``outlier_score``, at least
-    ``outlier_min_ratio`` times the median, and above the median by at least
-    the absolute floor. Needs ``outlier_min_peers`` peers.
+    score (ln x − median ln) / (1.4826 × MAD of ln) at least ``outlier_score``
+    (usage per task varies by factors, so it is judged on the log scale), at
+    least ``outlier_min_ratio`` times the median, and above the median by at
+    least the absolute floor. Needs ``outlier_min_peers`` peers.
 ``spike`` (subject ``model:NAME``, ``executor:NAME`` or ``task_type:NAME``)
     Hourly tokens or cost of a scope far above what is normal for that hour:
     the same hour (±1 h) on earlier days, or of the week once three weeks of
     history exist. An hour is anomalous when it meets ``spike_score``,
-    ``spike_min_ratio`` and the hourly floor; the spike opens after
+    ``spike_min_ratio`` and the hourly floor, and its volume makes it unlikely
+    by chance (``spike_volume_score``): far more tasks than that hour usually
+    has (Poisson), or far more usage per task than the scope's usual tasks
+    (their mean and spread), so a quiet night where a few ordinary large tasks
+    meet is not a spike. The spike opens after
     ``spike_open_after`` anomalous complete hours in a row and stays open until
     ``spike_close_after`` normal hours in a row, all read from the data, so the
     answer at any instant is the same on every replay. A scope needs
@@ -38,7 +43,7 @@ Options (defaults shown)::
     kinds = ["task-outlier", "spike", "budget"]  # which checks run
     outlier_window = "24h"           # tasks recorded this recently are checked
     outlier_history = "30d"          # peers come from this far back
-    outlier_score = 6.0
+    outlier_score = 5.0              # robust z of log(usage): 5.0 is ~6x the median at a ±35% spread
     outlier_min_ratio = 4.0           # 3x happens naturally about once in a thousand tasks
     outlier_min_peers = 30
     outlier_max_peers = 5000         # the most recent peers of a group are enough
@@ -49,13 +54,14 @@ Options (defaults shown)::
     spike_min_history = "7d"
     spike_score = 5.0
     spike_min_ratio = 3.0
+    spike_volume_score = 3.0         # the hour's task count or usage per task must be this unlikely
     spike_min_tokens = 100000        # hourly tokens above normal, at least
     spike_min_cost_usd = 2.0         # hourly cost above normal, at least
     spike_open_after = 2             # anomalous complete hours in a row to fire
     spike_close_after = 3            # normal hours in a row to stop firing
     spike_lookback = "24h"           # recent hours replayed for the hysteresis
-    daily_budget_usd = 100.0         # unset by default: no global budget
-    budgets = { "model:claude" = 50.0 }  # unset by default
+    daily_budget_usd = 0.0           # all tasks together; 0 = no global budget
+    budgets = {}                     # per scope, e.g. { "model:claude" = 50.0 }
     budget_escalate_at = 2.0
 
 Fires: model ``claude`` normally spends about $4 an hour at 14:00 UTC; from
@@ -78,7 +84,7 @@ from reviewer.rule import RuleOptions
 from reviewer.timeutil import Duration
 from rules import _usage_findings as text
 from rules._usage_spike import SpikeParams, find_spikes
-from rules._usage_stats import Thresholds, reference
+from rules._usage_stats import Thresholds, log_reference
 from store._q_usage import USAGE_DIMENSIONS
 from store._view import BacklogView
 
@@ -98,7 +104,7 @@ class Options(RuleOptions):
     kinds: list[Kind] = Field(default_factory=lambda: list(_KINDS))
     outlier_window: Duration = timedelta(hours=24)
     outlier_history: Duration = timedelta(days=30)
-    outlier_score: float = Field(default=6.0, gt=0)
+    outlier_score: float = Field(default=5.0, gt=0)
     outlier_min_ratio: float = Field(default=4.0, ge=1.0)
     outlier_min_peers: int = Field(default=30, ge=3)
     outlier_max_peers: int = Field(default=5000, ge=3)
@@ -109,12 +115,13 @@ class Options(RuleOptions):
     spike_min_history: Duration = timedelta(days=7)
     spike_score: float = Field(default=5.0, gt=0)
     spike_min_ratio: float = Field(default=3.0, ge=1.0)
+    spike_volume_score: float = Field(default=3.0, gt=0)
     spike_min_tokens: float = Field(default=100000, ge=0)
     spike_min_cost_usd: float = Field(default=2.0, ge=0)
     spike_open_after: int = Field(default=2, ge=1)
     spike_close_after: int = Field(default=3, ge=1)
     spike_lookback: Duration = timedelta(hours=24)
-    daily_budget_usd: float | None = Field(default=None, gt=0)
+    daily_budget_usd: float = Field(default=0.0, ge=0)
     budgets: dict[str, float] = Field(default_factory=dict)
     budget_escalate_at: float = Field(default=2.0, gt=1.0)
 
@@ -179,7 +186,9 @@ def _task_outliers(options: Options, view: BacklogView) -> Iterator[Finding]:
                 strict=True,
             )
         )
-        refs = {m: reference(v) for m, v in samples.items() if len(v) >= options.outlier_min_peers}
+        refs = {
+            m: log_reference(v) for m, v in samples.items() if len(v) >= options.outlier_min_peers
+        }
         if not refs:
             continue
         cuts = {m: limits[m].cut(r) for m, r in refs.items()}
@@ -209,6 +218,7 @@ def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
         min_days=options.spike_min_history // timedelta(days=1),
         lookback=options.spike_lookback // timedelta(hours=1),
         open_after=options.spike_open_after,
+        volume_score=options.spike_volume_score,
         close_after=options.spike_close_after,
         limits={
             "tokens": Thresholds(
@@ -228,7 +238,7 @@ def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
 def _budgets(options: Options, view: BacklogView) -> Iterator[Finding]:
     day_start = view.now_ts[:10] + "T00:00:00Z"
     wanted: list[tuple[str, str | None, str, float]] = []
-    if options.daily_budget_usd is not None:
+    if options.daily_budget_usd > 0:
         wanted.append(("all", None, "", options.daily_budget_usd))
     for key, amount in sorted(options.budgets.items()):
         dimension, _, scope_name = key.partition(":")

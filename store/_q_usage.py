@@ -109,9 +109,10 @@ class UsageQueries(QueryBase):
         """Hourly sums per scope over ``[since, until)``: one row per (scope, hour) with tasks.
 
         Each row has ``dimension``, ``name``, ``hour`` (stored form of the hour's
-        start), ``tasks``, ``tokens``/``tokens_n`` and ``cost``/``cost_n`` (the sum
-        and how many tasks reported it, so an hour where nobody reported cost is
-        told apart from an hour that cost nothing).
+        start), ``tasks``, ``tokens``/``tokens_n``/``tokens_sq`` and
+        ``cost``/``cost_n``/``cost_sq`` (the sum, how many tasks reported it, so
+        an hour where nobody reported cost is told apart from an hour that cost
+        nothing, and the sum of squares, for the spread of one task's usage).
         """
         bucket = self.dialect.hour_bucket("created_at")
         parts = []
@@ -122,7 +123,9 @@ class UsageQueries(QueryBase):
                 f"""SELECT '{dim}' AS dimension, {dim} AS name, {bucket} AS hour,
                            COUNT(*) AS tasks,
                            SUM({_TOKENS}) AS tokens, COUNT({_TOKENS}) AS tokens_n,
-                           SUM(cost_usd) AS cost, COUNT(cost_usd) AS cost_n
+                           SUM(cost_usd) AS cost, COUNT(cost_usd) AS cost_n,
+                           SUM(({_TOKENS}) * 1.0 * ({_TOKENS})) AS tokens_sq,
+                           SUM(cost_usd * cost_usd) AS cost_sq
                     FROM {{metrics}}
                     WHERE created_at >= :since AND created_at < :until AND {dim} IS NOT NULL
                     GROUP BY {dim}, {bucket}"""
@@ -131,8 +134,8 @@ class UsageQueries(QueryBase):
             return []
         rows = self.rows(" UNION ALL ".join(parts), {"since": since, "until": until})
         for row in rows:
-            row["tokens"] = _num(row["tokens"])
-            row["cost"] = _num(row["cost"])
+            for key in ("tokens", "cost", "tokens_sq", "cost_sq"):
+                row[key] = _num(row[key])
         return rows
 
     def usage_spend(self, since: str, dimension: str | None = None) -> dict[str, tuple[float, int]]:

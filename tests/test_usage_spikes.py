@@ -107,14 +107,68 @@ def _store(p: Pipeline) -> SQLiteStore:
     return store
 
 
-def _score(p: Pipeline, store: SQLiteStore, options: usage_spikes.Options) -> dict[str, float]:
-    """Replay the last week hourly; precision and recall per kind against the injected truth."""
+def clean_rows(p: Pipeline) -> list[dict[str, Any]]:
+    """The simulated rows without anything injected: no runaway tasks, storms or bursts."""
+    injected_hours = {(m, fmt_ts(a)[:13]) for m, a in p.bursts}
+    return [
+        r
+        for r in p.rows
+        if r["task_id"] not in p.outliers
+        and not any(r["model"] == m and a <= parse_ts(r["created_at"]) < b for m, a, b in p.storms)
+        and (r["model"], r["created_at"][:13]) not in injected_hours
+    ]
+
+
+def _budgets(p: Pipeline) -> dict[str, float]:
+    """Per-model daily budgets a little above a normal weekday's spend."""
+    spend: dict[tuple[str, str], float] = {}
+    for r in clean_rows(p):
+        if r["cost_usd"] is not None:
+            key = (r["model"], r["created_at"][:10])
+            spend[key] = spend.get(key, 0.0) + r["cost_usd"]
+    return {
+        f"model:{m}": round(
+            1.25 * float(np.median([v for (n, _), v in spend.items() if n == m])), 2
+        )
+        for m in MODELS
+    }
+
+
+def _spent_today(rows: list[dict[str, Any]], now: datetime) -> dict[str, float]:
+    day, until = fmt_ts(now)[:10], fmt_ts(now)
+    out: dict[str, float] = {}
+    for r in rows:
+        at = r["created_at"]
+        if at[:10] == day and at <= until and r["cost_usd"] is not None:
+            out[f"model:{r['model']}"] = out.get(f"model:{r['model']}", 0.0) + r["cost_usd"]
+    return out
+
+
+def _score(
+    p: Pipeline, store: SQLiteStore, options: usage_spikes.Options, budgets: bool = False
+) -> dict[str, float]:
+    """Replay the last week every 2 h; true/false positives and due/found per kind.
+
+    A storm is due from its K-th hour until it ends; a finding for its model or
+    any executor or task type (scopes it spills into) during it, or within the
+    M normal hours that close it, is a true positive. A runaway task counts once.
+    With ``budgets``, per-model budgets are set and every review's budget
+    findings are checked against the spend recomputed from the rows.
+    """
+    if budgets:
+        options = options.model_copy(update={"budgets": _budgets(p)})
     end = START + timedelta(days=p.days)
     reviews = [
         end - timedelta(days=7) + k * HOUR + timedelta(minutes=5) for k in range(0, 7 * 24, 2)
     ]
-    tp = fp = 0
-    storm_due = storm_hit = 0
+    c = dict.fromkeys(
+        [
+            f"{kind}_{x}"
+            for kind in ("outlier", "spike", "budget")
+            for x in ("tp", "fp", "due", "hit")
+        ],
+        0,
+    )
     found_tasks: set[str] = set()
     wrong_tasks: set[str] = set()
     k, m = options.spike_open_after, options.spike_close_after
@@ -124,10 +178,7 @@ def _score(p: Pipeline, store: SQLiteStore, options: usage_spikes.Options) -> di
         for f in findings:
             if f.kind == "task-outlier":
                 tid = f.subject.removeprefix("task:")
-                if tid in p.outliers:
-                    found_tasks.add(tid)
-                else:
-                    wrong_tasks.add(tid)
+                (found_tasks if tid in p.outliers else wrong_tasks).add(tid)
             elif f.kind == "spike":
                 ok = any(
                     f.subject in (f"model:{s}", "executor:e1", "executor:e2")
@@ -135,60 +186,67 @@ def _score(p: Pipeline, store: SQLiteStore, options: usage_spikes.Options) -> di
                     for s, a, b in p.storms
                     if a + (k - 1) * HOUR <= last_complete < b + m * HOUR
                 )
-                tp, fp = tp + ok, fp + (not ok)
+                c["spike_tp"] += ok
+                c["spike_fp"] += not ok
         subjects = {f.subject for f in findings if f.kind == "spike"}
         for s, a, b in p.storms:
             if a + (k - 1) * HOUR <= last_complete < b:
-                storm_due += 1
-                storm_hit += f"model:{s}" in subjects
+                c["spike_due"] += 1
+                c["spike_hit"] += f"model:{s}" in subjects
+        if budgets:
+            spent = _spent_today(p.rows, now)
+            over = {
+                scope for scope, limit in options.budgets.items() if spent.get(scope, 0) > limit
+            }
+            fired = {f.subject for f in findings if f.kind == "budget"}
+            c["budget_tp"] += len(fired & over)
+            c["budget_fp"] += len(fired - over)
+            c["budget_due"] += len(over)
+            c["budget_hit"] += len(fired & over)
+    c["outlier_tp"] = c["outlier_hit"] = len(found_tasks)
+    c["outlier_fp"] = len(wrong_tasks)
+    c["outlier_due"] = len(p.outliers)
+    return c
+
+
+def _rates(c: dict[str, float]) -> dict[str, float]:
     return {
-        "spike_precision": tp / max(tp + fp, 1),
-        "spike_recall": storm_hit / max(storm_due, 1),
-        "outlier_precision": len(found_tasks) / max(len(found_tasks) + len(wrong_tasks), 1),
-        "outlier_recall": len(found_tasks) / max(len(p.outliers), 1),
+        f"{kind}_{name}": num / max(den, 1)
+        for kind in ("outlier", "spike", "budget")
+        for name, num, den in (
+            ("precision", c[f"{kind}_tp"], c[f"{kind}_tp"] + c[f"{kind}_fp"]),
+            ("recall", c[f"{kind}_hit"], c[f"{kind}_due"]),
+        )
     }
 
 
 @pytest.mark.slow
-def test_detection_quality_on_a_simulated_pipeline() -> None:
-    p = simulate(days=35, base_rate=8.0)
-    store = _store(p)
-    try:
-        figures = _score(p, store, usage_spikes.Options())
-    finally:
-        store.close()
-    print(
-        f"\n{len(p.rows)} metrics, {len(p.outliers)} runaway tasks, {len(p.storms)} storms,"
-        f" {len(p.bursts)} one-hour bursts: "
-        + ", ".join(f"{k}={v:.3f}" for k, v in figures.items())
-    )
-    # The target is 0.95 for every figure; spike precision measures about 0.91 on
-    # this seed (one quiet-night hour pair on a weekend fires), so the bar that
-    # guards against regressions sits just under what is achieved today.
-    assert figures["outlier_precision"] >= 0.95 and figures["outlier_recall"] >= 0.95, figures
-    assert figures["spike_recall"] >= 0.95 and figures["spike_precision"] >= 0.9, figures
+def test_detection_quality_on_simulated_pipelines() -> None:
+    """Pooled over seeds, so one seed's handful of runaway tasks does not decide a figure."""
+    totals: dict[str, float] = {}
+    for seed in (7, 11, 23):
+        p = simulate(days=35, base_rate=8.0, seed=seed)
+        store = _store(p)
+        try:
+            counts = _score(p, store, usage_spikes.Options(), budgets=True)
+        finally:
+            store.close()
+        totals = {key: totals.get(key, 0) + v for key, v in counts.items()}
+    figures = _rates(totals)
+    print("\n" + ", ".join(f"{k}={v:.3f}" for k, v in figures.items()))
+    assert totals["outlier_due"] and totals["spike_due"] and totals["budget_due"], totals
+    assert all(v >= 0.95 for v in figures.values()), figures
 
 
-@pytest.mark.xfail(reason="one unexplained task-outlier on seed 11; under investigation")
-def test_clean_pipeline_raises_nothing() -> None:
-    p = simulate(days=30, base_rate=8.0, seed=11)
-    clean = [r for r in p.rows if r["task_id"] not in p.outliers]
-    storm_or_burst = {(m, fmt_ts(a)[:13]) for m, a, _ in p.storms} | {
-        (m, fmt_ts(a)[:13]) for m, a in p.bursts
-    }
-    assert storm_or_burst  # the simulation did inject trouble we now take out
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 5])
+def test_clean_pipeline_raises_nothing(seed: int) -> None:
+    """Seed 11 holds a natural 5.6x task (t8022, a 4.9-sigma draw on the log scale)."""
+    p = simulate(days=30, base_rate=8.0, seed=seed)
+    assert p.storms and p.bursts and p.outliers  # trouble was injected; we take it out
     store = make_store()
     try:
-        store.upsert_metrics(
-            metric_rows(
-                r
-                for r in clean
-                if not any(
-                    r["model"] == m and a <= parse_ts(r["created_at"]) < b for m, a, b in p.storms
-                )
-                and (r["model"], r["created_at"][:13]) not in storm_or_burst
-            )
-        )
+        store.upsert_metrics(metric_rows(clean_rows(p)))
         options = usage_spikes.Options()
         end = START + timedelta(days=30)
         seen = []
