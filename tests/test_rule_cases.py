@@ -8,6 +8,7 @@ tests/cases/README.md for the format.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from reviewer.models import Finding
 from rules import REGISTRY
 from store import open_store
 from tests.pg import fresh_schema_url
@@ -81,13 +83,12 @@ def store_url(request: pytest.FixtureRequest) -> str | None:
     return url
 
 
-@pytest.mark.parametrize(("rule_id", "case"), CASES)
-def test_rule_case(
+def _run_case(
     rule_id: str, case: dict[str, Any], tmp_path: Path, store_url: str | None
-) -> None:
-    """The case holds on every store: SQLite always, PostgreSQL where there is one."""
+) -> list[Finding]:
     module = REGISTRY[rule_id]
     generated = expand_series(case.get("series", []))
+    tmp_path.mkdir(parents=True, exist_ok=True)
     store = make_store(
         tmp_path,
         tasks=[*case.get("tasks", []), *generated["tasks"]],
@@ -100,9 +101,25 @@ def test_rule_case(
     )
     try:
         options = module.Options.model_validate(case.get("options", {}))
-        findings = list(module.check(options, store.view(case["now"])))
+        return list(module.check(options, store.view(case["now"])))
     finally:
         store.close()
+
+
+def _said(f: Finding) -> tuple[str, str, str, str]:
+    return (f.kind, f.subject, f.summary, json.dumps(f.evidence, sort_keys=True, default=str))
+
+
+@pytest.mark.parametrize(("rule_id", "case"), CASES)
+def test_rule_case(
+    rule_id: str, case: dict[str, Any], tmp_path: Path, store_url: str | None
+) -> None:
+    """The case holds on every store: SQLite always, PostgreSQL where there is one."""
+    findings = _run_case(rule_id, case, tmp_path, store_url)
+    if store_url is not None:
+        # PostgreSQL must not merely pass: it must say exactly what SQLite says.
+        on_sqlite = _run_case(rule_id, case, tmp_path / "sqlite", None)
+        assert [_said(f) for f in findings] == [_said(f) for f in on_sqlite]
     got = sorted((f.kind, f.subject) for f in findings)
     want = sorted((e["kind"], e["subject"]) for e in case["expect"])
     assert got == want, "\n".join(f"{f.kind} {f.subject}: {f.summary}" for f in findings)
