@@ -126,10 +126,41 @@ class Workspace:
     def _git_change(self, base: Path, target: Path, before: datetime) -> datetime | None:
         if not self._is_git(base):
             return None
-        out = self._git(
-            base, "log", "-1", "--format=%cI", f"--until={fmt_ts(before)}", "--", target
-        )
-        return parse_ts(out) if out else None
+        try:
+            rel = target.relative_to(base.resolve()).as_posix()
+        except ValueError:
+            return None
+        return self._git_index(base, before).get(rel)
+
+    def _git_index(self, base: Path, before: datetime) -> dict[str, datetime]:
+        """Last change of every file git knows under ``base``, as of ``before``.
+
+        One ``git log --name-only`` walk per review instead of one git process
+        per file: a spec set lists thousands of files. The newest commit that
+        touched a path comes first in the log, so the first date seen wins.
+        """
+        key = ("git-index", str(base), fmt_ts(before))
+        cached = self._cache.get(key)
+        if cached is None:
+            index: dict[str, datetime] = {}
+            out = self._git(
+                base,
+                "log",
+                "--format=%x00%cI",
+                "--name-only",
+                "--no-renames",
+                "--relative",
+                f"--until={fmt_ts(before)}",
+                timeout=max(self.git_timeout, 120.0),
+            )
+            when: datetime | None = None
+            for line in (out or "").splitlines():
+                if line.startswith("\x00"):
+                    when = parse_ts(line[1:])
+                elif line and when is not None and line not in index:
+                    index[line] = when
+            self._cache[key] = cached = index
+        return cached  # type: ignore[return-value]
 
     def _mtime(self, target: Path, before: datetime) -> datetime | None:
         try:
@@ -144,7 +175,7 @@ class Workspace:
             self._cache[key] = self._git(base, "rev-parse", "--is-inside-work-tree") == "true"
         return bool(self._cache[key])
 
-    def _git(self, base: Path, *args: str | Path) -> str | None:
+    def _git(self, base: Path, *args: str | Path, timeout: float | None = None) -> str | None:
         """Run git in ``base``; its trimmed output, or None when it fails or times out."""
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         try:
@@ -152,7 +183,7 @@ class Workspace:
                 ["git", "-C", str(base), "--no-pager", *map(str, args)],
                 capture_output=True,
                 text=True,
-                timeout=self.git_timeout,
+                timeout=timeout or self.git_timeout,
                 env=env,
                 check=False,
             )
