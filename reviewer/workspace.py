@@ -117,11 +117,16 @@ class Workspace:
         return None
 
     def _inside(self, base: Path | None, path: str) -> Path | None:
+        """``base / path`` when it stays inside ``base`` (no ``..`` escapes), else None."""
         if base is None:
             return None
-        target = (base / path).resolve()
-        root = base.resolve()
-        return target if target == root or root in target.parents else None
+        key = ("root", str(base))
+        root = self._cache.get(key)
+        if root is None:
+            self._cache[key] = root = base.resolve()
+        # normpath, not resolve(): no system call per file, and ``..`` is still caught.
+        target = Path(os.path.normpath(os.path.join(str(root), path)))
+        return target if target == root or root in target.parents else None  # type: ignore[operator]
 
     def _git_change(self, base: Path, target: Path, before: datetime) -> datetime | None:
         if not self._is_git(base):

@@ -103,8 +103,17 @@ def norm_path(path: str) -> str | None:
     return p
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
 def glob_match(path: str, pattern: str) -> bool:
     """gitignore-like: a pattern without ``/`` matches the file name; ``*`` also spans ``/``."""
+    if _GLOB_CHARS.isdisjoint(pattern):
+        # A plain path (most listed files): no pattern to compile.
+        if "/" not in pattern.rstrip("/"):
+            return path.rsplit("/", 1)[-1] == pattern
+        plain = pattern.removeprefix("/")
+        return path.startswith(plain) if plain.endswith("/") else path == plain
     if "/" not in pattern.rstrip("/"):
         return fnmatchcase(path.rsplit("/", 1)[-1], pattern)
     pattern = pattern.removeprefix("/")
