@@ -126,7 +126,7 @@ class Workspace:
             self._cache[key] = root = base.resolve()
         # normpath, not resolve(): no system call per file, and ``..`` is still caught.
         target = Path(os.path.normpath(os.path.join(str(root), path)))
-        return target if target == root or root in target.parents else None  # type: ignore[operator]
+        return target if target == root or root in target.parents else None
 
     def _git_change(self, base: Path, target: Path, before: datetime) -> datetime | None:
         if not self._is_git(base):
