@@ -19,9 +19,10 @@ Kinds
     at any level, ignoring numbering and parentheses; ``"A|B"`` accepts either.
 ``untestable``
     The requirements section has list items but the acceptance section is
-    missing or empty (reported as ``template`` instead when the template
-    requires that section). With ``min_covered_fraction`` set, also when too
-    few requirement items share a significant word with the acceptance
+    missing or empty: nothing says how to tell the work is done. (The
+    acceptance section is judged here, not by ``template``, unless you add it
+    to ``required_sections``.) With ``min_covered_fraction`` set, also when
+    too few requirement items share a significant word with the acceptance
     section; off by default, as a word match is a hint, not proof.
 ``missing-file``
     A listed file does not exist under ``repo_dir``, once an impl task of the
@@ -49,8 +50,7 @@ Options (defaults shown)::
     patterns = ["*.md", "*.txt"]          # spec files under specs_dir, recursively
     exclude = ["README*", "index.md", "_*"]  # file names that are not specs
     kinds = ["template", "untestable", "missing-file", "unrequested-change", "stale-spec"]
-    required_sections = ["Purpose", "Requirements", "Files to Create/Modify|Files",
-                         "Acceptance Tests|Acceptance Criteria"]
+    required_sections = ["Purpose", "Requirements", "Files to Create/Modify|Files"]
     requirements_section = "Requirements"
     acceptance_section = "Acceptance Tests|Acceptance Criteria"
     files_section = "Files to Create/Modify|Files to Create|Files to Modify|Files"
@@ -102,7 +102,6 @@ class Options(RuleOptions):
             "Purpose",
             "Requirements",
             "Files to Create/Modify|Files",
-            "Acceptance Tests|Acceptance Criteria",
         ]
     )
     requirements_section: str = "Requirements"
