@@ -219,7 +219,19 @@ class Engine:
             if silence is not None:
                 f.silenced_by = silence.id
             row = known.get(f.fingerprint)
+            was_silenced = row["silenced_by"] if row else None
             status = self._record_finding(f, row, at_ts, result.run_id)
+            if silence is not None and was_silenced != silence.id:
+                self.state.audit(
+                    at_ts,
+                    silence.created_by,
+                    "finding.silenced",
+                    fingerprint=f.fingerprint,
+                    rule=f.rule,
+                    subject=f.subject,
+                    reason=silence.comment,
+                    details={"silence_id": silence.id, "until": silence.until},
+                )
             if status == "regressed":
                 regressed.add(f.fingerprint)
             item = f.public()

@@ -221,6 +221,12 @@ def test_silenced_finding_is_recorded_but_proposes_nothing(store: SQLiteStore) -
     by_subject = {f["subject"]: f for f in result.findings}
     assert by_subject["t1"]["silenced_by"] == 1 and by_subject["t2"]["silenced_by"] is None
     assert [p["subject"] for p in proposals(store)] == ["t2"]
+    (audit,) = store.query("SELECT * FROM reviewer_audit WHERE action = 'finding.silenced'")
+    assert (audit["actor"], audit["subject"], audit["reason"]) == (
+        "alice",
+        "t1",
+        "parked until April",
+    )
     # After the silence ends, it proposes.
     engine_for(store).review(parse_ts("2026-04-02T00:00:00Z"))
     assert {p["subject"] for p in proposals(store)} == {"t1", "t2"}
