@@ -240,7 +240,8 @@ class Engine:
             result.findings.append(item)
 
         self._resolve_cleared(set(prints), failed_rules, at_ts, result)
-        self._propose(findings, regressed, at, result)
+        first_seen = {fp: row["first_seen"] for fp, row in known.items()}
+        self._propose(findings, regressed, first_seen, at, result)
         self._schedule_approved(at_ts, result)
 
     def _record_finding(
@@ -344,7 +345,12 @@ class Engine:
                 result.proposals.append({**done.public(), "change": "resolved"})
 
     def _propose(
-        self, findings: list[Finding], regressed: set[str], at: datetime, result: ReviewResult
+        self,
+        findings: list[Finding],
+        regressed: set[str],
+        first_seen: dict[str, str],
+        at: datetime,
+        result: ReviewResult,
     ) -> None:
         at_ts = fmt_ts(at)
         rules = self.config.rules
@@ -382,7 +388,14 @@ class Engine:
                     candidates.append((f, prev, note))
             # approved: scheduled below
 
-        candidates.sort(key=lambda c: (-(c[0].severity or Severity.info).rank, c[0].fingerprint))
+        # Most severe first; among equals the longest-standing, so held-back ones come first next.
+        candidates.sort(
+            key=lambda c: (
+                -(c[0].severity or Severity.info).rank,
+                first_seen.get(c[0].fingerprint, fmt_ts(at)),
+                c[0].fingerprint,
+            )
+        )
         cap = self.config.reviewer.max_new_proposals_per_cycle
         for f, prev, note in candidates[:cap]:
             proposal = self._create(f, prev, note, at, result)
