@@ -879,20 +879,15 @@ def simulate(
                 label("stuck-phases", "stalled-phase", f"phase:{phase}", at)
                 break
         # each hung run is a stuck task too, once past 3x the phase's p95 run time
-        runs = sorted(m["duration_seconds"] for m in p.metrics if m["task_type"] == phase)
+        runs = sorted(
+            m["duration_seconds"]
+            for m in p.metrics
+            if m["task_type"] == phase and m["status"] == "completed"
+        )
         p95 = runs[int(0.95 * (len(runs) - 1))] if runs else 3600.0
         for x in p.hung:
             if x.started is not None and x.started + max(3 * p95, 600.0) <= H:
                 label("stuck-phases", "stuck", x.id, x.started + max(3 * p95, 600.0))
-    if on("error-rate") and faults.broken:
-        dim, model, t0, _ = faults.broken
-        runs = sorted((m["_t"], m["status"]) for m in p.metrics if m[dim] == model)
-        for i, (at, _status) in enumerate(runs):
-            recent = [r for r in runs[: i + 1] if r[0] > at - 6 * hour]
-            failed = sum(1 for r in recent if r[1] == "failed")
-            if at >= t0 and len(recent) >= 10 and failed > len(recent) / 2:
-                label("stuck-phases", "error-rate", f"{dim}:{model}", at)
-                break
     if on("timeout-pattern") and faults.timeout_type:
         kind_type, t0, _ = faults.timeout_type
         label("stuck-phases", "timeout-pattern", f"task_type:{kind_type}", t0)
@@ -1074,6 +1069,11 @@ def simulate(
             at = first[kind] + (14 * 86400 if kind == "holdout" else 0)
             label("flaky-tests", kind, f"{cls}::{name}", at)
 
+    # -- every model or executor the faults drove to failing half its runs (>= 10 in 6h)
+    if wanted:
+        for scope, at_ts in _failing_scopes(p, H - 30 * hour):
+            labels.append(Label("stuck-phases", "error-rate", scope, at_ts))
+
     # -- rows
     task_rows = [_task_row(p, t) for t in p.tasks.values() if t.created <= H]
     p.metrics.sort(key=lambda m: m["created_at"])
@@ -1177,8 +1177,8 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[str]:
     """Model and executor scopes the planner storm really spiked as well.
 
     A storm of spec tasks also raises the usage of the models and executors that
-    ran them; where it at least doubled a scope's hourly tokens (and added 100k or
-    more) for two hours in a row, that scope spiked too and is labelled with it.
+    ran them; where it at least tripled a scope's hourly tokens (adding 100k tokens
+    and $2 or more) for two hours in a row, that scope spiked too and is labelled.
     """
     storm_ids = {t.id for t in p.tasks.values() if not t.followup}
     hours = [storm_from + i * 3600.0 for i in range(7)]
@@ -1189,14 +1189,38 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[str]:
             i = int((m["_t"] - storm_from) // 3600)
             if not 0 <= i < len(hours):
                 continue
-            cell = usage.setdefault(m[dim], [[0.0, 0.0] for _ in hours])[i]
+            cell = usage.setdefault(m[dim], [[0.0, 0.0, 0.0] for _ in hours])[i]
             cell[1 if m["task_id"] in storm_ids else 0] += m["tokens_in"] + m["tokens_out"]
+            if m["task_id"] in storm_ids:
+                cell[2] += m["cost_usd"]
         for scope, cells in sorted(usage.items()):
             run = 0
-            for normal, extra_tokens in cells:
-                spiked = extra_tokens >= 100_000 and extra_tokens >= normal
+            for normal, extra_tokens, cost in cells:
+                spiked = extra_tokens >= 100_000 and extra_tokens >= 2 * normal and cost >= 2.0
                 run = run + 1 if spiked else 0
                 if run >= 2:
                     out.append(f"{dim}:{scope}")
+                    break
+    return out
+
+
+def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, str]]:
+    """Models and executors failing at least half of >= 10 runs within 6h, and from when."""
+    out: list[tuple[str, str]] = []
+    for dim in ("model", "executor"):
+        runs: dict[str, list[tuple[float, bool]]] = {}
+        for m in sorted(p.metrics, key=lambda m: m["_t"]):
+            runs.setdefault(m[dim], []).append((m["_t"], m["status"] == "failed"))
+        for name, series in sorted(runs.items()):
+            lo = 0
+            failed = 0
+            for hi, (at, bad) in enumerate(series):
+                failed += bad
+                while series[lo][0] <= at - 6 * 3600:
+                    failed -= series[lo][1]
+                    lo += 1
+                n = hi - lo + 1
+                if at >= since and n >= 10 and 2 * failed >= n:
+                    out.append((f"{dim}:{name}", p.ts(at)))
                     break
     return out
