@@ -1177,8 +1177,8 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[str]:
     """Model and executor scopes the planner storm really spiked as well.
 
     A storm of spec tasks also raises the usage of the models and executors that
-    ran them; where it at least tripled a scope's hourly tokens (adding 100k tokens
-    and $2 or more) for two hours in a row, that scope spiked too and is labelled.
+    ran them; where it at least tripled a scope's hourly tokens (adding 100k tokens or
+    more) for two hours in a row, that scope spiked too and is labelled with it.
     """
     storm_ids = {t.id for t in p.tasks.values() if not t.followup}
     hours = [storm_from + i * 3600.0 for i in range(7)]
@@ -1189,14 +1189,12 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[str]:
             i = int((m["_t"] - storm_from) // 3600)
             if not 0 <= i < len(hours):
                 continue
-            cell = usage.setdefault(m[dim], [[0.0, 0.0, 0.0] for _ in hours])[i]
+            cell = usage.setdefault(m[dim], [[0.0, 0.0] for _ in hours])[i]
             cell[1 if m["task_id"] in storm_ids else 0] += m["tokens_in"] + m["tokens_out"]
-            if m["task_id"] in storm_ids:
-                cell[2] += m["cost_usd"]
         for scope, cells in sorted(usage.items()):
             run = 0
-            for normal, extra_tokens, cost in cells:
-                spiked = extra_tokens >= 100_000 and extra_tokens >= 2 * normal and cost >= 2.0
+            for normal, extra_tokens in cells:
+                spiked = extra_tokens >= 100_000 and extra_tokens >= 2 * normal
                 run = run + 1 if spiked else 0
                 if run >= 2:
                     out.append(f"{dim}:{scope}")
