@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reviewer.models import Finding, Severity
@@ -30,7 +31,7 @@ def task_outlier(
     task: dict[str, Any],
     task_type: str,
     model: str,
-    refs: dict[str, Reference],
+    refs: Mapping[str, Reference],
     over: list[str],
     action: str,
 ) -> Finding:

@@ -43,8 +43,8 @@ Options (defaults shown)::
     kinds = ["task-outlier", "spike", "budget"]  # which checks run
     outlier_window = "24h"           # tasks recorded this recently are checked
     outlier_history = "30d"          # peers come from this far back
-    outlier_score = 5.0              # robust z of log(usage): 5.0 is ~6x the median at a ±35% spread
-    outlier_min_ratio = 4.0           # 3x happens naturally about once in a thousand tasks
+    outlier_score = 5.3              # robust z of ln(usage); ~6x the median at a ±35% spread
+    outlier_min_ratio = 4.0          # 3x happens naturally about once in a thousand tasks
     outlier_min_peers = 30
     outlier_max_peers = 5000         # the most recent peers of a group are enough
     outlier_min_tokens = 10000       # tokens above the median, at least
@@ -52,7 +52,7 @@ Options (defaults shown)::
     spike_dimensions = ["model", "executor", "task_type"]
     spike_baseline = "28d"           # history an hour is compared with
     spike_min_history = "7d"
-    spike_score = 5.0
+    spike_score = 3.0                # robust z against the same hours' sums
     spike_min_ratio = 3.0
     spike_volume_score = 3.0         # the hour's task count or usage per task must be this unlikely
     spike_min_tokens = 100000        # hourly tokens above normal, at least
@@ -104,7 +104,7 @@ class Options(RuleOptions):
     kinds: list[Kind] = Field(default_factory=lambda: list(_KINDS))
     outlier_window: Duration = timedelta(hours=24)
     outlier_history: Duration = timedelta(days=30)
-    outlier_score: float = Field(default=5.0, gt=0)
+    outlier_score: float = Field(default=5.3, gt=0)
     outlier_min_ratio: float = Field(default=4.0, ge=1.0)
     outlier_min_peers: int = Field(default=30, ge=3)
     outlier_max_peers: int = Field(default=5000, ge=3)
@@ -113,7 +113,7 @@ class Options(RuleOptions):
     spike_dimensions: list[Dimension] = Field(default_factory=lambda: list(_DIMENSIONS))
     spike_baseline: Duration = timedelta(days=28)
     spike_min_history: Duration = timedelta(days=7)
-    spike_score: float = Field(default=5.0, gt=0)
+    spike_score: float = Field(default=3.0, gt=0)
     spike_min_ratio: float = Field(default=3.0, ge=1.0)
     spike_volume_score: float = Field(default=3.0, gt=0)
     spike_min_tokens: float = Field(default=100000, ge=0)
