@@ -184,7 +184,7 @@ def _breakers(options: Options, view: BacklogView) -> Iterator[tuple[str, str, _
     names = {(scope, c[scope]) for c in cells for scope in _OTHER if c[scope]}
 
     def passes(t: _Tally) -> bool:
-        return t.runs >= options.min_runs and t.rate >= options.max_error_rate
+        return t.runs >= options.min_runs and t.rate > options.max_error_rate
 
     raw = {key: _tally(cells, *key, set()) for key in sorted(names)}
     taken: dict[str, set[str]] = {"executor": set(), "model": set()}
@@ -212,7 +212,7 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
             severity=Severity.critical if critical else None,
             summary=(
                 f"{scope.capitalize()} {name} failed {failures} of {runs} runs ({rate:.0%}) in the "
-                f"last {window}, at or above the {options.max_error_rate:.0%} circuit-breaker "
+                f"last {window}, above the {options.max_error_rate:.0%} circuit-breaker "
                 f"limit{example}"
             ),
             evidence={
@@ -229,9 +229,9 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
             },
             title=f"Pause {scope} {name}: {rate:.0%} of its runs fail",
             why=(
-                f"When half or more of what a {scope} runs fails, each new task sent to it most "
-                "likely fails too, wasting a run and its cost and pushing tasks toward the "
-                "dead-letter limit; the seed's circuit breaker pauses it at 50%."
+                f"When more than {options.max_error_rate:.0%} of what a {scope} runs fails, each "
+                "new task sent to it most likely fails too, wasting a run and its cost and pushing "
+                "tasks toward the dead-letter limit; the seed's circuit breaker pauses it there."
             ),
             action=(
                 f"Pause {scope} {name} (route its tasks elsewhere), find the common cause in its "

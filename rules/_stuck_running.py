@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from reviewer.models import Finding, Severity
 from reviewer.timeutil import fmt_duration, parse_ts
-from store._view import BacklogView
+from store._view import BacklogView, json_list
 
 if TYPE_CHECKING:
     from rules.stuck_phases import Options
@@ -69,30 +69,53 @@ def _timeout(
     return None
 
 
-def stuck(options: Options, view: BacklogView, durations: Durations) -> Iterator[Finding]:
-    """Running tasks past their timeout."""
+@dataclass(frozen=True)
+class StuckTask:
+    """A running task past its timeout, and how that timeout was set."""
+
+    task: dict[str, Any]
+    limit: timedelta
+    source: str
+    how: str
+    running: timedelta
+    escalate: bool
+
+
+def stuck_tasks(options: Options, view: BacklogView, durations: Durations) -> list[StuckTask]:
+    """Running tasks past their timeout, oldest first."""
     limits = [options.min_timeout, *options.timeouts.values()]
     if options.fallback_timeout > timedelta(0):
         limits.append(options.fallback_timeout)
+    out = []
     for task in view.running_tasks(min(limits)):
         found = _timeout(options, task, durations)
         if found is None:
             continue
         limit, source, how = found
         running = view.now - parse_ts(task["started_at"])
-        if running < limit:
+        if running >= limit:
+            escalate = running >= limit * options.stuck_escalate_after
+            out.append(StuckTask(task, limit, source, how, running, escalate))
+    return out
+
+
+def stuck(options: Options, found: list[StuckTask], stalled: set[str]) -> Iterator[Finding]:
+    """A finding per stuck task, except those of a stalled phase: its finding covers them."""
+    for item in found:
+        task, limit, running = item.task, item.limit, item.running
+        if task["phase"] and task["phase"] in stalled:
             continue
-        escalate = running >= limit * options.stuck_escalate_after
         group = _group(task["task_type"], task["phase"])
         where = f" on executor {task['executor']}" if task["executor"] else ""
         config_key = task["phase"] or task["task_type"] or "<phase>"
         yield Finding(
             kind="stuck",
             subject=task["id"],
-            severity=Severity.error if escalate else None,
+            severity=Severity.error if item.escalate else None,
             summary=(
                 f"{group} task {task['id']} has been running{where} for {fmt_duration(running)} "
-                f"since {task['started_at']}, past its timeout of {fmt_duration(limit)} ({how})"
+                f"since {task['started_at']}, past its timeout of {fmt_duration(limit)} "
+                f"({item.how})"
             ),
             evidence={
                 "title": task["title"],
@@ -103,7 +126,7 @@ def stuck(options: Options, view: BacklogView, durations: Durations) -> Iterator
                 "started_at": task["started_at"],
                 "running_minutes": round(running.total_seconds() / 60, 1),
                 "timeout_minutes": round(limit.total_seconds() / 60, 1),
-                "timeout_source": source,
+                "timeout_source": item.source,
                 "attempts": task["attempts"],
             },
             title=f"Heal stuck task {task['id']}: {task['title']}",
@@ -123,47 +146,117 @@ def stuck(options: Options, view: BacklogView, durations: Durations) -> Iterator
         )
 
 
-def stalled_phases(options: Options, view: BacklogView, durations: Durations) -> Iterator[Finding]:
-    """Phases that take tasks in and give none back."""
-    window = fmt_duration(options.stall_window)
+# Pending tasks with dependencies examined per phase, and stuck tasks listed per finding.
+_MAX_DEPENDENT = 500
+_MAX_LISTED = 20
+
+
+def _ready_pending(view: BacklogView, phase: str) -> tuple[int, str | None]:
+    """How many pending tasks of ``phase`` with dependencies are ready, and since when."""
+    rows = view.pending_with_dependencies(phase, _MAX_DEPENDENT)
+    deps = {row["id"]: json_list(row["depends_on"]) for row in rows}
+    progress = view.task_progress(sorted({d for ids in deps.values() for d in ids}))
+    ready, since = 0, None
+    for row in rows:
+        ids = deps[row["id"]]
+        if any(progress.get(d, {}).get("state") != "completed" for d in ids):
+            continue  # blocked on a dependency: not yet work for this phase
+        at = max([row["created_at"], *(progress[d]["finished_at"] for d in ids)])
+        ready += 1
+        since = at if since is None else min(since, at)
+    return ready, since
+
+
+def stalled_phases(
+    options: Options, view: BacklogView, durations: Durations, found: list[StuckTask]
+) -> list[Finding]:
+    """Phases holding open work that nothing has left for ``stall_window``."""
+    out = []
     for row in view.phase_flow(options.stall_window):
-        inflow, outflow = int(row["inflow"] or 0), int(row["outflow"] or 0)
-        if inflow < options.min_inflow or outflow > 0:
+        if int(row["outflow"] or 0) > 0:
             continue
         phase = row["phase"]
-        waiting = view.now - parse_ts(row["first_entered_at"])
-        typical = max((r.p95 for (_, p), r in durations.items() if p == phase), default=None)
-        # A phase whose tasks normally outlast the wait so far is slow, not stalled.
-        if typical is not None and waiting < typical:
+        running = int(row["running"] or 0)
+        pending = int(row["pending_free"] or 0)
+        opened = [at for at in (row["running_since"], row["pending_free_since"]) if at]
+        if int(row["pending_deps"] or 0):
+            ready, since = _ready_pending(view, phase)
+            pending += ready
+            opened += [since] if since else []
+        if running + pending < options.min_open or not opened:
             continue
-        usual = f"; its tasks usually finish within {fmt_duration(typical)}" if typical else ""
-        yield Finding(
-            kind="stalled-phase",
-            subject=f"phase:{phase}",
-            summary=(
-                f"Phase {phase} took in {inflow} tasks in the last {window} and finished none; "
-                f"the first entered {fmt_duration(waiting)} ago{usual}"
-            ),
-            evidence={
-                "phase": phase,
-                "inflow": inflow,
-                "outflow": outflow,
-                "running": int(row["running"] or 0),
-                "first_entered_at": row["first_entered_at"],
-                "window_hours": round(options.stall_window.total_seconds() / 3600, 1),
-                "typical_p95_minutes": round(typical.total_seconds() / 60, 1) if typical else None,
-            },
-            title=f"Heal stalled phase {phase}: {inflow} tasks in, none out in {window}",
-            why=(
-                "When a phase keeps starting work and finishes nothing, whatever drives it has "
-                "stopped (a crashed worker, an exhausted quota, a broken hand-off); the backlog "
-                "behind it grows and every task in it waits."
-            ),
-            action=(
-                f"Check the workers and the hand-off of phase {phase}: are its executors alive, "
-                "do its tasks make progress, does its output reach the next phase? Restart or "
-                "fix what is broken, then re-queue the tasks that hung."
-            ),
-            remedy="heal",
-            task_type="heal",
-        )
+        open_since = min(opened)
+        waiting = view.now - parse_ts(open_since)
+        typical = max((r.p95 for (_, p), r in durations.items() if p == phase), default=None)
+        # A phase whose tasks normally outlast the wait so far is slow, not stalled; without
+        # run times to judge by, the work must have waited the whole window.
+        if waiting < (typical if typical is not None else options.stall_window):
+            continue
+        out.append(_stalled(options, view, row, running, pending, open_since, typical, found))
+    return out
+
+
+def _stalled(
+    options: Options,
+    view: BacklogView,
+    row: dict[str, Any],
+    running: int,
+    pending: int,
+    open_since: str,
+    typical: timedelta | None,
+    found: list[StuckTask],
+) -> Finding:
+    phase, window = row["phase"], fmt_duration(options.stall_window)
+    last_out = view.phase_last_outflow(phase)
+    hung = [s for s in found if s.task["phase"] == phase]
+    waiting = view.now - parse_ts(open_since)
+    usual = f"; its tasks usually finish within {fmt_duration(typical)}" if typical else ""
+    left = f"the last left at {last_out}" if last_out else "none has ever left it"
+    stuck_note = ""
+    if hung:
+        ids = ", ".join(s.task["id"] for s in hung[:_MAX_LISTED])
+        more = f" and {len(hung) - _MAX_LISTED} more" if len(hung) > _MAX_LISTED else ""
+        stuck_note = f"; {len(hung)} of them are past their timeout: {ids}{more}"
+    heal = (
+        f"Heal its {len(hung)} stuck tasks together (listed in the evidence): stop and re-queue "
+        "them once the cause is fixed, rather than one by one."
+        if hung
+        else "Then re-queue the tasks that hung."
+    )
+    return Finding(
+        kind="stalled-phase",
+        subject=f"phase:{phase}",
+        severity=Severity.error if any(s.escalate for s in hung) else None,
+        summary=(
+            f"Phase {phase} holds {running} running and {pending} ready pending tasks, open "
+            f"for {fmt_duration(waiting)} since {open_since}, and no task has left it in the "
+            f"last {window} ({left}){usual}{stuck_note}"
+        ),
+        evidence={
+            "phase": phase,
+            "running": running,
+            "pending_ready": pending,
+            "open_since": open_since,
+            "last_left_at": last_out,
+            "window_hours": round(options.stall_window.total_seconds() / 3600, 1),
+            "typical_p95_minutes": round(typical.total_seconds() / 60, 1) if typical else None,
+            "stuck": len(hung),
+            "stuck_tasks": [
+                {"id": s.task["id"], "since": s.task["started_at"]} for s in hung[:_MAX_LISTED]
+            ],
+        },
+        title=f"Heal stalled phase {phase}: nothing has left it in {window}",
+        why=(
+            "When a phase holds work and finishes nothing, whatever drives it has stopped (a "
+            "crashed or hung worker, an exhausted quota, a broken hand-off); the backlog behind "
+            "it grows and every task in it waits. Its stuck tasks share that one cause."
+        ),
+        action=(
+            f"Check the workers and the hand-off of phase {phase}: are its executors alive, do "
+            "its tasks make progress, does its output reach the next phase? Restart or fix what "
+            f"is broken. {heal}"
+        ),
+        remedy="heal",
+        task_type="heal",
+        related=[s.task["id"] for s in hung[:_MAX_LISTED]],
+    )

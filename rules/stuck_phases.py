@@ -16,10 +16,15 @@ Kinds
     them, never below ``min_timeout``); else ``fallback_timeout`` (set it to
     "0s" to stay silent on work with too little history). Proposes a heal task.
 ``stalled-phase`` (subject: ``phase:<phase>``)
-    A phase that at least ``min_inflow`` tasks entered (started in it) within
-    ``stall_window`` while none left it (finished in any way). When the phase's
-    run times are known, its oldest entrant must also have been there longer
-    than the phase's p95 run time, so a slow but healthy phase stays quiet.
+    A phase holding open work (at least ``min_open`` tasks running in it or
+    pending and ready for it: no dependency, or all completed) of which no task
+    has finished, in any way, within the last ``stall_window``. It stays stalled
+    for as long as that holds, however long ago work last started; a phase with
+    no open work is idle, never stalled. The oldest open task must have waited
+    longer than the phase's p95 run time when that is known, so a slow but
+    healthy phase stays quiet, and the whole ``stall_window`` when it is not.
+    Its stuck tasks are not reported one by one: the finding lists them (and is
+    severity "error" when one of them would be) so they are healed together.
     Tasks without a phase are not counted.
 ``timeout-pattern`` (subject: ``task_type:<type>``)
     Executions failing by timeout (error text containing one of
@@ -33,9 +38,10 @@ Kinds
     or that many failed runs since its last success while not completed or
     cancelled. The seed's dead letter: proposes escalation, not another retry.
 ``error-rate`` (subject: ``executor:<name>`` or ``model:<name>``)
-    An executor or model that failed at least ``max_error_rate`` of at least
-    ``min_runs`` runs in ``error_window``: the seed's circuit breaker. Proposes
-    pausing it; severity "critical" at ``critical_error_rate``. The worst scope
+    An executor or model that failed more than ``max_error_rate`` of at least
+    ``min_runs`` runs in ``error_window`` (8 of 16 at 0.5 does not fire, 9 of 16
+    does): the seed's circuit breaker. Proposes pausing it; severity "critical"
+    at or above ``critical_error_rate``. The worst scope
     is judged first and the rest without its runs, so a broken executor is not
     also reported as the models it ran.
 
@@ -49,8 +55,8 @@ Options (defaults shown)::
     fallback_timeout = "6h"       # neither configured nor learned; "0s" stays silent
     history = "30d"               # run times are learned from tasks completed this recently
     stuck_escalate_after = 3.0    # running this many times the timeout → severity "error"
-    stall_window = "6h"
-    min_inflow = 3
+    stall_window = "6h"           # open work with no task finished this long: stalled
+    min_open = 3                  # running + ready pending tasks a stalled phase holds at least
     timeout_window = "24h"
     timeout_baseline = "7d"       # the window just before timeout_window
     timeout_patterns = ["timeout", "timed out", "deadline exceeded"]
@@ -60,7 +66,7 @@ Options (defaults shown)::
     alpha = 0.01
     max_failures = 3
     error_window = "6h"
-    max_error_rate = 0.5
+    max_error_rate = 0.5          # fires above this share of failed runs
     min_runs = 10
     critical_error_rate = 0.8
 
@@ -98,7 +104,7 @@ class Options(RuleOptions):
     history: Duration = timedelta(days=30)
     stuck_escalate_after: float = Field(default=3.0, gt=1.0)
     stall_window: Duration = timedelta(hours=6)
-    min_inflow: int = Field(default=3, ge=1)
+    min_open: int = Field(default=3, ge=1)
     timeout_window: Duration = timedelta(hours=24)
     timeout_baseline: Duration = timedelta(days=7)
     timeout_patterns: list[str] = Field(
@@ -144,8 +150,10 @@ class Options(RuleOptions):
 
 def check(options: Options, view: BacklogView) -> Iterator[Finding]:
     durations = _stuck_running.learned_durations(options, view)
-    yield from _stuck_running.stuck(options, view, durations)
-    yield from _stuck_running.stalled_phases(options, view, durations)
+    found = _stuck_running.stuck_tasks(options, view, durations)
+    stalled = _stuck_running.stalled_phases(options, view, durations, found)
+    yield from _stuck_running.stuck(options, found, {f.evidence["phase"] for f in stalled})
+    yield from stalled
     yield from _stuck_failures.timeout_patterns(options, view)
     yield from _stuck_failures.repeated_failures(options, view)
     yield from _stuck_failures.error_rates(options, view)

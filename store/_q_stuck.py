@@ -59,26 +59,61 @@ class StuckQueries(QueryBase):
         )
 
     def phase_flow(self, window: timedelta) -> list[Row]:
-        """Per named phase: tasks that entered it (started) and left it (finished) in ``window``."""
+        """Per named phase with open work at ``now``: what is in it, and what left it in ``window``.
+
+        Rows: ``phase``; ``running`` and ``running_since`` (the earliest start);
+        ``pending_free`` and ``pending_free_since`` (pending tasks with no
+        dependencies, ready since their creation); ``pending_deps`` (pending tasks
+        with dependencies, whose readiness the caller checks); ``outflow`` (tasks
+        of the phase that finished, in any way, in ``window``). A phase with no
+        running or pending task is idle and has no row.
+        """
+        no_deps = "(t.depends_on IS NULL OR t.depends_on IN ('', '[]'))"
+        left_at = "COALESCE(t.finished_at, t.updated_at, t.created_at)"
         return self.rows(
-            f"""SELECT phase,
-                       SUM(CASE WHEN entered THEN 1 ELSE 0 END) AS inflow,
-                       SUM(CASE WHEN left_at IS NOT NULL THEN 1 ELSE 0 END) AS outflow,
-                       MIN(CASE WHEN entered THEN started_at END) AS first_entered_at,
-                       SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running
-                FROM (SELECT t.phase, t.state, t.started_at,
-                             (t.started_at >= :since AND t.started_at <= :now) AS entered,
-                             CASE WHEN t.state IN {_FINAL}
-                                  AND COALESCE(t.finished_at, t.updated_at) >= :since
-                                  THEN COALESCE(t.finished_at, t.updated_at) END AS left_at
-                      FROM {{tasks}} t
-                      WHERE t.phase IS NOT NULL AND t.phase <> ''
-                        AND (t.started_at >= :since OR t.finished_at >= :since
-                             OR t.updated_at >= :since)) f
-                GROUP BY phase
-                ORDER BY phase""",
+            f"""SELECT t.phase,
+                       SUM(CASE WHEN t.state = 'running' THEN 1 ELSE 0 END) AS running,
+                       MIN(CASE WHEN t.state = 'running'
+                                THEN COALESCE(t.started_at, t.updated_at, t.created_at) END)
+                         AS running_since,
+                       SUM(CASE WHEN t.state = 'pending' AND {no_deps} THEN 1 ELSE 0 END)
+                         AS pending_free,
+                       MIN(CASE WHEN t.state = 'pending' AND {no_deps} THEN t.created_at END)
+                         AS pending_free_since,
+                       SUM(CASE WHEN t.state = 'pending' AND NOT {no_deps} THEN 1 ELSE 0 END)
+                         AS pending_deps,
+                       SUM(CASE WHEN t.state IN {_FINAL} AND {left_at} >= :since
+                                THEN 1 ELSE 0 END) AS outflow
+                FROM {{tasks}} t
+                WHERE t.phase IS NOT NULL AND t.phase <> ''
+                  AND (t.state IN ('running', 'pending')
+                       OR (t.state IN {_FINAL} AND {left_at} >= :since))
+                GROUP BY t.phase
+                HAVING SUM(CASE WHEN t.state IN ('running', 'pending') THEN 1 ELSE 0 END) > 0
+                ORDER BY t.phase""",
             {"since": self.ago(window)},
         )
+
+    def pending_with_dependencies(self, phase: str, limit: int) -> list[Row]:
+        """The oldest ``limit`` pending tasks of ``phase`` that have dependencies."""
+        return self.rows(
+            f"""SELECT t.id, t.created_at, t.depends_on
+                FROM {{tasks}} t
+                WHERE t.phase = :phase AND t.state = 'pending'
+                  AND t.depends_on IS NOT NULL AND t.depends_on NOT IN ('', '[]')
+                ORDER BY t.created_at, t.id
+                LIMIT {int(limit)}""",
+            {"phase": phase},
+        )
+
+    def phase_last_outflow(self, phase: str) -> str | None:
+        """When a task of ``phase`` last finished (in any way) at or before ``now``."""
+        value = self.scalar(
+            f"""SELECT MAX(COALESCE(t.finished_at, t.updated_at, t.created_at))
+                FROM {{tasks}} t WHERE t.phase = :phase AND t.state IN {_FINAL}""",
+            {"phase": phase},
+        )
+        return str(value) if value is not None else None
 
     def timeout_failures(
         self, window: timedelta, baseline: timedelta, patterns: Sequence[str]
