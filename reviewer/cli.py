@@ -598,10 +598,13 @@ def run(ctx: Context, host: str | None, port: int | None, no_api: bool) -> None:
 @pass_ctx
 def demo(ctx: Context, db_path: str, as_json: bool) -> None:
     """Build a realistic demo pipeline with every kind of problem and review it once."""
-    from reviewer.demo import run_demo
+    from reviewer.demo import NotADemoStore, run_demo
 
     with handled():
-        code = run_demo(Path(db_path), as_json=as_json)
+        try:
+            code = run_demo(Path(db_path), as_json=as_json)
+        except NotADemoStore as exc:
+            fail(str(exc), 1)
     sys.exit(code)
 
 

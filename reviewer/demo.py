@@ -30,6 +30,7 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
     from store.sqlite import SQLiteStore
 
     db_path = db_path.resolve()
+    refuse_to_replace(db_path)
     for suffix in ("", "-wal", "-shm", ".lock"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     workspace = db_path.parent / f"{db_path.stem}-workspace"
@@ -37,6 +38,9 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
         shutil.rmtree(workspace)
     workspace.mkdir(parents=True)
     with SQLiteStore(db_path) as store:
+        store.execute(
+            "INSERT INTO reviewer_meta (key, value) VALUES ('demo', :seed)", {"seed": str(SEED)}
+        )
         labels = simulate(
             store,
             workspace=workspace,
@@ -60,6 +64,34 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
     )
     config_path.write_text(to_toml(data, header))
     return config_path, labels
+
+
+class NotADemoStore(Exception):
+    """The demo was pointed at a file that is not an earlier demo store."""
+
+
+def refuse_to_replace(db_path: Path) -> None:
+    """Raise unless ``db_path`` is absent or a store an earlier ``reviewer demo`` built.
+
+    The demo replaces its store; it must never replace someone's real pipeline.
+    """
+    if not db_path.exists():
+        return
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM reviewer_meta WHERE key = 'demo'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        row = None
+    if row is None:
+        raise NotADemoStore(
+            f"{db_path} exists and is not a demo store; the demo replaces its store, so "
+            "give it a new path with --db (nothing was changed)"
+        )
 
 
 def run_demo(db_path: Path, *, as_json: bool) -> int:
@@ -127,4 +159,4 @@ def _proposals_to_show(app: Any, proposals: list[dict[str, Any]]) -> list[dict[s
     return picked
 
 
-__all__ = ["build_demo", "run_demo"]
+__all__ = ["NotADemoStore", "build_demo", "run_demo"]

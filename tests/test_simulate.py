@@ -121,3 +121,35 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "stale-queue/stale" in result.output
     assert "proposals approve" in result.output
     assert (tmp_path / "demo-workspace" / "config.toml").is_file()
+    # Every kind of every rule shows up in the demo.
+    from reviewer.simulate import ALL_KINDS
+
+    for rule_id, kind in ALL_KINDS:
+        assert f"{rule_id}/{kind}" in result.output, f"{rule_id}/{kind} missing from the demo"
+    # Running it again replaces its own store...
+    again = CliRunner().invoke(cli, ["demo", "--db", str(db)])
+    assert again.exit_code == 0, again.output
+
+
+def test_demo_never_replaces_a_store_it_did_not_build(tmp_path: Path) -> None:
+    from store.sqlite import SQLiteStore
+
+    real = tmp_path / "pipeline.db"
+    with SQLiteStore(real) as store:
+        store.upsert_tasks(
+            [
+                {
+                    "id": "t1",
+                    "title": "Real work",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "status": "pending",
+                    "priority": "normal",
+                    "attempts": 0,
+                }
+            ]
+        )
+    result = CliRunner().invoke(cli, ["demo", "--db", str(real)])
+    assert result.exit_code == 1
+    assert "is not a demo store" in result.stderr and "nothing was changed" in result.stderr
+    with SQLiteStore(real) as store:
+        assert store.get_task("t1") is not None
