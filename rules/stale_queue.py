@@ -29,9 +29,13 @@ Kinds
     oldest member.
 ``starved``
     A pending task, waiting at least ``starved_min_wait``, that at least
-    ``starved_min_passed`` newer tasks of lower or equal priority started
-    ahead of. Counted from when the task was ready: its creation, or the
-    finish of its last dependency. A task with a dependency that is not
+    ``starved_min_passed`` newer tasks of lower or equal priority competing
+    for the same work started ahead of. Competing means the same task_type
+    (two tasks without one compete), and the same phase when both have one:
+    when one phase's workers are down, its pending tasks are not starved
+    because other phases' tasks keep starting (stuck-phases reports the
+    stalled phase). Counted from when the task was ready: its creation, or
+    the finish of its last dependency. A task with a dependency that is not
     completed (or not known) is blocked, not starved, and is skipped.
 
 Tasks labelled with one of ``exempt_labels`` are never stale or starved.
@@ -47,19 +51,20 @@ Options (defaults shown)::
     escalate_after = 3.0          # idle this many times the limit → severity "error"
     duplicate_min_similarity = 0.8  # cosine similarity (0–1) from which two tasks are duplicates
     duplicate_max_description = 2000  # characters of each description compared
-    starved_min_passed = 5        # newer, no more urgent tasks started ahead of it
+    starved_min_passed = 5        # newer, no more urgent tasks of its type/phase started ahead
     starved_min_wait = "6h"       # and it has waited at least this long since it was ready
 
 Fires: a ``high`` task created 2026-03-01 and not updated since, reviewed on
 2026-03-05 (4 days idle, limit 3 days): ``stale``. Open impl tasks "Add retry
 with backoff to the HTTP client" and "HTTP client: add retries with backoff":
-``duplicate``. A ``normal`` task created 2026-03-01 and still pending on
-2026-03-03 while six ``normal`` tasks created after it have started:
+``duplicate``. A ``normal`` impl task created 2026-03-01 and still pending
+on 2026-03-03 while six ``normal`` impl tasks created after it have started:
 ``starved``.
 
 Silent: the stale task labelled ``blocked``, or updated on 2026-03-04 by the
 pipeline; "Implement spec 012" beside "Implement spec 013"; the starved task
-when it depends on a task that is still running.
+when it depends on a task that is still running, or when the six that started
+are review tasks.
 """
 
 from __future__ import annotations
@@ -241,6 +246,7 @@ def _starved(options: Options, view: BacklogView) -> Iterator[Finding]:
         if passed < need:
             continue
         priority = task["priority"] or "normal"
+        kind = task["task_type"] or "untyped"
         since = (
             "since it was created"
             if ready == task["created_at"]
@@ -250,8 +256,8 @@ def _starved(options: Options, view: BacklogView) -> Iterator[Finding]:
             kind="starved",
             subject=task["id"],
             summary=(
-                f"{priority} task {task['id']} has waited {fmt_duration(waited)} {since} while "
-                f"{passed} newer tasks of equal or lower priority started ahead of it "
+                f"{priority} {kind} task {task['id']} has waited {fmt_duration(waited)} {since} "
+                f"while {passed} newer {kind} tasks of equal or lower priority started ahead of it "
                 f"(threshold {need}); the first: {', '.join(p['id'] for p in sample)}"
             ),
             evidence={

@@ -18,11 +18,18 @@ _STARTED = """CASE WHEN {t}.started_at IS NOT NULL THEN {t}.started_at
 
 # Tasks newer than `p` and no more urgent, that started after `p` existed:
 # each one is a time a worker picked other work over `p`.
-_AHEAD = f"""SELECT n.id, n.title, n.priority, n.created_at, n.started, n.rank
+_AHEAD = f"""SELECT n.id, n.title, n.priority, n.created_at, n.started, n.rank, n.task_type,
+           n.phase
     FROM (SELECT id, title, priority, created_at, state, {_STARTED.format(t="t")} AS started,
-                 {_RANK.format(t="t")} AS rank
+                 {_RANK.format(t="t")} AS rank, COALESCE(task_type, '') AS task_type,
+                 COALESCE(phase, '') AS phase
           FROM {{tasks}} t) n
     WHERE n.state <> 'pending' AND n.started <= :now"""
+
+# Only work `p` competes for passes it: the same task_type, and the same phase
+# when both have one. A start in another phase says nothing about `p`'s workers.
+_COMPETES = """n.task_type = COALESCE(p.task_type, '')
+     AND (n.phase = '' OR COALESCE(p.phase, '') = '' OR n.phase = p.phase)"""
 
 
 class TaskQueries(QueryBase):
@@ -65,7 +72,8 @@ class TaskQueries(QueryBase):
 
     def passed_over_tasks(self, waiting_since: timedelta, min_passed: int) -> list[Row]:
         """Pending tasks waiting ``waiting_since`` or longer that ``min_passed`` or more newer,
-        no more urgent tasks started ahead of, counted from each task's creation.
+        no more urgent tasks competing for the same work started ahead of, counted from each
+        task's creation. Competing: the same task_type, and the same phase when both have one.
         """
         return self.rows(
             f"""SELECT p.id, p.title, p.priority, p.task_type, p.labels, p.source,
@@ -73,7 +81,7 @@ class TaskQueries(QueryBase):
                 FROM {{tasks}} p
                 JOIN ({_AHEAD}) n
                   ON n.created_at > p.created_at AND n.started >= p.created_at
-                 AND n.rank <= {_RANK.format(t="p")}
+                 AND n.rank <= {_RANK.format(t="p")} AND {_COMPETES}
                 WHERE p.state = 'pending' AND p.created_at <= :cutoff
                 GROUP BY p.id, p.title, p.priority, p.task_type, p.labels, p.source,
                          p.depends_on, p.created_at
@@ -83,13 +91,13 @@ class TaskQueries(QueryBase):
         )
 
     def started_ahead_of(self, task_id: str, since: str, limit: int) -> tuple[int, list[Row]]:
-        """How many newer, no more urgent tasks started ahead of a task since ``since``,
-        and the first ``limit`` of them in start order.
+        """How many newer, no more urgent tasks competing for the same work started ahead of
+        a task since ``since``, and the first ``limit`` of them in start order.
         """
         sql = f"""SELECT n.id, n.title, n.priority, n.created_at, n.started AS started_at
             FROM {{tasks}} p JOIN ({_AHEAD}) n
               ON n.created_at > p.created_at AND n.started >= :since
-             AND n.rank <= {_RANK.format(t="p")}
+             AND n.rank <= {_RANK.format(t="p")} AND {_COMPETES}
             WHERE p.id = :task_id"""
         params = {"task_id": task_id, "since": since}
         count = self.scalar(f"SELECT COUNT(*) FROM ({sql}) ahead", params)
