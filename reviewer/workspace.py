@@ -9,7 +9,9 @@ When a file's directory is a git work tree, its change time is the committer
 date of the last commit touching it, as of a given instant; otherwise (no git,
 not a repository, or a file git does not track) it is the file's mtime, and
 an mtime after that instant is no answer at all: the history before it is
-unknown.
+unknown. Likewise a file existed at an instant when git's first commit of it
+is at or before it; outside git when its mtime is (it cannot have changed
+before it existed), and an mtime after the instant leaves it unknown.
 """
 
 from __future__ import annotations
@@ -105,6 +107,27 @@ class Workspace:
             self._cache[key] = self._git_change(base, target, before) or self._mtime(target, before)
         return self._cache[key]  # type: ignore[return-value]
 
+    def existed_at(self, path: str, at: datetime, *, in_specs: bool = False) -> bool | None:
+        """Whether ``path`` (in ``repo_dir``, or ``specs_dir``) existed at ``at``.
+
+        True or False from git's first commit of the file; outside git True when
+        its mtime is at or before ``at``, and None (unknown) when it is after:
+        the mtime is the last change, not the creation.
+        """
+        base = self.specs_dir if in_specs else self.repo_dir
+        target = self._inside(base, path)
+        if base is None or target is None:
+            return None
+        if self._is_git(base):
+            try:
+                rel = target.relative_to(base.resolve()).as_posix()
+            except ValueError:
+                rel = None
+            first = self._git_first(base).get(rel) if rel is not None else None
+            if first is not None:
+                return first <= at
+        return True if self._mtime(target, at) is not None else None
+
     def commit_time(self, rev: str) -> datetime | None:
         """The committer date of commit ``rev`` in ``repo_dir`` (or ``specs_dir``), if known."""
         if not _REV.match(rev):
@@ -164,6 +187,30 @@ class Workspace:
                     when = parse_ts(line[1:])
                 elif line and when is not None and line not in index:
                     index[line] = when
+            self._cache[key] = cached = index
+        return cached  # type: ignore[return-value]
+
+    def _git_first(self, base: Path) -> dict[str, datetime]:
+        """The first commit date of every file git knows under ``base``, from one log walk."""
+        key = ("git-first", str(base))
+        cached = self._cache.get(key)
+        if cached is None:
+            index: dict[str, datetime] = {}
+            out = self._git(
+                base,
+                "log",
+                "--format=%x00%cI",
+                "--name-only",
+                "--no-renames",
+                "--relative",
+                timeout=max(self.git_timeout, 120.0),
+            )
+            when: datetime | None = None
+            for line in (out or "").splitlines():
+                if line.startswith("\x00"):
+                    when = parse_ts(line[1:])
+                elif line and when is not None:
+                    index[line] = min(when, index.get(line, when))
             self._cache[key] = cached = index
         return cached  # type: ignore[return-value]
 

@@ -37,6 +37,14 @@ Kinds
     outside git) more than ``grace`` after the spec's last task completed and
     after the spec itself last changed.
 
+Specs are judged as of the review's instant: a spec whose file did not exist
+yet is skipped, so a backtest does not flag specs before they were written.
+It existed when git's first commit of it is at or before that instant; outside
+git (or for a file git does not track) when its mtime is. The mtime is the
+last change, so an mtime after the instant leaves it open whether the spec
+existed: it is judged only when a task naming it had completed by then.
+(Its text is still read as it is now.)
+
 A baseline accepts drift already reviewed: a date or a commit sha, per spec in
 config or in the spec as ``<!-- reviewer: baseline 2026-03-01 -->`` (or a
 ``reviewer_baseline:`` front-matter line); the later one wins. A bare date
@@ -145,8 +153,15 @@ def check(options: Options, view: BacklogView) -> Iterator[Finding]:
     tasks = checks.tasks_by_spec(view.spec_task_rollup(options.impl_task_types), prefixes)
     baselines = {checks.spec_ref(k, prefixes) or k: v for k, v in options.baselines.items()}
     for spec in specs:
+        done = tasks.get(spec.path)
+        # Review the workspace as of now: a spec written later is not judged yet. Outside git
+        # an mtime after now may be a later edit of an older spec; a task of it completed by
+        # now says the spec was there.
+        existed = ws.existed_at(spec.path, view.now, in_specs=True)
+        if existed is False or (existed is None and done is None):
+            continue
         ctx = checks.SpecContext.build(
-            spec, tasks.get(spec.path), baselines.get(spec.path), prefixes, options, view
+            spec, done, baselines.get(spec.path), prefixes, options, view
         )
         yield from checks.structure(ctx)
         yield from checks.missing_files(ctx)

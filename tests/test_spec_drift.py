@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,10 @@ def _seed_paths(text: str) -> list[str]:
 def _run(tmp_path: Path, seed_text: str, **kw: Any) -> list[Any]:
     specs_dir = tmp_path / "specs"
     shutil.copytree(SEEDS, specs_dir)
+    # The seed was written before the review instant (an mtime after it would leave that open).
+    written = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    for spec in specs_dir.rglob("*"):
+        os.utime(spec, (written, written))
     options = spec_drift.Options(**kw.pop("options", {}))
     store = make_store(tmp_path, specs={}, **kw)
     try:
@@ -210,3 +214,56 @@ def test_last_change_without_git_uses_mtime_up_to_the_instant(tmp_path: Path) ->
 def test_bad_baseline_names_the_spec_and_what_is_expected() -> None:
     with pytest.raises(ValidationError, match=r"baseline for '004-x.md': 'last week'"):
         spec_drift.Options(baselines={"004-x.md": "last week"})
+
+
+UNTESTABLE_SPEC = "## Purpose\nx\n## Requirements\n- a\n## Files\n- `src/a.py`\n"
+
+
+@pytest.mark.parametrize(
+    ("written", "completed_task", "judged"),
+    [
+        (datetime(2026, 3, 9, tzinfo=UTC), False, True),  # mtime before now: it existed
+        (datetime(2026, 3, 11, tzinfo=UTC), False, False),  # after now, nothing says it existed
+        (datetime(2026, 3, 11, tzinfo=UTC), True, True),  # after now, but a task of it completed
+    ],
+)
+def test_outside_git_a_spec_is_judged_once_it_existed(
+    tmp_path: Path, written: datetime, completed_task: bool, judged: bool
+) -> None:
+    """Outside git the mtime is the last change: after now it cannot prove the spec was absent."""
+    tasks = [
+        {
+            "id": "s1",
+            "title": "Write spec",
+            "task_type": "spec",
+            "status": "completed",
+            "spec": "s.md",
+            "created_at": "2026-03-01T00:00:00Z",
+            "finished_at": "2026-03-02T00:00:00Z",
+        }
+    ]
+    store = make_store(
+        tmp_path, specs={"s.md": UNTESTABLE_SPEC}, tasks=tasks if completed_task else []
+    )
+    os.utime(tmp_path / "specs" / "s.md", (written.timestamp(), written.timestamp()))
+    try:
+        found = list(spec_drift.check(spec_drift.Options(), store.view(NOW)))
+    finally:
+        store.close()
+    assert [f.kind for f in found] == (["untestable"] if judged else [])
+
+
+def test_existed_at_uses_the_first_commit(tmp_path: Path) -> None:
+    git_history(
+        tmp_path,
+        tmp_path / "specs",
+        tmp_path / "repo",
+        [
+            {"at": "2026-03-05T00:00:00Z", "specs": {"s.md": "v1"}},
+            {"at": "2026-03-08T00:00:00Z", "specs": {"s.md": "v2"}},
+        ],
+    )
+    ws = Workspace(specs_dir=tmp_path / "specs", repo_dir=tmp_path / "repo")
+    at = datetime(2026, 3, 5, tzinfo=UTC)
+    assert ws.existed_at("s.md", at, in_specs=True) is True
+    assert ws.existed_at("s.md", at - timedelta(seconds=1), in_specs=True) is False
