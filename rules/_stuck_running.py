@@ -185,6 +185,9 @@ def stalled_phases(
             opened += [since] if since else []
         if running + pending < options.min_open or not opened:
             continue
+        last_out = view.phase_last_outflow(phase) if running == 0 else None
+        if running == 0 and last_out is None:
+            continue  # nothing runs and nothing ever finished: unserved, not stalled
         open_since = min(opened)
         waiting = view.now - parse_ts(open_since)
         typical = max((r.p95 for (_, p), r in durations.items() if p == phase), default=None)

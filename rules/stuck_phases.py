@@ -23,6 +23,8 @@ Kinds
     no open work is idle, never stalled. The oldest open task must have waited
     longer than the phase's p95 run time when that is known, so a slow but
     healthy phase stays quiet, and the whole ``stall_window`` when it is not.
+    A phase with only pending work that has never finished a task is unserved,
+    not stalled (nothing there stopped; stale-queue sees its waiting tasks).
     Its stuck tasks are not reported one by one: the finding lists them (and is
     severity "error" when one of them would be) so they are healed together.
     Tasks without a phase are not counted.
