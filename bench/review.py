@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reviewer.config import config_from_dict  # noqa: E402
-from reviewer.engine import Engine  # noqa: E402
-from reviewer.simulate import simulate  # noqa: E402
-from rules import REGISTRY  # noqa: E402
-from store.sqlite import SQLiteStore  # noqa: E402
+from reviewer.config import config_from_dict
+from reviewer.engine import Engine
+from reviewer.simulate import simulate
+from rules import REGISTRY
+from store.sqlite import SQLiteStore
 
 
 def bench(tasks_per_day: int, days: int, rule_ids: list[str], repeat: int) -> dict[str, object]:
@@ -33,8 +33,14 @@ def bench(tasks_per_day: int, days: int, rule_ids: list[str], repeat: int) -> di
         base = Path(tmp)
         store = SQLiteStore(base / "pipeline.db")
         t0 = time.perf_counter()
-        labels = simulate(store, workspace=base / "ws", seed=7, days=days,
-                          tasks_per_day=tasks_per_day, problems=True)
+        labels = simulate(
+            store,
+            workspace=base / "ws",
+            seed=7,
+            days=days,
+            tasks_per_day=tasks_per_day,
+            problems=True,
+        )
         built = time.perf_counter() - t0
         counts = {
             t: store.query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]
@@ -56,7 +62,7 @@ def bench(tasks_per_day: int, days: int, rule_ids: list[str], repeat: int) -> di
         first = engine.review(now)
         first_s = time.perf_counter() - t0
         steady = []
-        for i in range(repeat):
+        for _ in range(repeat):
             t0 = time.perf_counter()
             engine.review(now)
             steady.append(time.perf_counter() - t0)
@@ -91,8 +97,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     rule_ids = list(REGISTRY) if args.rules == "all" else args.rules.split(",")
-    print(f"{'tasks/day':>9} {'tasks':>7} {'metrics':>8} {'tests':>8} {'build s':>8} "
-          f"{'findings':>8} {'1st cycle s':>11} {'steady s':>9}  slowest rules")
+    print(
+        f"{'tasks/day':>9} {'tasks':>7} {'metrics':>8} {'tests':>8} {'build s':>8} "
+        f"{'findings':>8} {'1st cycle s':>11} {'steady s':>9}  slowest rules"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         r = bench(size, args.days, rule_ids, args.repeat)
         rows = r["rows"]
@@ -101,9 +109,12 @@ def main() -> int:
         slow = ", ".join(
             f"{k} {v:.2f}" for k, v in sorted(per_rule.items(), key=lambda kv: -kv[1])[:3]
         )
-        print(f"{size:>9} {rows['tasks']:>7} {rows['task_metrics']:>8} {rows['test_results']:>8} "
-              f"{r['build_s']:>8.1f} {r['findings']:>8} {r['first_cycle_s']:>11.2f} "
-              f"{r['steady_cycle_s']:>9.2f}  {slow}", flush=True)
+        print(
+            f"{size:>9} {rows['tasks']:>7} {rows['task_metrics']:>8} {rows['test_results']:>8} "
+            f"{r['build_s']:>8.1f} {r['findings']:>8} {r['first_cycle_s']:>11.2f} "
+            f"{r['steady_cycle_s']:>9.2f}  {slow}",
+            flush=True,
+        )
     return 0
 
 
