@@ -45,8 +45,10 @@ def _markdownish(text: str) -> str:
             i += 1
             continue
         # A reST definition list item (`term` then an indented body) → a Markdown bullet.
-        if re.fullmatch(r"`[^`]+`", line.strip()) and i + 1 < len(lines) and (
-            lines[i + 1].startswith("    ")
+        if (
+            re.fullmatch(r"`[^`]+`", line.strip())
+            and i + 1 < len(lines)
+            and (lines[i + 1].startswith("    "))
         ):
             body: list[str] = []
             i += 1

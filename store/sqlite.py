@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -76,13 +77,35 @@ class SQLiteStore:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         if not self.memory:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StoreError(f"store {self.path}: could not switch to WAL (got {mode})")
+            self._ensure_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
         with self._all_lock:
             self._all.append(conn)
         return conn
+
+    def _ensure_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL (once: the mode is stored in the file).
+
+        The switch needs the file to itself, and SQLite answers "database is
+        locked" at once, without waiting on the busy timeout, when another
+        connection is opening the same new file; so retry for a while.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.005
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode.lower() != "wal":
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"store {self.path}: cannot switch to WAL: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+                continue
+            if mode.lower() != "wal":
+                raise StoreError(f"store {self.path}: could not switch to WAL (got {mode})")
+            return
 
     @property
     def conn(self) -> sqlite3.Connection:
