@@ -298,7 +298,6 @@ class _Pipeline:
         self._events: list[tuple[float, int, str, Any]] = []
         self._queue: list[tuple[int, float, int, _Task]] = []
         self._held: list[_Task] = []
-        self.hung: list[_Task] = []
         self._rerun_specs: set[int] = set()
         mean_work = sum(_MEDIAN_S[p] for p in PHASES) * 1.25 / 4
         peak_per_s = tasks_per_day / 86400.0 * float(_HOUR_W.max() * _DAY_W.max()) * 2.6
@@ -466,22 +465,11 @@ class _Pipeline:
             _, _, _, task = heapq.heappop(self._queue)
             slot = self._free.pop(int(self.rng.integers(len(self._free))))
             if stall and task.task_type == stall[0] and t >= stall[1]:
-                if len(self.hung) < 6:
-                    self._hang(t, slot, task)  # the phase's workers hang: nothing comes out
-                else:
-                    self._free.append(slot)
-                    self._held.append(task)  # and once all of them hang, the queue waits
+                # the phase's workers are down: its work waits in the queue, nothing leaves
+                self._free.append(slot)
+                self._held.append(task)
                 continue
             self._start(t, slot, task)
-
-    def _hang(self, t: float, slot: int, task: _Task) -> None:
-        task.attempts += 1
-        task.started = task.updated = t
-        task.status = "running"
-        task.executor = EXECUTORS[_SLOT_EXECUTOR[slot % 10]]
-        self.starts.append((t, task.id))
-        self.hung.append(task)
-        self._free.append(slot)  # the run detached from its worker slot
 
     def _start(self, t: float, slot: int, task: _Task) -> None:
         executor = EXECUTORS[_SLOT_EXECUTOR[slot % 10]]
@@ -828,11 +816,11 @@ def simulate(
 
     faults = _Faults()
     if on("stalled-phase"):
-        faults.stalled_phase = ("review", H - 7 * hour)
+        faults.stalled_phase = ("review", H - 10 * hour)
     if on("error-rate"):
         faults.broken = ("executor", "runner-c", H - 7 * hour, 0.8)
     if on("timeout-pattern"):
-        faults.timeout_type = ("test", H - 22 * hour, 0.75)
+        faults.timeout_type = ("test", H - 40 * hour, 0.85)
     if on("stalled"):
         faults.stopped_goal = ("g-dashboard", H - 9.5 * 86400)
     storm: list[float] = []
@@ -868,26 +856,6 @@ def simulate(
         return row
 
     # -- stuck-phases
-    if on("stalled-phase") and faults.stalled_phase:
-        phase, t0 = faults.stalled_phase
-        last_out = max((m["_t"] for m in p.metrics if m["task_type"] == phase), default=0.0)
-        inflow = sorted(x.started for x in p.hung if x.started is not None)
-        # stalled from the first instant with >= 3 entrants and no leaver in the last 6h
-        for i in range(2, len(inflow)):
-            at = max(last_out + 6 * hour, inflow[i])
-            if inflow[i - 2] > at - 6 * hour:
-                label("stuck-phases", "stalled-phase", f"phase:{phase}", at)
-                break
-        # each hung run is a stuck task too, once past 3x the phase's p95 run time
-        runs = sorted(
-            m["duration_seconds"]
-            for m in p.metrics
-            if m["task_type"] == phase and m["status"] == "completed"
-        )
-        p95 = runs[int(0.95 * (len(runs) - 1))] if runs else 3600.0
-        for x in p.hung:
-            if x.started is not None and x.started + max(3 * p95, 600.0) <= H:
-                label("stuck-phases", "stuck", x.id, x.started + max(3 * p95, 600.0))
     if on("timeout-pattern") and faults.timeout_type:
         kind_type, t0, _ = faults.timeout_type
         label("stuck-phases", "timeout-pattern", f"task_type:{kind_type}", t0)
@@ -946,37 +914,12 @@ def simulate(
         for i in range(n):
             extra(f"task-dup-{i + 1:02d}", texts[i][0], "heal", times[i], description=texts[i][1])
         label("stale-queue", "duplicate", "task-dup-01", times[1])
-    if on("starved"):
-        created = H - 20 * hour
-        passers = sorted(
-            (t, tid)
-            for t, tid in p.starts
-            if t >= created and p.tasks[tid].created > created
-            and _RANK[p.tasks[tid].priority] <= _RANK["normal"]
-        )  # fmt: skip
-        ids: list[str] = []
-        fifth = None
-        for t, tid in passers:
-            if tid not in ids:
-                ids.append(tid)
-                if len(ids) == 5:
-                    fifth = t
-                    break
-        extra(
-            "task-starved-01",
-            "Investigate slow SQLite writes in the metrics store",
-            "heal",
-            created,
-            description="Writes to the metrics store take seconds at peak hours.",
-        )
-        if fifth is not None:
-            label("stale-queue", "starved", "task-starved-01", max(created + 6 * hour, fifth))
 
     # -- usage-spikes
     if on("spike") and storm:
         label("usage-spikes", "spike", "task_type:impl", storm_from)
-        for scope in _spilled_spikes(p, storm_from):
-            label("usage-spikes", "spike", scope, storm_from)
+        for scope, at in _spilled_spikes(p, storm_from):
+            label("usage-spikes", "spike", scope, at)
     if on("task-outlier"):
         lo_ts, hi_ts = p.ts(H - 20 * hour), p.ts(H - 6 * hour)
         picks = [
@@ -1120,6 +1063,30 @@ def simulate(
         )  # fmt: skip
         label("goal-progress", "stalled", f"goal:{gid}", last + 7 * 86400)
 
+    # -- stale-queue starved: an impl task the scheduler keeps skipping while newer impl
+    # work of no higher priority starts; created as late as lets >= 5 of them pass it
+    if on("starved"):
+        rows = task_rows + extra_tasks
+        created, starved_from = H - 20 * hour, None
+        for back in range(20, 97, 4):
+            created = H - back * hour
+            starved_from = _starved_at(p, rows, "impl", created, "normal")
+            if starved_from is not None and starved_from <= H - 4 * hour:
+                break
+        extra(
+            "task-starved-01", "Batch the SQLite writes of the metrics store", "impl", created,
+            description="Writes to the metrics store take seconds at peak hours; batch them. "
+            "Needs the metrics database fixture, which no worker has, so workers skip it.",
+        )  # fmt: skip
+        if starved_from is not None:
+            label("stale-queue", "starved", "task-starved-01", starved_from)
+    # -- stuck-phases stalled-phase: from when the stalled phase meets the documented definition
+    if on("stalled-phase") and faults.stalled_phase:
+        phase, t0 = faults.stalled_phase
+        stall_from = _stall_start(p, task_rows + extra_tasks, phase, t0)
+        if stall_from is not None:
+            label("stuck-phases", "stalled-phase", f"phase:{phase}", stall_from)
+
     task_rows.extend(extra_tasks)
     store.upsert_tasks(task_rows)
     store.upsert_metrics(p.metrics)
@@ -1173,52 +1140,200 @@ def _goal_tables(
     return tables
 
 
-def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[str]:
-    """Model and executor scopes the planner storm really spiked as well.
+def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[tuple[str, float]]:
+    """Model and executor scopes the runaway loop clearly spiked as well, and from when.
 
-    A storm of spec tasks also raises the usage of the models and executors that
-    ran them; where it at least tripled a scope's hourly tokens (adding 100k tokens or
-    more) for two hours in a row, that scope spiked too and is labelled with it.
+    The re-runs also raise the usage of the models and executors that ran them. A
+    scope is labelled when, for two hours in a row, the re-runs' usage alone (tokens,
+    or cost) is at least twice the scope's usual usage for that hour of day (so three
+    times the usual in all) and at least the rule's documented hourly floor
+    (``spike_min_tokens``, ``spike_min_cost_usd``). The usual usage is the median of
+    that clock hour over the earlier days of the same kind (weekdays or weekend days).
+    The label's time is the start of the first of those hours.
     """
+    from rules.usage_spikes import Options
+
+    defaults = Options()
+    floors = (float(defaults.spike_min_tokens), float(defaults.spike_min_cost_usd))
     storm_ids = {t.id for t in p.tasks.values() if not t.followup}
-    hours = [storm_from + i * 3600.0 for i in range(7)]
-    out: list[str] = []
-    for dim in ("model", "executor"):
-        usage: dict[str, list[list[float]]] = {}
-        for m in p.metrics:
-            i = int((m["_t"] - storm_from) // 3600)
-            if not 0 <= i < len(hours):
-                continue
-            cell = usage.setdefault(m[dim], [[0.0, 0.0] for _ in hours])[i]
-            cell[1 if m["task_id"] in storm_ids else 0] += m["tokens_in"] + m["tokens_out"]
-        for scope, cells in sorted(usage.items()):
+    day0 = int(storm_from // 86400)
+    weekend = p.at(day0 * 86400.0).weekday() >= 5
+    days = [d for d in range(day0) if (p.at(d * 86400.0).weekday() >= 5) == weekend]
+    hours = [storm_from + i * 3600.0 for i in range(int((p.horizon - storm_from) // 3600))]
+    # (dim, scope) -> measure -> {(day, hour of day): usage}, earlier days; and the storm's hours
+    usual: dict[tuple[str, str], list[dict[tuple[int, int], float]]] = {}
+    excess: dict[tuple[str, str], list[list[float]]] = {}
+    for m in p.metrics:
+        values = (float(m["tokens_in"] + m["tokens_out"]), float(m["cost_usd"]))
+        for dim in ("model", "executor"):
+            key = (dim, str(m[dim]))
+            if m["_t"] < day0 * 86400.0:
+                sums = usual.setdefault(key, [{}, {}])
+                cell = (int(m["_t"] // 86400), int(m["_t"] % 86400 // 3600))
+                for j, v in enumerate(values):
+                    sums[j][cell] = sums[j].get(cell, 0.0) + v
+            elif m["task_id"] in storm_ids:
+                i = int((m["_t"] - storm_from) // 3600)
+                if 0 <= i < len(hours):
+                    row = excess.setdefault(key, [[0.0] * len(hours), [0.0] * len(hours)])
+                    for j, v in enumerate(values):
+                        row[j][i] += v
+    out: list[tuple[str, float]] = []
+    for (dim, scope), per_measure in sorted(excess.items()):
+        first: float | None = None
+        for j, series in enumerate(per_measure):
+            earlier = usual.get((dim, scope), [{}, {}])[j]
             run = 0
-            for normal, extra_tokens in cells:
-                spiked = extra_tokens >= 100_000 and extra_tokens >= 2 * normal
-                run = run + 1 if spiked else 0
+            for i, extra in enumerate(series):
+                hod = int(hours[i] % 86400 // 3600)
+                days_usage = [earlier.get((d, hod), 0.0) for d in days]
+                normal = float(np.median(days_usage)) if days else 0.0
+                run = run + 1 if extra >= 2 * normal and extra >= floors[j] else 0
                 if run >= 2:
-                    out.append(f"{dim}:{scope}")
+                    began = hours[i - 1]
+                    first = began if first is None else min(first, began)
                     break
+        if first is not None:
+            out.append((f"{dim}:{scope}", first))
     return out
 
 
 def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, str]]:
-    """Models and executors failing at least half of >= 10 runs within 6h, and from when."""
-    out: list[tuple[str, str]] = []
-    for dim in ("model", "executor"):
-        runs: dict[str, list[tuple[float, bool]]] = {}
-        for m in sorted(p.metrics, key=lambda m: m["_t"]):
-            runs.setdefault(m[dim], []).append((m["_t"], m["status"] == "failed"))
-        for name, series in sorted(runs.items()):
-            lo = 0
-            failed = 0
-            for hi, (at, bad) in enumerate(series):
-                failed += bad
-                while series[lo][0] <= at - 6 * 3600:
-                    failed -= series[lo][1]
-                    lo += 1
-                n = hi - lo + 1
-                if at >= since and n >= 10 and 2 * failed >= n:
-                    out.append((f"{dim}:{name}", p.ts(at)))
-                    break
-    return out
+    """Models and executors past the circuit breaker, as the rule documents it, and from when.
+
+    Past it: more than half of at least 10 runs in the last 6h failed. The worst
+    scope is judged first and the others without its runs, so a broken executor
+    is not also counted as the models it ran (and the other way round).
+    """
+    window, min_runs, limit = 6 * 3600.0, 10, 0.5
+    runs = sorted(p.metrics, key=lambda m: m["_t"])
+    cells: dict[tuple[str, str], list[int]] = {}  # (executor, model) -> [runs, failures]
+    first: dict[str, str] = {}
+    lo = 0
+    for m in runs:
+        cell = cells.setdefault((str(m["executor"]), str(m["model"])), [0, 0])
+        cell[0] += 1
+        cell[1] += m["status"] == "failed"
+        at = m["_t"]
+        while runs[lo]["_t"] < at - window:
+            old = cells[(str(runs[lo]["executor"]), str(runs[lo]["model"]))]
+            old[0] -= 1
+            old[1] -= runs[lo]["status"] == "failed"
+            lo += 1
+        if at < since:
+            continue
+
+        def tally(dim: int, name: str, skip: set[str]) -> tuple[int, int]:
+            n = f = 0
+            for pair, (r, x) in cells.items():
+                if pair[dim] == name and pair[1 - dim] not in skip:
+                    n, f = n + r, f + x
+            return n, f
+
+        names = sorted({(dim, pair[dim]) for pair in cells for dim in (0, 1)})
+        raw = {key: tally(key[0], key[1], set()) for key in names}
+        taken: tuple[set[str], set[str]] = (set(), set())
+        ranked = sorted(raw.items(), key=lambda kv: (-kv[1][1] / max(kv[1][0], 1), -kv[1][1]))
+        for (dim, name), (n, f) in ranked:
+            if n < min_runs or f <= limit * n:
+                continue
+            own_n, own_f = tally(dim, name, taken[1 - dim])
+            if own_n >= min_runs and own_f > limit * own_n:
+                taken[dim].add(name)
+                first.setdefault(f"{('executor', 'model')[dim]}:{name}", p.ts(at))
+    return sorted(first.items())
+
+
+_FINAL = ("completed", "failed", "cancelled")
+_RUN_STATES = (*_FINAL, "running")
+
+
+def _secs(p: _Pipeline, ts: str) -> float:
+    return (
+        datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - p.start
+    ).total_seconds()
+
+
+def _left_at(row: dict[str, Any]) -> str:
+    return str(row["finished_at"] or row["updated_at"] or row["created_at"])
+
+
+def _state_at(row: dict[str, Any], now: str) -> str | None:
+    """A task row's status at ``now``, rebuilt from its timestamps as the store's view does."""
+    if row["created_at"] > now:
+        return None
+    status = str(row["status"])
+    if status in _FINAL and _left_at(row) <= now:
+        return status
+    if status in _RUN_STATES:
+        began = row["started_at"] or row["updated_at"] or row["created_at"]
+        return "running" if began <= now else "pending"
+    return status
+
+
+def _starved_at(
+    p: _Pipeline, rows: list[dict[str, Any]], task_type: str, created: float, priority: str
+) -> float | None:
+    """When a pending task of ``task_type`` created at ``created`` becomes starved.
+
+    Starved, as stale-queue documents it: waiting 6h, with at least 5 newer tasks of
+    the same task_type and phase and no higher priority started ahead of it.
+    """
+    since = p.ts(created)
+    starts = sorted(
+        str(r["started_at"] or r["finished_at"])
+        for r in rows
+        if r["task_type"] == task_type and r["phase"] in (task_type, None)
+        and r["created_at"] > since and r["status"] in _RUN_STATES
+        and _RANK[r["priority"] or "normal"] <= _RANK[priority]
+        and (r["started_at"] or r["finished_at"]) and (r["started_at"] or r["finished_at"]) >= since
+    )  # fmt: skip
+    if len(starts) < 5:
+        return None
+    return max(created + 6 * 3600.0, _secs(p, starts[4]))
+
+
+def _stall_start(p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float) -> float | None:
+    """The first instant (to the minute) from ``t0`` at which ``phase`` is stalled.
+
+    Stalled, as stuck-phases documents it: at least 3 open tasks (running, or
+    pending and ready: every dependency completed), none of the phase's tasks
+    finished in the last 6h, the oldest open task open longer than the phase's p95
+    run time (the whole 6h when fewer than 20 completed runs give one), and a
+    phase with only pending work must have finished a task before.
+    """
+    window, min_open = 6 * 3600.0, 3
+    by_id = {r["id"]: r for r in rows}
+    mine = [r for r in rows if r["phase"] == phase]
+    runs = sorted(
+        _secs(p, r["finished_at"]) - _secs(p, r["started_at"])
+        for r in mine
+        if r["status"] == "completed" and r["started_at"] and r["finished_at"]
+        and r["finished_at"] >= r["started_at"]
+    )  # fmt: skip
+    typical = runs[(95 * len(runs) + 99) // 100 - 1] if len(runs) >= 20 else window
+    oldest = p.ts(t0 - window - 86400.0)
+    live = [r for r in mine if r["status"] not in _FINAL or _left_at(r) >= oldest]
+    ever = min((_left_at(r) for r in mine if r["status"] in _FINAL), default=None)
+    t = t0
+    while t <= p.horizon:
+        now, cut = p.ts(t), p.ts(t - window)
+        running, ready, opened, outflow = 0, 0, [], False
+        for r in live:
+            state = _state_at(r, now)
+            if state in _FINAL:
+                outflow = outflow or _left_at(r) >= cut
+            elif state == "running":
+                running += 1
+                opened.append(str(r["started_at"] or r["updated_at"] or r["created_at"]))
+            elif state == "pending":
+                deps = [by_id.get(d) for d in json.loads(r["depends_on"] or "[]")]
+                if all(d is not None and _state_at(d, now) == "completed" for d in deps):
+                    ready += 1
+                    opened.append(max([r["created_at"], *(_left_at(d) for d in deps if d)]))
+        served = running > 0 or (ever is not None and ever <= now)
+        stalled = not outflow and running + ready >= min_open and served
+        if stalled and t - _secs(p, min(opened)) >= typical:
+            return t
+        t += 60.0
+    return None
