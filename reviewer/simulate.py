@@ -814,28 +814,38 @@ def simulate(
     def on(kind: str) -> bool:
         return any(k == kind for _, k in wanted)
 
-    faults = _Faults()
-    if on("stalled-phase"):
-        faults.stalled_phase = ("review", H - 10 * hour)
-    if on("error-rate"):
-        faults.broken = ("executor", "runner-c", H - 7 * hour, 0.8)
-    if on("timeout-pattern"):
-        faults.timeout_type = ("test", H - 40 * hour, 0.85)
-    if on("stalled"):
-        faults.stopped_goal = ("g-dashboard", H - 9.5 * 86400)
-    storm: list[float] = []
-    storm_from = H - 5 * hour
-    if on("spike"):
-        storm_rate = max(20 * tasks_per_day / 4 / 24, 15.0) / hour
-        t = storm_from
-        while True:
-            t += float(rng.exponential(1 / storm_rate))
-            if t >= storm_from + 5 * hour:
-                break
-            storm.append(t)
+    # A phase whose workers go down 10h before the end is stalled within hours in a busy
+    # pipeline; a quiet one may not queue enough work for it by then, so its workers go
+    # down earlier (the run is repeated from the same seed, so it stays deterministic).
+    for stall_back in (10, 14, 18, 22):
+        rng = np.random.default_rng(seed)
+        faults = _Faults()
+        if on("stalled-phase"):
+            faults.stalled_phase = ("review", H - stall_back * hour)
+        if on("error-rate"):
+            faults.broken = ("executor", "runner-c", H - 7 * hour, 0.8)
+        if on("timeout-pattern"):
+            faults.timeout_type = ("test", H - 40 * hour, 0.85)
+        if on("stalled"):
+            faults.stopped_goal = ("g-dashboard", H - 9.5 * 86400)
+        storm: list[float] = []
+        storm_from = H - 5 * hour
+        if on("spike"):
+            storm_rate = max(20 * tasks_per_day / 4 / 24, 15.0) / hour
+            t = storm_from
+            while True:
+                t += float(rng.exponential(1 / storm_rate))
+                if t >= storm_from + 5 * hour:
+                    break
+                storm.append(t)
 
-    p = _Pipeline(rng, start, days, tasks_per_day, noise, faults)
-    p.run(storm)
+        p = _Pipeline(rng, start, days, tasks_per_day, noise, faults)
+        p.run(storm)
+        if faults.stalled_phase is None:
+            break
+        rows = [_task_row(p, x) for x in p.tasks.values() if x.created <= H]
+        if _stall_start(p, rows, *faults.stalled_phase) is not None:
+            break
     labels: list[Label] = []
 
     def label(rule: str, kind: str, subject: str, at: float) -> None:
