@@ -287,26 +287,21 @@ def _lagged(
     if count < 1:
         return [None] * len(idx)
     lags = step * np.arange(1, count + 1)
-    medians, scales, samples, expected = [], [], [], []
+    # The same hour and its neighbours (±1, for jitter) on every earlier lag, pooled
+    # into one sample: a busy neighbour widens the spread instead of moving the median.
+    at = np.concatenate([idx[:, None] + offset - lags[None, :] for offset in (-1, 0, 1)], axis=1)
+    sample = np.where(at >= 0, values[np.clip(at, 0, None)], np.nan)
+    counts = np.where(at >= 0, tasks[np.clip(at, 0, None)], np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are expected
-        for offset in (-1, 0, 1):
-            at = idx[:, None] + offset - lags[None, :]
-            sample = np.where(at >= 0, values[np.clip(at, 0, None)], np.nan)
-            counts = np.where(at >= 0, tasks[np.clip(at, 0, None)], np.nan)
-            median = np.nanmedian(sample, axis=1)
-            # 1.4826 × MAD, as scipy.stats.median_abs_deviation(scale="normal"),
-            # vectorised over hours with gaps (NaN) left out.
-            mad = _NORMAL * np.nanmedian(np.abs(sample - median[:, None]), axis=1)
-            n = np.sum(~np.isnan(sample), axis=1)
-            medians.append(np.where(n >= need, median, np.nan))
-            scales.append(mad)
-            samples.append(n)
-            expected.append(_expected_count(counts))
-    median = np.max(medians, axis=0)  # NaN when any offset lacks history
-    scale = np.max(scales, axis=0)
-    n = np.min(samples, axis=0)
-    lam = np.max(expected, axis=0)
+        median = np.nanmedian(sample, axis=1)
+        # 1.4826 × MAD, as scipy.stats.median_abs_deviation(scale="normal"),
+        # vectorised over hours with gaps (NaN) left out.
+        scale = _NORMAL * np.nanmedian(np.abs(sample - median[:, None]), axis=1)
+        lam = _expected_count(counts)
+    # Each lag must have history for the hour itself.
+    n = np.sum(~np.isnan(sample[:, count : 2 * count]), axis=1)
+    median = np.where(n >= need, median, np.nan)
     return [
         None
         if np.isnan(m)
