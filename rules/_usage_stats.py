@@ -283,7 +283,7 @@ def _expected_count(counts: np.ndarray) -> np.ndarray:
 def _lagged(
     values: np.ndarray, tasks: np.ndarray, idx: np.ndarray, step: int, count: int, need: int
 ) -> list[HourlyExpectation | None]:
-    """Per hour, the widest reference over offsets −1, 0, +1 of ``count`` earlier lags."""
+    """Per hour, the reference of the hour and its neighbours on ``count`` earlier lags."""
     if count < 1:
         return [None] * len(idx)
     lags = step * np.arange(1, count + 1)
