@@ -229,7 +229,8 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
             },
             title=f"Pause {scope} {name}: {rate:.0%} of its runs fail",
             why=(
-                f"When more than {options.max_error_rate:.0%} of what {"an" if scope[0] in "aeiou" else "a"} {scope} runs fails, each "
+                f"When more than {options.max_error_rate:.0%} of what {_article(scope)} {scope} "
+                "runs fails, each "
                 "new task sent to it most likely fails too, wasting a run and its cost and pushing "
                 "tasks toward the dead-letter limit; the seed's circuit breaker pauses it there."
             ),
@@ -241,3 +242,7 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
             remedy="pause",
             task_type="heal",
         )
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
