@@ -17,12 +17,13 @@ from rules import (
     usage_spikes,
 )
 
+# In CONTRACT's order: the five the user named, then the rest as they came.
 REGISTRY: dict[str, ModuleType] = {
     stale_queue.ID: stale_queue,
-    flaky_tests.ID: flaky_tests,
-    usage_spikes.ID: usage_spikes,
     stuck_phases.ID: stuck_phases,
+    usage_spikes.ID: usage_spikes,
     spec_drift.ID: spec_drift,
+    flaky_tests.ID: flaky_tests,
     goal_progress.ID: goal_progress,
 }
 

@@ -247,3 +247,22 @@ def test_config_check_renders_user_templates(tmp_path: Path) -> None:
     (tdir / "proposal.md.j2").write_text("Seen: {{ finding.summary }}\n")
     code, _, err = run(["config", "check"], cfg)
     assert code == 0, err
+
+
+def test_rules_list_and_show(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '[rules.stale-queue]\nmax_idle = "5d"\napproval = "auto"\n')
+    code, out, _ = run(["rules", "list", "--json"], cfg)
+    assert code == 0
+    listed = {r["rule"]: r for r in json.loads(out)}
+    assert list(listed)[:5] == [
+        "stale-queue",
+        "stuck-phases",
+        "usage-spikes",
+        "spec-drift",
+        "flaky-tests",
+    ]
+    assert listed["stale-queue"]["approval"] == "auto"
+    code, out, _ = run(["rules", "show", "stale-queue"], cfg)
+    assert code == 0 and "Fires:" in out and 'max_idle = "5d"' in out
+    code, _, err = run(["rules", "show", "nope"], cfg)
+    assert code == 2 and "known rules: stale-queue" in err
