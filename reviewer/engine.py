@@ -480,16 +480,7 @@ class Engine:
             proposal = self.state.proposal(proposal_id)
             if proposal.state == ProposalState.scheduled:
                 return proposal
-            if proposal.state == ProposalState.pending:
-                proposal = self.state.transition(
-                    proposal,
-                    ProposalState.approved,
-                    at=at,
-                    actor=by,
-                    reason=reason,
-                    allowed_from=(ProposalState.pending,),
-                    decided=True,
-                )
+            # Pending → approved → scheduled, or an approved one whose filing failed earlier.
             return self._schedule(proposal, at, by, reason or "approved")
 
     def reject(self, proposal_id: int, *, by: str, reason: str | None = None) -> Proposal:
