@@ -187,9 +187,10 @@ def ab(
 
 
 @cli.command()
+@click.option("--now", callback=_iso, help="Goals as of this instant (ISO 8601).")
 @json_option
 @pass_ctx
-def goals(ctx: Context, as_json: bool) -> None:
+def goals(ctx: Context, now: datetime | None, as_json: bool) -> None:
     """Goals: progress %, counts and predicted completion (GET /api/goals)."""
     from reviewer.goals import goals_report
     from rules.goal_progress import Options
@@ -198,7 +199,7 @@ def goals(ctx: Context, as_json: bool) -> None:
         rule = app.config.rules.get("goal-progress")
         options = rule.options if rule is not None else Options()
         items = goals_report(
-            app.store.view(app.engine.clock()),
+            app.store.view(now or app.engine.clock()),
             options.goals,
             running_weight=options.running_weight,
             rate_window=options.rate_window,
