@@ -1157,9 +1157,13 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[tuple[str, float]]:
     scope is labelled when, for two hours in a row, the re-runs' usage alone (tokens,
     or cost) is at least twice the scope's usual usage for that hour of day (so three
     times the usual in all) and at least the rule's documented hourly floor
-    (``spike_min_tokens``, ``spike_min_cost_usd``). The usual usage is the median of
-    that clock hour over the earlier days of the same kind (weekdays or weekend days).
-    The label's time is the start of the first of those hours.
+    (``spike_min_tokens``, ``spike_min_cost_usd``), and the hour's whole usage is
+    above anything that clock hour (or its neighbours) reached on any earlier day of
+    the same kind: ordinary bursts reach several times the usual too, so only
+    usage beyond what the scope has ever done at that time is clearly a spike. The
+    usual usage is the median of that clock hour over the earlier days of the same
+    kind (weekdays or weekend days). The label's time is the start of the first of
+    those hours.
     """
     from rules.usage_spikes import Options
 
@@ -1173,6 +1177,7 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[tuple[str, float]]:
     # (dim, scope) -> measure -> {(day, hour of day): usage}, earlier days; and the storm's hours
     usual: dict[tuple[str, str], list[dict[tuple[int, int], float]]] = {}
     excess: dict[tuple[str, str], list[list[float]]] = {}
+    total: dict[tuple[str, str], list[list[float]]] = {}
     for m in p.metrics:
         values = (float(m["tokens_in"] + m["tokens_out"]), float(m["cost_usd"]))
         for dim in ("model", "executor"):
@@ -1182,9 +1187,14 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[tuple[str, float]]:
                 cell = (int(m["_t"] // 86400), int(m["_t"] % 86400 // 3600))
                 for j, v in enumerate(values):
                     sums[j][cell] = sums[j].get(cell, 0.0) + v
-            elif m["task_id"] in storm_ids:
+            else:
                 i = int((m["_t"] - storm_from) // 3600)
-                if 0 <= i < len(hours):
+                if not 0 <= i < len(hours):
+                    continue
+                whole = total.setdefault(key, [[0.0] * len(hours), [0.0] * len(hours)])
+                for j, v in enumerate(values):
+                    whole[j][i] += v
+                if m["task_id"] in storm_ids:
                     row = excess.setdefault(key, [[0.0] * len(hours), [0.0] * len(hours)])
                     for j, v in enumerate(values):
                         row[j][i] += v
@@ -1198,7 +1208,13 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[tuple[str, float]]:
                 hod = int(hours[i] % 86400 // 3600)
                 days_usage = [earlier.get((d, hod), 0.0) for d in days]
                 normal = float(np.median(days_usage)) if days else 0.0
-                run = run + 1 if extra >= 2 * normal and extra >= floors[j] else 0
+                envelope = max(
+                    (earlier.get((d, (hod + k) % 24), 0.0) for d in days for k in (-1, 0, 1)),
+                    default=0.0,
+                )
+                hour_total = total[(dim, scope)][j][i]
+                clear = extra >= 2 * normal and extra >= floors[j] and hour_total > envelope
+                run = run + 1 if clear else 0
                 if run >= 2:
                     began = hours[i - 1]
                     first = began if first is None else min(first, began)
