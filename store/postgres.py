@@ -44,13 +44,12 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
+from store._common import SQLStoreCommon
 from store._dialect import POSTGRESQL
 from store._schema import (
-    METRIC_COLUMNS,
     MIGRATIONS,
     SCHEMA_VERSION,
     TASK_COLUMNS,
-    TEST_RESULT_COLUMNS,
 )
 from store._view import BacklogView
 from store.base import DaemonLockedError, Row, StoreError
@@ -74,8 +73,10 @@ class _NumericLoader(Loader):
         return float(text)
 
 
-class PostgresStore:
+class PostgresStore(SQLStoreCommon):
     """A backlog store in a PostgreSQL database (or one schema of it)."""
+
+    dialect = POSTGRESQL
 
     def __init__(self, url: str, *, workspace: Any = None):
         self.url = url
@@ -246,10 +247,6 @@ class PostgresStore:
         value = next(iter(row.values()), 0) if row else 0
         return int(value) if isinstance(value, int) else 0
 
-    def get_task(self, task_id: str) -> Row | None:
-        rows = self.query("SELECT * FROM tasks WHERE id = :id", {"id": task_id})
-        return rows[0] if rows else None
-
     # -- backlog writes -----------------------------------------------------
     def _upsert(
         self, table: str, columns: Sequence[str], pk: tuple[str, ...], records: Iterable[Row]
@@ -304,15 +301,6 @@ class PostgresStore:
                 ) from exc
         return n
 
-    def upsert_tasks(self, records: Iterable[Row]) -> int:
-        return self._upsert("tasks", TASK_COLUMNS, ("id",), records)
-
-    def upsert_metrics(self, records: Iterable[Row]) -> int:
-        return self._upsert("task_metrics", METRIC_COLUMNS, ("task_id", "created_at"), records)
-
-    def upsert_test_results(self, records: Iterable[Row]) -> int:
-        return self._upsert("test_results", TEST_RESULT_COLUMNS, ("run_id", "test_id"), records)
-
     def insert_task_once(self, record: Row) -> bool:
         """Insert a task unless its id exists; True when this call inserted it."""
         cols = ", ".join(TASK_COLUMNS)
@@ -322,37 +310,6 @@ class PostgresStore:
             dict(zip(TASK_COLUMNS, _project(TASK_COLUMNS, record), strict=True)),
         )
         return cursor.rowcount == 1
-
-    def touch_task_labels(self, task_id: str, add_labels: Sequence[str], at: str) -> None:
-        """Add labels to a backlog task, remembering that this update was ours."""
-        with self.transaction():
-            rows = self.query(
-                "SELECT labels, updated_at FROM tasks WHERE id = :id FOR UPDATE", {"id": task_id}
-            )
-            if not rows:
-                return
-            row = rows[0]
-            try:
-                labels = json.loads(row["labels"]) if row["labels"] else []
-            except ValueError:
-                labels = []
-            new = [x for x in add_labels if x not in labels]
-            if not new:
-                return
-            self.execute(
-                "UPDATE tasks SET labels = :labels, updated_at = :at WHERE id = :id",
-                {"labels": json.dumps(labels + new), "at": at, "id": task_id},
-            )
-            # A second touch at the same instant keeps the pipeline's own last update.
-            self.execute(
-                "INSERT INTO reviewer_task_touches (task_id, touched_at, previous_updated_at)"
-                " VALUES (:id, :at, :prev) ON CONFLICT (task_id) DO UPDATE SET"
-                " touched_at = excluded.touched_at,"
-                " previous_updated_at = CASE WHEN reviewer_task_touches.touched_at = :prev"
-                "   THEN reviewer_task_touches.previous_updated_at"
-                "   ELSE excluded.previous_updated_at END",
-                {"id": task_id, "at": at, "prev": row["updated_at"]},
-            )
 
     # -- one daemon per store ----------------------------------------------
     def acquire_daemon_lock(self) -> None:

@@ -14,7 +14,6 @@ workers share a store object).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -27,13 +26,12 @@ from typing import IO, Any
 
 import sqlite_utils
 
+from store._common import SQLStoreCommon
 from store._dialect import SQLITE
 from store._schema import (
-    METRIC_COLUMNS,
     MIGRATIONS,
     SCHEMA_VERSION,
     TASK_COLUMNS,
-    TEST_RESULT_COLUMNS,
 )
 from store._view import BacklogView
 from store.base import DaemonLockedError, Row, StoreError
@@ -42,8 +40,10 @@ BUSY_TIMEOUT_S = 30.0
 _BATCH = 1000
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStoreCommon):
     """A backlog store in one SQLite file (or in memory, for tests)."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str | Path, *, workspace: Any = None, create: bool = True):
         self.path = str(path)
@@ -214,10 +214,6 @@ class SQLiteStore:
             raise StoreError(f"write failed on {self.path}: {exc}") from exc
         return int(cursor.lastrowid or 0)
 
-    def get_task(self, task_id: str) -> Row | None:
-        rows = self.query("SELECT * FROM tasks WHERE id = :id", {"id": task_id})
-        return rows[0] if rows else None
-
     # -- backlog writes -----------------------------------------------------
     def _upsert(
         self, table: str, columns: Sequence[str], pk: tuple[str, ...], records: Iterable[Row]
@@ -229,15 +225,6 @@ class SQLiteStore:
             )
         return counted.n
 
-    def upsert_tasks(self, records: Iterable[Row]) -> int:
-        return self._upsert("tasks", TASK_COLUMNS, ("id",), records)
-
-    def upsert_metrics(self, records: Iterable[Row]) -> int:
-        return self._upsert("task_metrics", METRIC_COLUMNS, ("task_id", "created_at"), records)
-
-    def upsert_test_results(self, records: Iterable[Row]) -> int:
-        return self._upsert("test_results", TEST_RESULT_COLUMNS, ("run_id", "test_id"), records)
-
     def insert_task_once(self, record: Row) -> bool:
         cols = ", ".join(TASK_COLUMNS)
         marks = ", ".join(f":{c}" for c in TASK_COLUMNS)
@@ -246,34 +233,6 @@ class SQLiteStore:
             {c: record.get(c) for c in TASK_COLUMNS},
         )
         return cursor.rowcount == 1
-
-    def touch_task_labels(self, task_id: str, add_labels: Sequence[str], at: str) -> None:
-        """Add labels to a backlog task, remembering that this update was ours."""
-        row = self.conn.execute(
-            "SELECT labels, updated_at FROM tasks WHERE id = ?", (task_id,)
-        ).fetchone()
-        if row is None:
-            return
-        try:
-            labels = json.loads(row["labels"]) if row["labels"] else []
-        except ValueError:
-            labels = []
-        new = [x for x in add_labels if x not in labels]
-        if not new:
-            return
-        self.conn.execute(
-            "UPDATE tasks SET labels = ?, updated_at = ? WHERE id = ?",
-            (json.dumps(labels + new), at, task_id),
-        )
-        self.conn.execute(
-            "INSERT INTO reviewer_task_touches (task_id, touched_at, previous_updated_at)"
-            " VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET"
-            " touched_at = excluded.touched_at,"
-            " previous_updated_at = CASE WHEN reviewer_task_touches.touched_at = ?"
-            "   THEN reviewer_task_touches.previous_updated_at"
-            "   ELSE excluded.previous_updated_at END",
-            (task_id, at, row["updated_at"], row["updated_at"]),
-        )
 
     # -- one daemon per store ----------------------------------------------
     def acquire_daemon_lock(self) -> None:

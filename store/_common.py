@@ -1,0 +1,81 @@
+"""What the SQL stores share: record upserts, reading a task, labelling one.
+
+Written once against the store's own ``query``/``execute`` (``:name``
+parameters) and ``_upsert``; each adapter supplies those for its database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from store._dialect import Dialect
+from store._schema import METRIC_COLUMNS, TASK_COLUMNS, TEST_RESULT_COLUMNS
+from store.base import Row
+
+
+class SQLStoreCommon:
+    """Mixin of the SQL stores; the adapter provides the abstract methods."""
+
+    dialect: Dialect
+
+    def transaction(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        raise NotImplementedError
+
+    def _upsert(
+        self, table: str, columns: Sequence[str], pk: tuple[str, ...], records: Iterable[Row]
+    ) -> int:
+        raise NotImplementedError
+
+    def upsert_tasks(self, records: Iterable[Row]) -> int:
+        return self._upsert("tasks", TASK_COLUMNS, ("id",), records)
+
+    def upsert_metrics(self, records: Iterable[Row]) -> int:
+        return self._upsert("task_metrics", METRIC_COLUMNS, ("task_id", "created_at"), records)
+
+    def upsert_test_results(self, records: Iterable[Row]) -> int:
+        return self._upsert("test_results", TEST_RESULT_COLUMNS, ("run_id", "test_id"), records)
+
+    def get_task(self, task_id: str) -> Row | None:
+        rows = self.query("SELECT * FROM tasks WHERE id = :id", {"id": task_id})
+        return rows[0] if rows else None
+
+    def touch_task_labels(self, task_id: str, add_labels: Sequence[str], at: str) -> None:
+        """Add labels to a backlog task, remembering that this update was ours."""
+        lock = " FOR UPDATE" if self.dialect.name == "postgresql" else ""
+        with self.transaction():
+            rows = self.query(
+                f"SELECT labels, updated_at FROM tasks WHERE id = :id{lock}", {"id": task_id}
+            )
+            if not rows:
+                return
+            row = rows[0]
+            try:
+                labels = json.loads(row["labels"]) if row["labels"] else []
+            except ValueError:
+                labels = []
+            new = [x for x in add_labels if x not in labels]
+            if not new:
+                return
+            self.execute(
+                "UPDATE tasks SET labels = :labels, updated_at = :at WHERE id = :id",
+                {"labels": json.dumps(labels + new), "at": at, "id": task_id},
+            )
+            # A second touch at the same instant keeps the pipeline's own last update.
+            self.execute(
+                "INSERT INTO reviewer_task_touches (task_id, touched_at, previous_updated_at)"
+                " VALUES (:id, :at, :prev) ON CONFLICT (task_id) DO UPDATE SET"
+                " touched_at = excluded.touched_at,"
+                " previous_updated_at = CASE WHEN reviewer_task_touches.touched_at = :prev"
+                "   THEN reviewer_task_touches.previous_updated_at"
+                "   ELSE excluded.previous_updated_at END",
+                {"id": task_id, "at": at, "prev": row["updated_at"]},
+            )
