@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterable
@@ -1224,49 +1225,53 @@ def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[tuple[str, float]]:
     return out
 
 
+def _tally(
+    cells: dict[tuple[str, str], list[int]], dim: int, name: str, skip: set[str]
+) -> tuple[int, int]:
+    """Runs and failures of one executor (dim 0) or model (dim 1), leaving out ``skip``."""
+    n = f = 0
+    for pair, (r, x) in cells.items():
+        if pair[dim] == name and pair[1 - dim] not in skip:
+            n, f = n + r, f + x
+    return n, f
+
+
 def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, str]]:
     """Models and executors past the circuit breaker, as the rule documents it, and from when.
 
     Past it: more than half of at least 10 runs in the last 6h failed. The worst
     scope is judged first and the others without its runs, so a broken executor
-    is not also counted as the models it ran (and the other way round).
+    is not also counted as the models it ran (and the other way round). Judged
+    at every quarter hour (the daemon's default schedule): the rate also rises
+    when old successes leave the window, between two runs.
     """
-    window, min_runs, limit = 6 * 3600.0, 10, 0.5
+    window, min_runs, limit, tick = 6 * 3600.0, 10, 0.5, 900.0
     runs = sorted(p.metrics, key=lambda m: m["_t"])
-    cells: dict[tuple[str, str], list[int]] = {}  # (executor, model) -> [runs, failures]
     first: dict[str, str] = {}
-    lo = 0
-    for m in runs:
-        cell = cells.setdefault((str(m["executor"]), str(m["model"])), [0, 0])
-        cell[0] += 1
-        cell[1] += m["status"] == "failed"
-        at = m["_t"]
-        while runs[lo]["_t"] < at - window:
-            old = cells[(str(runs[lo]["executor"]), str(runs[lo]["model"]))]
-            old[0] -= 1
-            old[1] -= runs[lo]["status"] == "failed"
+    lo = hi = 0
+    at = math.ceil(since / tick) * tick
+    while at <= p.horizon:
+        while hi < len(runs) and runs[hi]["_t"] <= at:
+            hi += 1
+        while lo < hi and runs[lo]["_t"] <= at - window:
             lo += 1
-        if at < since:
-            continue
-
-        def tally(dim: int, name: str, skip: set[str]) -> tuple[int, int]:
-            n = f = 0
-            for pair, (r, x) in cells.items():
-                if pair[dim] == name and pair[1 - dim] not in skip:
-                    n, f = n + r, f + x
-            return n, f
-
+        cells: dict[tuple[str, str], list[int]] = {}  # (executor, model) -> [runs, failures]
+        for m in runs[lo:hi]:
+            cell = cells.setdefault((str(m["executor"]), str(m["model"])), [0, 0])
+            cell[0] += 1
+            cell[1] += m["status"] == "failed"
         names = sorted({(dim, pair[dim]) for pair in cells for dim in (0, 1)})
-        raw = {key: tally(key[0], key[1], set()) for key in names}
+        raw = {key: _tally(cells, key[0], key[1], set()) for key in names}
         taken: tuple[set[str], set[str]] = (set(), set())
         ranked = sorted(raw.items(), key=lambda kv: (-kv[1][1] / max(kv[1][0], 1), -kv[1][1]))
         for (dim, name), (n, f) in ranked:
             if n < min_runs or f <= limit * n:
                 continue
-            own_n, own_f = tally(dim, name, taken[1 - dim])
+            own_n, own_f = _tally(cells, dim, name, taken[1 - dim])
             if own_n >= min_runs and own_f > limit * own_n:
                 taken[dim].add(name)
                 first.setdefault(f"{('executor', 'model')[dim]}:{name}", p.ts(at))
+        at += tick
     return sorted(first.items())
 
 
