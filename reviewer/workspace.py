@@ -164,53 +164,33 @@ class Workspace:
         """Last change of every file git knows under ``base``, as of ``before``.
 
         One ``git log --name-only`` walk per review instead of one git process
-        per file: a spec set lists thousands of files. The newest commit that
-        touched a path comes first in the log, so the first date seen wins.
+        per file: a spec set lists thousands of files.
         """
-        key = ("git-index", str(base), fmt_ts(before))
-        cached = self._cache.get(key)
-        if cached is None:
-            index: dict[str, datetime] = {}
-            out = self._git(
-                base,
-                "log",
-                "--format=%x00%cI",
-                "--name-only",
-                "--no-renames",
-                "--relative",
-                f"--until={fmt_ts(before)}",
-                timeout=max(self.git_timeout, 120.0),
-            )
-            when: datetime | None = None
-            for line in (out or "").splitlines():
-                if line.startswith("\x00"):
-                    when = parse_ts(line[1:])
-                elif line and when is not None and line not in index:
-                    index[line] = when
-            self._cache[key] = cached = index
-        return cached  # type: ignore[return-value]
+        return self._git_dates(base, last=True, until=before)
 
     def _git_first(self, base: Path) -> dict[str, datetime]:
         """The first commit date of every file git knows under ``base``, from one log walk."""
-        key = ("git-first", str(base))
+        return self._git_dates(base, last=False, until=None)
+
+    def _git_dates(self, base: Path, *, last: bool, until: datetime | None) -> dict[str, datetime]:
+        """Per file under ``base``: its newest (``last``) or oldest commit date, cached."""
+        key = ("git-dates", str(base), str(last), fmt_ts(until) if until else "")
         cached = self._cache.get(key)
         if cached is None:
+            args = ["log", "--format=%x00%cI", "--name-only", "--no-renames", "--relative"]
+            if until is not None:
+                args.append(f"--until={fmt_ts(until)}")
+            out = self._git(base, *args, timeout=max(self.git_timeout, 120.0))
             index: dict[str, datetime] = {}
-            out = self._git(
-                base,
-                "log",
-                "--format=%x00%cI",
-                "--name-only",
-                "--no-renames",
-                "--relative",
-                timeout=max(self.git_timeout, 120.0),
-            )
             when: datetime | None = None
+            # The log runs newest first: the first date seen is the last change.
             for line in (out or "").splitlines():
                 if line.startswith("\x00"):
                     when = parse_ts(line[1:])
                 elif line and when is not None:
-                    index[line] = min(when, index.get(line, when))
+                    index[line] = (
+                        index.get(line, when) if last else min(when, index.get(line, when))
+                    )
             self._cache[key] = cached = index
         return cached  # type: ignore[return-value]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Self
 
 from store._dialect import Dialect
 from store._schema import METRIC_COLUMNS, TASK_COLUMNS, TEST_RESULT_COLUMNS
@@ -20,6 +20,15 @@ class SQLStoreCommon:
     """Mixin of the SQL stores; the adapter provides the abstract methods."""
 
     dialect: Dialect
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError

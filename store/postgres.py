@@ -142,12 +142,6 @@ class PostgresStore(SQLStoreCommon):
             self._all.clear()
         self._local = threading.local()
 
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction holding the store's write lock from its first statement."""

@@ -137,12 +137,6 @@ class SQLiteStore(SQLStoreCommon):
         self._shared = None
         self._local = threading.local()
 
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction holding the write lock from its first statement."""
