@@ -95,6 +95,12 @@ def task_outlier(
     )
 
 
+def _names(scopes: list[str]) -> str:
+    if len(scopes) <= 1:
+        return "".join(scopes)
+    return ", ".join(scopes[:-1]) + " and " + scopes[-1]
+
+
 def spike(s: Spike, action: str) -> Finding:
     """A scope whose hourly usage has stood far above normal for hours."""
     peak, last = s.peak, s.hours[-1]
@@ -110,6 +116,10 @@ def spike(s: Spike, action: str) -> Finding:
         "normal for a few hours"
     )
     usual = amount(s.measure, peak.baseline.median)
+    own = (
+        f" (its tasks outside {_names(s.excluding)}, reported on their own)" if s.excluding else ""
+    )
+    also = f"; this also explains the rise of {_names(s.explains)}" if s.explains else ""
     if action == _THROTTLE:
         title = f"Throttle {s.subject}: hourly {what} {ratio:.1f}× normal since {since}"
         act = (
@@ -128,9 +138,9 @@ def spike(s: Spike, action: str) -> Finding:
         kind="spike",
         subject=s.subject,
         summary=(
-            f"Hourly {what} of {s.subject} far above normal since {since}: peak "
+            f"Hourly {what} of {s.subject}{own} far above normal since {since}: peak "
             f"{amount(s.measure, peak.value)} in the hour from {hour_label(peak.hour)} against "
-            f"a usual {usual} ({ratio:.1f}×, robust score {score:.1f}); {state}"
+            f"a usual {usual} ({ratio:.1f}×, robust score {score:.1f}); {state}{also}"
         ),
         evidence={
             "scope": s.subject,
@@ -144,6 +154,8 @@ def spike(s: Spike, action: str) -> Finding:
             "ratio": _round(ratio),
             "score": _round(score),
             "baseline_days": peak.baseline.samples,
+            "excluding": s.excluding,
+            "explains": s.explains,
             "series": [
                 {
                     "hour": hour_label(h.hour),

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from scipy.stats import gamma, median_abs_deviation, norm, poisson
 
-from reviewer.timeutil import fmt_ts, parse_ts
+from reviewer.timeutil import fmt_ts
 
 # The spread of a reference never counts as less than this share of its median:
 # when every peer used exactly the same amount the MAD is zero, and a task one
@@ -98,27 +98,48 @@ def widest(refs: Iterable[Reference]) -> Reference:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a value counts as far above its reference: all three must hold."""
+    """When a value counts as far above its reference.
+
+    The absolute ``excess`` must hold, and then either ``score`` and ``ratio``
+    together, or, where set, the larger ``clear_ratio`` at the lower
+    ``clear_score``: many times the usual is far enough at a smaller score, as
+    long as the group's own spread does not make it common.
+    """
 
     score: float
     ratio: float
     excess: float  # absolute amount above the median
+    clear_ratio: float | None = None
+    clear_score: float | None = None
 
     def exceeded(self, value: float, ref: Reference) -> bool:
+        if value - ref.median < self.excess:
+            return False
+        ratio, score = ref.ratio(value), ref.score(value)
+        if ratio >= self.ratio and score >= self.score:
+            return True
         return (
-            value - ref.median >= self.excess
-            and ref.ratio(value) >= self.ratio
-            and ref.score(value) >= self.score
+            self.clear_ratio is not None
+            and self.clear_score is not None
+            and ratio >= self.clear_ratio
+            and score >= self.clear_score
         )
 
     def cut(self, ref: Reference) -> float:
         """The smallest value that could be exceeded (for filtering in SQL)."""
-        by_score = (
-            ref.at_score(self.score)
-            if isinstance(ref, LogReference)
-            else ref.median + self.score * ref.scale
+        paths = [(self.score, self.ratio)]
+        if self.clear_ratio is not None and self.clear_score is not None:
+            paths.append((self.clear_score, self.clear_ratio))
+        return min(
+            max(ref.median + self.excess, ref.median * ratio, _at_score(ref, score))
+            for score, ratio in paths
         )
-        return max(ref.median + self.excess, ref.median * self.ratio, by_score)
+
+
+def _at_score(ref: Reference, score: float) -> float:
+    if isinstance(ref, LogReference):
+        return ref.at_score(score)
+    return ref.median + score * ref.scale
 
 
 def open_since(flags: Sequence[bool], open_after: int, close_after: int) -> int | None:
@@ -207,22 +228,34 @@ class HourlySeries:
         self._tasks = np.zeros(hours)
         self._squares = np.zeros(hours)
         self._unknown = np.zeros(hours, dtype=bool)
+        self._top = np.zeros(hours)
         self._first = hours
 
     def index(self, hour: datetime) -> int:
         return int((hour - self.start) // HOUR)
 
-    def add(self, hour: str, total: float | None, reported: int, squares: float | None) -> None:
-        i = self.index(parse_ts(hour))
-        if not 0 <= i < self._values.size:
-            return
-        if reported:
-            self._values[i] = total or 0.0
-            self._tasks[i] = reported
-            self._squares[i] = squares or 0.0
-            self._first = min(self._first, i)
-        else:
-            self._unknown[i] = True
+    @classmethod
+    def from_sums(
+        cls,
+        start: datetime,
+        values: np.ndarray,
+        reported: np.ndarray,
+        squares: np.ndarray,
+        tasks: np.ndarray,
+        top: np.ndarray | None = None,
+    ) -> HourlySeries:
+        """A series from hourly sums: the measure's total, how many tasks reported it, the
+        sum of its squares, all tasks of the hour (reported or not) and, where given,
+        the hour's largest single task."""
+        s = cls(start, int(values.size))
+        s._values = values
+        s._top = np.zeros(values.size) if top is None else top
+        s._tasks = reported
+        s._squares = squares
+        s._unknown = (tasks > 0) & (reported == 0)
+        seen = np.flatnonzero(reported > 0)
+        s._first = int(seen[0]) if seen.size else int(values.size)
+        return s
 
     def values(self) -> np.ndarray:
         """The series with NaN where there is no history or the measure is unknown."""
@@ -230,6 +263,10 @@ class HourlySeries:
         out[self._unknown] = np.nan
         out[: self._first] = np.nan
         return out
+
+    def rest(self) -> np.ndarray:
+        """The series without each hour's largest single task (NaN where ``values`` is)."""
+        return self.values() - self._top
 
     def tasks(self) -> np.ndarray:
         """Tasks that reported the measure, per hour, NaN where ``values`` is."""
@@ -253,9 +290,10 @@ class HourlySeries:
 
         With ``min_weeks`` of history the same hour of the week is used instead,
         so a weekday peak is not judged against quiet weekends. None where the
-        history is too short.
+        history is too short. The volume score is of the hour without its largest
+        task (see ``rest``): one task, however large, does not make a spike.
         """
-        values, tasks = self.values(), self.tasks()
+        values, tasks, rest = self.values(), self.tasks(), self.rest()
         daily = _lagged(values, tasks, idx, 24, days, min_days)
         weekly = _lagged(values, tasks, idx, 168, weeks, min_weeks)
         mean, var = self.per_task(int(idx.min()) if idx.size else 0)
@@ -266,7 +304,7 @@ class HourlySeries:
                 out.append(ref)
                 continue
             n = int(tasks[i])
-            score = volume_score(float(values[i]), n, ref.expected_tasks, mean, var)
+            score = volume_score(float(rest[i]), n - 1, ref.expected_tasks, mean, var)
             out.append(
                 HourlyExpectation(ref.median, ref.scale, ref.samples, ref.expected_tasks, n, score)
             )

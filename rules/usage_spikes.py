@@ -14,7 +14,10 @@ Kinds
     score (ln x − median ln) / (1.4826 × MAD of ln) at least ``outlier_score``
     (usage per task varies by factors, so it is judged on the log scale), at
     least ``outlier_min_ratio`` times the median, and above the median by at
-    least the absolute floor. Needs ``outlier_min_peers`` peers.
+    least the absolute floor. A task at ``outlier_clear_ratio`` times the median
+    or more needs only ``outlier_clear_score``: ten times the usual is a runaway
+    even in a group whose usage varies widely, unless it varies so widely that
+    such tasks are common. Needs ``outlier_min_peers`` peers.
 ``spike`` (subject ``model:NAME``, ``executor:NAME`` or ``task_type:NAME``)
     Hourly tokens or cost of a scope far above what is normal for that hour:
     the same hour (±1 h) on earlier days, or of the week once three weeks of
@@ -45,6 +48,8 @@ Options (defaults shown)::
     outlier_history = "30d"          # peers come from this far back
     outlier_score = 5.3              # robust z of ln(usage); ~6x the median at a ±35% spread
     outlier_min_ratio = 4.0          # 3x happens naturally about once in a thousand tasks
+    outlier_clear_ratio = 10.0       # this many times the median is far enough ...
+    outlier_clear_score = 4.0        # ... at this lower robust score
     outlier_min_peers = 30
     outlier_max_peers = 5000         # the most recent peers of a group are enough
     outlier_min_tokens = 10000       # tokens above the median, at least
@@ -106,6 +111,8 @@ class Options(RuleOptions):
     outlier_history: Duration = timedelta(days=30)
     outlier_score: float = Field(default=5.3, gt=0)
     outlier_min_ratio: float = Field(default=4.0, ge=1.0)
+    outlier_clear_ratio: float = Field(default=10.0, ge=1.0)
+    outlier_clear_score: float = Field(default=4.0, gt=0)
     outlier_min_peers: int = Field(default=30, ge=3)
     outlier_max_peers: int = Field(default=5000, ge=3)
     outlier_min_tokens: float = Field(default=10000, ge=0)
@@ -142,6 +149,8 @@ class Options(RuleOptions):
     def _consistent(self) -> Options:
         if self.outlier_history <= self.outlier_window:
             raise ValueError("outlier_history must be longer than outlier_window")
+        if self.outlier_clear_ratio < self.outlier_min_ratio:
+            raise ValueError("outlier_clear_ratio must be at least outlier_min_ratio")
         days = self.spike_min_history // timedelta(days=1)
         if days < 3 or self.spike_baseline < self.spike_min_history:
             raise ValueError(
@@ -170,10 +179,18 @@ def _task_outliers(options: Options, view: BacklogView) -> Iterator[Finding]:
     history = view.ago(options.outlier_history)
     limits = {
         "tokens": Thresholds(
-            options.outlier_score, options.outlier_min_ratio, options.outlier_min_tokens
+            options.outlier_score,
+            options.outlier_min_ratio,
+            options.outlier_min_tokens,
+            options.outlier_clear_ratio,
+            options.outlier_clear_score,
         ),
         "cost": Thresholds(
-            options.outlier_score, options.outlier_min_ratio, options.outlier_min_cost_usd
+            options.outlier_score,
+            options.outlier_min_ratio,
+            options.outlier_min_cost_usd,
+            options.outlier_clear_ratio,
+            options.outlier_clear_score,
         ),
     }
     best: dict[str, Finding] = {}
@@ -220,6 +237,7 @@ def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
         open_after=options.spike_open_after,
         volume_score=options.spike_volume_score,
         close_after=options.spike_close_after,
+        dimensions=tuple(options.spike_dimensions),
         limits={
             "tokens": Thresholds(
                 options.spike_score, options.spike_min_ratio, options.spike_min_tokens
@@ -230,7 +248,7 @@ def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
         },
     )
     since, until = params.window(view.now)
-    rows = view.usage_hourly(list(options.spike_dimensions), view.ts(since), view.ts(until))
+    rows = view.usage_hourly(view.ts(since), view.ts(until))
     for spike in find_spikes(rows, until, params):
         yield text.spike(spike, options.action_for("spike"))
 

@@ -105,36 +105,34 @@ class UsageQueries(QueryBase):
             row["cost_usd"] = _num(row["cost_usd"])
         return rows
 
-    def usage_hourly(self, dimensions: list[str], since: str, until: str) -> list[Row]:
-        """Hourly sums per scope over ``[since, until)``: one row per (scope, hour) with tasks.
+    def usage_hourly(self, since: str, until: str) -> list[Row]:
+        """Hourly sums over ``[since, until)``, one row per (model, executor, task_type, hour).
 
-        Each row has ``dimension``, ``name``, ``hour`` (stored form of the hour's
-        start), ``tasks``, ``tokens``/``tokens_n``/``tokens_sq`` and
-        ``cost``/``cost_n``/``cost_sq`` (the sum, how many tasks reported it, so
-        an hour where nobody reported cost is told apart from an hour that cost
-        nothing, and the sum of squares, for the spread of one task's usage).
+        Each row has ``model``, ``executor`` and ``task_type`` (NULL where the
+        pipeline left them out), ``hour`` (stored form of the hour's start),
+        ``tasks``, ``tokens``/``tokens_n``/``tokens_sq`` and ``cost``/``cost_n``/
+        ``cost_sq`` (the sum, how many tasks reported it, so an hour where nobody
+        reported cost is told apart from an hour that cost nothing, and the sum of
+        squares, for the spread of one task's usage), and ``tokens_max``/``cost_max``
+        (the largest single task). Any scope's hourly figures
+        are sums of these cells, also with the tasks of other scopes left out.
         """
         bucket = self.dialect.hour_bucket("created_at")
-        parts = []
-        for dim in dimensions:
-            if dim not in USAGE_DIMENSIONS:
-                raise ValueError(f"unknown usage dimension {dim!r}")
-            parts.append(
-                f"""SELECT '{dim}' AS dimension, {dim} AS name, {bucket} AS hour,
-                           COUNT(*) AS tasks,
-                           SUM({_TOKENS}) AS tokens, COUNT({_TOKENS}) AS tokens_n,
-                           SUM(cost_usd) AS cost, COUNT(cost_usd) AS cost_n,
-                           SUM(({_TOKENS}) * 1.0 * ({_TOKENS})) AS tokens_sq,
-                           SUM(cost_usd * cost_usd) AS cost_sq
-                    FROM {{metrics}}
-                    WHERE created_at >= :since AND created_at < :until AND {dim} IS NOT NULL
-                    GROUP BY {dim}, {bucket}"""
-            )
-        if not parts:
-            return []
-        rows = self.rows(" UNION ALL ".join(parts), {"since": since, "until": until})
+        rows = self.rows(
+            f"""SELECT model, executor, task_type, {bucket} AS hour,
+                       COUNT(*) AS tasks,
+                       SUM({_TOKENS}) AS tokens, COUNT({_TOKENS}) AS tokens_n,
+                       SUM(cost_usd) AS cost, COUNT(cost_usd) AS cost_n,
+                       SUM(({_TOKENS}) * 1.0 * ({_TOKENS})) AS tokens_sq,
+                       SUM(cost_usd * cost_usd) AS cost_sq,
+                       MAX({_TOKENS}) AS tokens_max, MAX(cost_usd) AS cost_max
+                FROM {{metrics}}
+                WHERE created_at >= :since AND created_at < :until
+                GROUP BY model, executor, task_type, {bucket}""",
+            {"since": since, "until": until},
+        )
         for row in rows:
-            for key in ("tokens", "cost", "tokens_sq", "cost_sq"):
+            for key in ("tokens", "cost", "tokens_sq", "cost_sq", "tokens_max", "cost_max"):
                 row[key] = _num(row[key])
         return rows
 
