@@ -50,6 +50,7 @@ class Score:
     found_labels: int = 0
     ttd_hours: list[float] = field(default_factory=list)
     clean: int = 0
+    unseen: int = 0  # labels that held at no replayed instant (came and went between two)
     false: list[dict[str, Any]] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
 
@@ -61,6 +62,7 @@ class Score:
             "recall": round(self.found_labels / self.labels, 3) if self.labels else None,
             "median_ttd_h": round(statistics.median(self.ttd_hours), 1) if self.ttd_hours else None,
             "clean_findings": self.clean,
+            "unseen": self.unseen,
         }
 
 
@@ -100,10 +102,16 @@ def score(
     scores: dict[Key, Score],
     labels: Labels,
     events: list[dict[str, Any]],
-    window_start: str,
+    instants: list[str],
     where: str,
 ) -> None:
-    """Add one history with problems to the per-kind scores."""
+    """Add one history with problems to the per-kind scores.
+
+    ``instants`` are the replayed reviews. A problem that held at none of them (a
+    circuit breaker open for an hour between two 2-hourly replays, or closed
+    before the window) is counted as unseen, not missed: the daemon, reviewing
+    every 15 minutes, would see it, but this replay cannot.
+    """
     by_key = {label.key: label for label in labels.labels}
     fired: dict[tuple[str, str, str], str] = {}
     for e in events:
@@ -112,10 +120,19 @@ def score(
             fired[key] = e["first_fired_at"]
     for label in labels.labels:
         s = scores[(label.rule, label.kind)]
+        seen = [i for i in instants if label.seen_at(i)]
+        if not seen:
+            s.unseen += 1
+            continue
         s.labels += 1
         if label.key in fired:
             s.found_labels += 1
-            began = max(label.started_at, window_start)
+            # from the start of the episode first seen, or of the window if earlier
+            began = next(
+                (a for a, b in label.episodes if a <= seen[0] and (b is None or seen[0] < b)),
+                label.started_at,
+            )
+            began = max(began, instants[0])
             hours = (parse_ts(fired[label.key]) - parse_ts(began)).total_seconds() / 3600
             s.ttd_hours.append(hours)
         else:
@@ -172,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                             window=window,
                             step=step,
                         )
-                    start = (labels.end - window).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    instants = [
+                        (labels.end - window + k * step).strftime("%Y-%m-%dT%H:%M:%SZ")
+                        for k in range(int(window / step) + 1)
+                    ]
                     timings.append(
                         {
                             "history": where,
@@ -186,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     if problems:
-                        score(scores, labels, events, start, where)
+                        score(scores, labels, events, instants, where)
                     else:
                         for e in events:
                             scores[(e["rule"], e["kind"])].clean += 1
@@ -196,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds: list[Key] = list(ALL_KINDS) + sorted(k for k in scores if k not in ALL_KINDS)
     print()
     head = f"{'rule':<14} {'kind':<19} {'labels':>6} {'found':>6} {'prec':>6} {'recall':>6}"
-    print(head + f" {'ttd_h':>6} {'clean':>6}")
+    print(head + f" {'ttd_h':>6} {'clean':>6} {'unseen':>6}")
     summary: dict[str, Any] = {}
     for rule, kind in kinds:
         name = f"{rule}/{kind}"
@@ -213,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{rule:<14} {kind:<19} {row['labels']:>6} {row['findings']:>6} "
             f"{cell(row['precision']):>6} {cell(row['recall']):>6} "
-            f"{cell(row['median_ttd_h']):>6} {row['clean_findings']:>6}"
+            f"{cell(row['median_ttd_h']):>6} {row['clean_findings']:>6} {row['unseen']:>6}"
         )
     if args.details:
         for (rule, kind), s in sorted(scores.items()):

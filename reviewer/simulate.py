@@ -136,6 +136,16 @@ class Label:
     kind: str
     subject: str
     started_at: str
+    # When the problem held, as [start, end) spans, end None while it lasts; empty
+    # means from ``started_at`` to the end of the history. A problem that comes and
+    # goes (a circuit breaker) can only be seen by a review inside one of them.
+    episodes: tuple[tuple[str, str | None], ...] = ()
+
+    def seen_at(self, instant: str) -> bool:
+        """Whether the problem held at ``instant`` (a review then could report it)."""
+        if not self.episodes:
+            return instant >= self.started_at
+        return any(a <= instant and (b is None or instant < b) for a, b in self.episodes)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -250,6 +260,10 @@ class _Task:
     executor: str | None = None
     error: str | None = None
     files_changed: list[str] = field(default_factory=list)
+    # the injected timeout: the run's own duration had the fault not killed it, and
+    # whether a fault killed an earlier attempt (every later attempt is its doing)
+    fault_natural: float | None = None
+    fault_retry: bool = False
 
 
 @dataclass
@@ -495,6 +509,7 @@ class _Pipeline:
         tt = self.faults.timeout_type
         hit = tt is not None and task.task_type == tt[0] and t >= tt[1] and error is None
         if tt is not None and hit and self.rng.random() < tt[2]:
+            task.fault_natural = duration
             duration = limit
             error = f"Timeout: agent run exceeded {int(limit)}s and was killed"
         out = self.faults.broken
@@ -506,7 +521,17 @@ class _Pipeline:
 
     def _finish(self, t: float, slot: int, task: _Task, duration: float, error: str | None) -> None:
         self._free.append(slot)
-        self.metrics.append(self._metric(t, task, duration, error))
+        metric = self._metric(t, task, duration, error)
+        # The share of this run's usage that the injected faults caused: all of a
+        # runaway loop's re-run or of a retry the timeout fault forced; for a run the
+        # fault killed, what running to the time limit added (tokens grow as
+        # duration ** 0.3, see _metric).
+        if not task.followup or task.fault_retry:
+            metric["_fault_share"] = 1.0
+        elif task.fault_natural is not None:
+            metric["_fault_share"] = 1.0 - (max(task.fault_natural, 1.0) / duration) ** 0.3
+            task.fault_natural, task.fault_retry = None, True
+        self.metrics.append(metric)
         task.updated = t
         if error is not None:
             task.error = error
@@ -845,7 +870,7 @@ def simulate(
         if faults.stalled_phase is None:
             break
         rows = [_task_row(p, x) for x in p.tasks.values() if x.created <= H]
-        if _stall_start(p, rows, *faults.stalled_phase) is not None:
+        if _stall_spans(p, rows, *faults.stalled_phase):
             break
     labels: list[Label] = []
 
@@ -893,7 +918,7 @@ def simulate(
             p.metrics.append(
                 {**p.metrics[-1], "task_id": tid, "task_type": "impl", "model": "claude",
                  "executor": ["runner-b", "runner-a", "runner-b"][i], "duration_seconds": 700.0,
-                 "status": "failed", "created_at": p.ts(f), "tokens_in": 52000,
+                 "status": "failed", "created_at": p.ts(f), "_t": f, "tokens_in": 52000,
                  "tokens_out": 6100, "cost_usd": 0.2475, "api_calls": 5,
                  "error": "ImportError: cannot import name 'AsyncConnection' from 'aiosqlite'"}
             )  # fmt: skip
@@ -928,9 +953,19 @@ def simulate(
 
     # -- usage-spikes
     if on("spike") and storm:
-        label("usage-spikes", "spike", "task_type:impl", storm_from)
-        for scope, at in _spilled_spikes(p, storm_from):
-            label("usage-spikes", "spike", scope, at)
+        spike_spans = [("impl", _fault_spike(p, "task_type", "impl", storm_from))]
+    else:
+        spike_spans = []
+    if on("spike") and faults.timeout_type:
+        # the timeout fault's own usage effect, where it is clearly a spike
+        kind_type, t0, _ = faults.timeout_type
+        spike_spans.append((kind_type, _fault_spike(p, "task_type", kind_type, t0)))
+    for task_type, spans in spike_spans:
+        if spans:
+            episodes = tuple((p.ts(a), None if b is None else p.ts(min(b, H))) for a, b in spans)
+            labels.append(
+                Label("usage-spikes", "spike", f"task_type:{task_type}", episodes[0][0], episodes)
+            )
     if on("task-outlier"):
         lo_ts, hi_ts = p.ts(H - 20 * hour), p.ts(H - 6 * hour)
         picks = [
@@ -1025,8 +1060,10 @@ def simulate(
 
     # -- every model or executor the faults drove to failing half its runs (>= 10 in 6h)
     if wanted:
-        for scope, at_ts in _failing_scopes(p, H - 30 * hour):
-            labels.append(Label("stuck-phases", "error-rate", scope, at_ts))
+        for scope, open_spans in _failing_scopes(p, H - 30 * hour):
+            labels.append(
+                Label("stuck-phases", "error-rate", scope, open_spans[0][0], tuple(open_spans))
+            )
 
     # -- rows
     task_rows = [_task_row(p, t) for t in p.tasks.values() if t.created <= H]
@@ -1091,12 +1128,21 @@ def simulate(
         )  # fmt: skip
         if starved_from is not None:
             label("stale-queue", "starved", "task-starved-01", starved_from)
-    # -- stuck-phases stalled-phase: from when the stalled phase meets the documented definition
-    if on("stalled-phase") and faults.stalled_phase:
-        phase, t0 = faults.stalled_phase
-        stall_from = _stall_start(p, task_rows + extra_tasks, phase, t0)
-        if stall_from is not None:
-            label("stuck-phases", "stalled-phase", f"phase:{phase}", stall_from)
+    # -- stuck-phases stalled-phase: from when a phase meets the documented definition. The
+    # injected outage stalls its phase; other injections can stall one too (a stuck task
+    # and a task the workers skip in a quiet phase overnight), and that is as real.
+    if wanted:
+        stalled, outage = faults.stalled_phase or ("", H)
+        for phase in PHASES:
+            t0 = outage if phase == stalled else H - 30 * hour
+            spans = _stall_spans(p, task_rows + extra_tasks, phase, t0)
+            if spans:
+                episodes = tuple((p.ts(a), None if b is None else p.ts(b)) for a, b in spans)
+                labels.append(
+                    Label(
+                        "stuck-phases", "stalled-phase", f"phase:{phase}", episodes[0][0], episodes
+                    )
+                )
 
     task_rows.extend(extra_tasks)
     store.upsert_tasks(task_rows)
@@ -1151,78 +1197,77 @@ def _goal_tables(
     return tables
 
 
-def _spilled_spikes(p: _Pipeline, storm_from: float) -> list[tuple[str, float]]:
-    """Model and executor scopes the runaway loop clearly spiked as well, and from when.
+def _fault_spike(
+    p: _Pipeline, dim: str, name: str, since: float
+) -> list[tuple[float, float | None]]:
+    """When the injected faults clearly spiked the hourly usage of one scope: spans.
 
-    The re-runs also raise the usage of the models and executors that ran them. A
-    scope is labelled when, for two hours in a row, the re-runs' usage alone (tokens,
-    or cost) is at least twice the scope's usual usage for that hour of day (so three
-    times the usual in all) and at least the rule's documented hourly floor
-    (``spike_min_tokens``, ``spike_min_cost_usd``), and the hour's whole usage is
-    above anything that clock hour (or its neighbours) reached on any earlier day of
-    the same kind: ordinary bursts reach several times the usual too, so only
-    usage beyond what the scope has ever done at that time is clearly a spike. The
-    usual usage is the median of that clock hour over the earlier days of the same
-    kind (weekdays or weekend days). The label's time is the start of the first of
-    those hours.
+    The runaway loop spikes ``task_type:impl`` and the timeout fault
+    ``task_type:test`` (runs killed at the time limit use more, and each forced
+    retry is a whole extra run). Each run carries the share of its usage the faults
+    caused (``_fault_share``). The scope is labelled when, for two hours in a row,
+    that excess alone (tokens, or cost) is at least twice the scope's usual usage
+    for that hour of day (so three times the usual in all) and at least the rule's
+    documented hourly floor (``spike_min_tokens``, ``spike_min_cost_usd``), and the
+    hour's whole usage is above anything that clock hour (or its neighbours)
+    reached on any earlier day of the same kind: ordinary bursts reach several
+    times the usual too, so only usage beyond what the scope has ever done at that
+    time is clearly a spike. The usual usage is the median of that clock hour over
+    the earlier days of the same kind (weekdays or weekend days) before ``since``.
+    The models and executors that ran the extra work rise too, but the rule reports
+    an event once, under the scope that explains it, so they are not labelled.
+    A span runs from the first of two such hours to the end of the third hour in a
+    row that is not (the rule's hysteresis), ``None`` while it lasts.
     """
     from rules.usage_spikes import Options
 
     defaults = Options()
     floors = (float(defaults.spike_min_tokens), float(defaults.spike_min_cost_usd))
-    storm_ids = {t.id for t in p.tasks.values() if not t.followup}
-    day0 = int(storm_from // 86400)
+    day0 = int(since // 86400)
     weekend = p.at(day0 * 86400.0).weekday() >= 5
     days = [d for d in range(day0) if (p.at(d * 86400.0).weekday() >= 5) == weekend]
-    hours = [storm_from + i * 3600.0 for i in range(int((p.horizon - storm_from) // 3600))]
-    # (dim, scope) -> measure -> {(day, hour of day): usage}, earlier days; and the storm's hours
-    usual: dict[tuple[str, str], list[dict[tuple[int, int], float]]] = {}
-    excess: dict[tuple[str, str], list[list[float]]] = {}
-    total: dict[tuple[str, str], list[list[float]]] = {}
+    start = day0 * 86400.0
+    hours = [start + i * 3600.0 for i in range(int((p.horizon - start) // 3600))]
+    usual: list[dict[tuple[int, int], float]] = [{}, {}]  # measure -> (day, hour) -> usage
+    total = [[0.0] * len(hours), [0.0] * len(hours)]
+    excess = [[0.0] * len(hours), [0.0] * len(hours)]
     for m in p.metrics:
+        if str(m[dim]) != name:
+            continue
         values = (float(m["tokens_in"] + m["tokens_out"]), float(m["cost_usd"]))
-        for dim in ("model", "executor"):
-            key = (dim, str(m[dim]))
-            if m["_t"] < day0 * 86400.0:
-                sums = usual.setdefault(key, [{}, {}])
-                cell = (int(m["_t"] // 86400), int(m["_t"] % 86400 // 3600))
-                for j, v in enumerate(values):
-                    sums[j][cell] = sums[j].get(cell, 0.0) + v
-            else:
-                i = int((m["_t"] - storm_from) // 3600)
-                if not 0 <= i < len(hours):
-                    continue
-                whole = total.setdefault(key, [[0.0] * len(hours), [0.0] * len(hours)])
-                for j, v in enumerate(values):
-                    whole[j][i] += v
-                if m["task_id"] in storm_ids:
-                    row = excess.setdefault(key, [[0.0] * len(hours), [0.0] * len(hours)])
-                    for j, v in enumerate(values):
-                        row[j][i] += v
-    out: list[tuple[str, float]] = []
-    for (dim, scope), per_measure in sorted(excess.items()):
-        first: float | None = None
-        for j, series in enumerate(per_measure):
-            earlier = usual.get((dim, scope), [{}, {}])[j]
-            run = 0
-            for i, extra in enumerate(series):
-                hod = int(hours[i] % 86400 // 3600)
-                days_usage = [earlier.get((d, hod), 0.0) for d in days]
-                normal = float(np.median(days_usage)) if days else 0.0
-                envelope = max(
-                    (earlier.get((d, (hod + k) % 24), 0.0) for d in days for k in (-1, 0, 1)),
-                    default=0.0,
-                )
-                hour_total = total[(dim, scope)][j][i]
-                clear = extra >= 2 * normal and extra >= floors[j] and hour_total > envelope
-                run = run + 1 if clear else 0
-                if run >= 2:
-                    began = hours[i - 1]
-                    first = began if first is None else min(first, began)
-                    break
-        if first is not None:
-            out.append((f"{dim}:{scope}", first))
-    return out
+        if m["_t"] < start:
+            cell = (int(m["_t"] // 86400), int(m["_t"] % 86400 // 3600))
+            for j, v in enumerate(values):
+                usual[j][cell] = usual[j].get(cell, 0.0) + v
+            continue
+        i = int((m["_t"] - start) // 3600)
+        if i >= len(hours):
+            continue
+        share = float(m.get("_fault_share", 0.0))
+        for j, v in enumerate(values):
+            total[j][i] += v
+            excess[j][i] += share * v
+    flags = [False] * len(hours)
+    for j in range(2):
+        for i, extra in enumerate(excess[j]):
+            hod = int(hours[i] % 86400 // 3600)
+            normal = float(np.median([usual[j].get((d, hod), 0.0) for d in days])) if days else 0.0
+            envelope = max(
+                (usual[j].get((d, (hod + k) % 24), 0.0) for d in days for k in (-1, 0, 1)),
+                default=0.0,
+            )
+            clear = extra >= 2 * normal and extra >= floors[j] and total[j][i] > envelope
+            flags[i] = flags[i] or clear
+    spans: list[tuple[float, float | None]] = []
+    run = calm = 0
+    for i, flag in enumerate(flags):
+        run, calm = (run + 1, 0) if flag else (0, calm + 1)
+        is_open = bool(spans) and spans[-1][1] is None
+        if not is_open and run >= 2:
+            spans.append((hours[i - 1], None))
+        elif is_open and calm >= 3:
+            spans[-1] = (spans[-1][0], hours[i] + 3600.0)
+    return spans
 
 
 def _tally(
@@ -1236,18 +1281,19 @@ def _tally(
     return n, f
 
 
-def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, str]]:
-    """Models and executors past the circuit breaker, as the rule documents it, and from when.
+def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Models and executors past the circuit breaker, as the rule documents it, and when.
 
     Past it: more than half of at least 10 runs in the last 6h failed. The worst
     scope is judged first and the others without its runs, so a broken executor
     is not also counted as the models it ran (and the other way round). Judged
     at every quarter hour (the daemon's default schedule): the rate also rises
-    when old successes leave the window, between two runs.
+    when old successes leave the window, between two runs. Returns each scope's
+    spans past the breaker, ``[from, until)``, ``until`` None while it lasts.
     """
     window, min_runs, limit, tick = 6 * 3600.0, 10, 0.5, 900.0
     runs = sorted(p.metrics, key=lambda m: m["_t"])
-    first: dict[str, str] = {}
+    spans: dict[str, list[list[str | None]]] = {}  # scope -> [[from, until or None], ...]
     lo = hi = 0
     at = math.ceil(since / tick) * tick
     while at <= p.horizon:
@@ -1264,15 +1310,25 @@ def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, str]]:
         raw = {key: _tally(cells, key[0], key[1], set()) for key in names}
         taken: tuple[set[str], set[str]] = (set(), set())
         ranked = sorted(raw.items(), key=lambda kv: (-kv[1][1] / max(kv[1][0], 1), -kv[1][1]))
+        now_failing = set()
         for (dim, name), (n, f) in ranked:
             if n < min_runs or f <= limit * n:
                 continue
             own_n, own_f = _tally(cells, dim, name, taken[1 - dim])
             if own_n >= min_runs and own_f > limit * own_n:
                 taken[dim].add(name)
-                first.setdefault(f"{('executor', 'model')[dim]}:{name}", p.ts(at))
+                now_failing.add(f"{('executor', 'model')[dim]}:{name}")
+        for scope in now_failing:
+            episodes = spans.setdefault(scope, [])
+            if not episodes or episodes[-1][1] is not None:
+                episodes.append([p.ts(at), None])
+        for scope, episodes in spans.items():
+            if scope not in now_failing and episodes[-1][1] is None:
+                episodes[-1][1] = p.ts(at)
         at += tick
-    return sorted(first.items())
+    return [
+        (scope, [(str(a), b) for a, b in episodes]) for scope, episodes in sorted(spans.items())
+    ]
 
 
 _FINAL = ("completed", "failed", "cancelled")
@@ -1324,8 +1380,10 @@ def _starved_at(
     return max(created + 6 * 3600.0, _secs(p, starts[4]))
 
 
-def _stall_start(p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float) -> float | None:
-    """The first instant (to the minute) from ``t0`` at which ``phase`` is stalled.
+def _stall_spans(
+    p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float
+) -> list[tuple[float, float | None]]:
+    """When (to the minute) from ``t0`` ``phase`` is stalled: ``[from, until)`` spans.
 
     Stalled, as stuck-phases documents it: at least 3 open tasks (running, or
     pending and ready: every dependency completed), none of the phase's tasks
@@ -1346,6 +1404,7 @@ def _stall_start(p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float
     oldest = p.ts(t0 - window - 86400.0)
     live = [r for r in mine if r["status"] not in _FINAL or _left_at(r) >= oldest]
     ever = min((_left_at(r) for r in mine if r["status"] in _FINAL), default=None)
+    spans: list[tuple[float, float | None]] = []
     t = t0
     while t <= p.horizon:
         now, cut = p.ts(t), p.ts(t - window)
@@ -1365,6 +1424,9 @@ def _stall_start(p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float
         served = running > 0 or (ever is not None and ever <= now)
         stalled = not outflow and running + ready >= min_open and served
         if stalled and t - _secs(p, min(opened)) >= typical:
-            return t
+            if not spans or spans[-1][1] is not None:
+                spans.append((t, None))
+        elif spans and spans[-1][1] is None:
+            spans[-1] = (spans[-1][0], t)
         t += 60.0
-    return None
+    return spans

@@ -153,3 +153,27 @@ def test_demo_never_replaces_a_store_it_did_not_build(tmp_path: Path) -> None:
     assert "is not a demo store" in result.stderr and "nothing was changed" in result.stderr
     with SQLiteStore(real) as store:
         assert store.get_task("t1") is not None
+
+
+def test_breaker_labels_record_when_the_breaker_was_open(tmp_path: Path) -> None:
+    """error-rate labels carry the spans the breaker was open, so a replay knows what it
+    could see; the dead-letter task's failures are placed at their own times."""
+    store = SQLiteStore(":memory:")
+    labels = simulate(store, workspace=tmp_path, seed=0, days=14, tasks_per_day=80, noise=0.8)
+    breakers = [x for x in labels.labels if x.kind == "error-rate"]
+    assert breakers
+    for label in breakers:
+        assert label.episodes and label.started_at == label.episodes[0][0]
+        ends = [b for _, b in label.episodes]
+        assert all(b is not None for b in ends[:-1])  # only the last may still be open
+        for a, b in label.episodes:
+            assert b is None or a < b
+            assert label.seen_at(a) and (b is None or not label.seen_at(b))
+    # the injected dead letter failed 11h, 10h and 9h before the end, not at the end
+    fails = store.query(
+        "SELECT created_at FROM task_metrics WHERE task_id = 'task-fail-01' ORDER BY created_at"
+    )
+    end = labels.end
+    assert [r["created_at"] for r in fails] == [
+        (end - timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ") for h in (11, 10, 9)
+    ]
