@@ -1299,7 +1299,7 @@ def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, list[tuple[st
     while at <= p.horizon:
         while hi < len(runs) and runs[hi]["_t"] <= at:
             hi += 1
-        while lo < hi and runs[lo]["_t"] <= at - window:
+        while lo < hi and runs[lo]["_t"] < at - window:  # the rule counts [at - 6h, at]
             lo += 1
         cells: dict[tuple[str, str], list[int]] = {}  # (executor, model) -> [runs, failures]
         for m in runs[lo:hi]:
