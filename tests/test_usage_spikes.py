@@ -235,14 +235,11 @@ def test_detection_quality_on_simulated_pipelines() -> None:
     figures = _rates(totals)
     print("\n" + ", ".join(f"{k}={v:.3f}" for k, v in figures.items()))
     assert totals["outlier_due"] and totals["spike_due"] and totals["budget_due"], totals
-    # The target is 0.95 everywhere. Spike recall measures about 0.87 over seeds 1-8:
-    # the misses are storm hours at night or on weekends whose Poisson draw stays
-    # under 3x the usual hour, so the storm's second hour does not qualify. The
-    # guard sits under what is achieved, not at the target.
-    # Outlier recall is about 0.94 over seeds 1-12 (0.85 on these three): an
-    # injected 8x runaway drawn low overlaps the natural 5-sigma tail (seed 11's
-    # clean t8022 scores 5.0), and outlier_score 5.3 keeps clean data silent.
-    short = ("spike_recall", "outlier_recall")
+    # The target is 0.95 everywhere; spike precision and recall are 1.0 on these
+    # three seeds. Outlier recall is 0.85 on them: a runaway (its own draw times
+    # 8-25) on a task that drew low stays near the natural tail, and outlier_score
+    # 5.3 keeps clean data silent (seed 11's clean t8022 scores 5.0).
+    short = ("outlier_recall",)
     assert all(v >= 0.95 for k, v in figures.items() if k not in short), figures
     assert all(figures[k] >= 0.8 for k in short), figures
 
