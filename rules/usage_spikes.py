@@ -26,11 +26,17 @@ Kinds
     by chance (``spike_volume_score``): far more tasks than that hour usually
     has (Poisson), or far more usage per task than the scope's usual tasks
     (their mean and spread), so a quiet night where a few ordinary large tasks
-    meet is not a spike. The spike opens after
+    meet is not a spike. An hour counts only if it does so without its single
+    largest task: one runaway task is a ``task-outlier``. The spike opens after
     ``spike_open_after`` anomalous complete hours in a row and stays open until
     ``spike_close_after`` normal hours in a row, all read from the data, so the
     answer at any instant is the same on every replay. A scope needs
-    ``spike_min_history`` of data first.
+    ``spike_min_history`` of data first. One event often raises several scopes
+    (a retry loop of impl tasks also raises the models and executors that ran
+    them): the scope with the largest excess is reported, every other spiking
+    scope is judged again without its tasks, and those that no longer spike are
+    named in its finding as explained by it; those that still do are causes of
+    their own, reported in turn.
 ``budget`` (subject ``all`` or the scope)
     Spend since 00:00 UTC today above ``daily_budget_usd`` or a scope's entry
     in ``budgets``; spend at ``budget_escalate_at`` times the budget is an error.
