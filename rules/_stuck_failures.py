@@ -162,50 +162,59 @@ class _Tally:
         return self.failures / self.runs if self.runs else 0.0
 
 
-_OTHER = {"executor": "model", "model": "executor"}
+SCOPES = ("executor", "model", "task_type")
 
 
-def _tally(cells: list[dict[str, Any]], scope: str, name: str, skip: set[str]) -> _Tally:
+def _tally(cells: list[dict[str, Any]], scope: str, name: str, skip: dict[str, set[str]]) -> _Tally:
+    """The scope's runs, leaving out cells of scopes already taken in other dimensions."""
     tally = _Tally()
     for cell in cells:
-        if cell[scope] == name and cell[_OTHER[scope]] not in skip:
-            tally.add(cell)
+        if cell[scope] != name:
+            continue
+        if any(cell[other] in names for other, names in skip.items() if other != scope):
+            continue
+        tally.add(cell)
     return tally
 
 
 def _breakers(options: Options, view: BacklogView) -> Iterator[tuple[str, str, _Tally, _Tally]]:
-    """Executors and models past the breaker, each with its raw tally and its own share.
+    """Executors, models and task types past the breaker, each with its raw tally and own share.
 
     A broken executor fails on every model it runs (and a broken model on every
-    executor): the worst scope is taken first, and the next ones are judged
-    without the runs of the scopes already taken, so only causes are reported.
+    executor); a task type that times out fails on all of them. The worst scope
+    is taken first, and the next ones are judged without the runs of the scopes
+    already taken in the other dimensions, so only causes are reported.
     """
     cells = view.failure_cells(options.error_window)
-    names = {(scope, c[scope]) for c in cells for scope in _OTHER if c[scope]}
+    scopes = [s for s in SCOPES if s in options.error_scopes]
+    names = {(scope, c[scope]) for c in cells for scope in scopes if c[scope]}
 
     def passes(t: _Tally) -> bool:
         return t.runs >= options.min_runs and t.rate > options.max_error_rate
 
-    raw = {key: _tally(cells, *key, set()) for key in sorted(names)}
-    taken: dict[str, set[str]] = {"executor": set(), "model": set()}
+    raw = {key: _tally(cells, *key, {}) for key in sorted(names)}
+    taken: dict[str, set[str]] = {scope: set() for scope in SCOPES}
     ranked = sorted(raw.items(), key=lambda kv: (-kv[1].rate, -kv[1].failures, kv[0]))
     for (scope, name), tally in ranked:
         if not passes(tally):
             continue
-        own = _tally(cells, scope, name, taken[_OTHER[scope]])
+        own = _tally(cells, scope, name, taken)
         if passes(own):
             taken[scope].add(name)
             yield scope, name, tally, own
 
 
 def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
-    """Executors and models failing at circuit-breaker rates."""
+    """Executors, models and task types failing at circuit-breaker rates."""
     window = fmt_duration(options.error_window)
     for scope, name, tally, own in _breakers(options, view):
         runs, failures, rate = tally.runs, tally.failures, tally.rate
         critical = rate >= options.critical_error_rate
         error = tally.sample_error
         example = f"; e.g. {error[:200]}" if error else ""
+        if scope == "task_type":
+            yield _task_type_breaker(options, name, tally, own, window, example)
+            continue
         yield Finding(
             kind="error-rate",
             subject=f"{scope}:{name}",
@@ -246,3 +255,46 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 def _article(word: str) -> str:
     return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
+
+
+def _task_type_breaker(
+    options: Options, name: str, tally: _Tally, own: _Tally, window: str, example: str
+) -> Finding:
+    """A task type failing wherever it runs: hold its work, do not blame the runners."""
+    runs, failures, rate = tally.runs, tally.failures, tally.rate
+    return Finding(
+        kind="error-rate",
+        subject=f"task_type:{name}",
+        severity=Severity.critical if rate >= options.critical_error_rate else None,
+        summary=(
+            f"{name} tasks failed {failures} of {runs} runs ({rate:.0%}) in the last {window}, "
+            f"across executors and models, above the {options.max_error_rate:.0%} "
+            f"circuit-breaker limit{example}"
+        ),
+        evidence={
+            "scope": "task_type",
+            "name": name,
+            "runs": runs,
+            "failures": failures,
+            "failure_rate": round(rate, 3),
+            "own_failure_rate": round(own.rate, 3),
+            "limit": options.max_error_rate,
+            "first_run_at": tally.first_at,
+            "last_run_at": tally.last_at,
+            "sample_error": tally.sample_error,
+        },
+        title=f"Hold {name} tasks: {rate:.0%} of their runs fail",
+        why=(
+            f"When more than {options.max_error_rate:.0%} of the runs of one task type fail on "
+            "every executor and model, the cause is in the work itself (its inputs, a tool or "
+            "service it needs, its time limit), so pausing executors or models would not help; "
+            "every retry spends a run and pushes tasks toward the dead-letter limit."
+        ),
+        action=(
+            f"Hold new {name} tasks (or cap their retries), read their recent errors to find the "
+            "common cause (see timeout-pattern and repeated-failure findings of the same tasks), "
+            "fix it, and release a few tasks before the rest."
+        ),
+        remedy="pause",
+        task_type="heal",
+    )

@@ -39,13 +39,15 @@ Kinds
     A task that failed ``max_failures`` times: failed with that many attempts,
     or that many failed runs since its last success while not completed or
     cancelled. The seed's dead letter: proposes escalation, not another retry.
-``error-rate`` (subject: ``executor:<name>`` or ``model:<name>``)
+``error-rate`` (subject: ``executor:<name>``, ``model:<name>`` or ``task_type:<name>``)
     An executor or model that failed more than ``max_error_rate`` of at least
     ``min_runs`` runs in ``error_window`` (8 of 16 at 0.5 does not fire, 9 of 16
     does): the seed's circuit breaker. Proposes pausing it; severity "critical"
     at or above ``critical_error_rate``. The worst scope
     is judged first and the rest without its runs, so a broken executor is not
-    also reported as the models it ran.
+    also reported as the models it ran. Task types (in ``error_scopes``) are
+    judged too: when one task type fails wherever it runs, that is reported
+    (hold its tasks) instead of every executor and model that happened to run it.
 
 Options (defaults shown)::
 
@@ -71,6 +73,7 @@ Options (defaults shown)::
     max_error_rate = 0.5          # fires above this share of failed runs
     min_runs = 10
     critical_error_rate = 0.8
+    error_scopes = ["executor", "model", "task_type"]  # what the breaker judges
 
 Fires: 30 ``impl`` tasks of phase ``build`` completed in 10-20 minutes (p95
 20m, timeout 1h), and task ``t9`` of that phase running since 09:00, reviewed
@@ -84,6 +87,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -95,6 +99,10 @@ from store._view import BacklogView
 
 ID = "stuck-phases"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+
+
+ErrorScope = Literal["executor", "model", "task_type"]
+_ERROR_SCOPES: tuple[ErrorScope, ...] = ("executor", "model", "task_type")
 
 
 class Options(RuleOptions):
@@ -121,6 +129,9 @@ class Options(RuleOptions):
     max_error_rate: float = Field(default=0.5, gt=0.0, le=1.0)
     min_runs: int = Field(default=10, ge=1)
     critical_error_rate: float = Field(default=0.8, gt=0.0, le=1.0)
+    error_scopes: list[ErrorScope] = Field(
+        default_factory=lambda: list(_ERROR_SCOPES), min_length=1
+    )
 
     @field_validator("timeouts")
     @classmethod

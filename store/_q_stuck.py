@@ -200,21 +200,24 @@ class StuckQueries(QueryBase):
         )
 
     def failure_cells(self, window: timedelta) -> list[Row]:
-        """Runs and failures per (executor, model) pair in ``window``; NULL names as ''.
+        """Runs and failures per (executor, model, task_type) in ``window``; NULL names as ''.
 
-        Rows: ``executor``, ``model``, ``runs``, ``failures``, ``first_at``,
-        ``last_at`` and one ``sample_error``. Pairs are few, and callers need them
-        to tell a failing executor from a failing model it happens to run.
+        Rows: ``executor``, ``model``, ``task_type``, ``runs``, ``failures``,
+        ``first_at``, ``last_at`` and one ``sample_error``. Cells are few, and
+        callers need them to tell a failing executor from a failing model it
+        happens to run, or from a task type that fails wherever it runs.
         """
         return self.rows(
             """SELECT COALESCE(m.executor, '') AS executor, COALESCE(m.model, '') AS model,
+                      COALESCE(m.task_type, '') AS task_type,
                       COUNT(*) AS runs,
                       SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END) AS failures,
                       MIN(m.created_at) AS first_at, MAX(m.created_at) AS last_at,
                       MAX(CASE WHEN m.status = 'failed' THEN m.error END) AS sample_error
                FROM {metrics} m
                WHERE m.created_at >= :since
-               GROUP BY COALESCE(m.executor, ''), COALESCE(m.model, '')
-               ORDER BY executor, model""",
+               GROUP BY COALESCE(m.executor, ''), COALESCE(m.model, ''),
+                        COALESCE(m.task_type, '')
+               ORDER BY executor, model, task_type""",
             {"since": self.ago(window)},
         )
