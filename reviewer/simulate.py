@@ -1058,7 +1058,7 @@ def simulate(
             at = first[kind] + (14 * 86400 if kind == "holdout" else 0)
             label("flaky-tests", kind, f"{cls}::{name}", at)
 
-    # -- every model or executor the faults drove to failing half its runs (>= 10 in 6h)
+    # -- every executor, model or task type the faults drove to failing half its runs
     if wanted:
         for scope, open_spans in _failing_scopes(p, H - 30 * hour):
             labels.append(
@@ -1270,54 +1270,63 @@ def _fault_spike(
     return spans
 
 
+_BREAKER_SCOPES = ("executor", "model", "task_type")
+
+
 def _tally(
-    cells: dict[tuple[str, str], list[int]], dim: int, name: str, skip: set[str]
+    cells: dict[tuple[str, ...], list[int]], dim: int, name: str, skip: tuple[set[str], ...]
 ) -> tuple[int, int]:
-    """Runs and failures of one executor (dim 0) or model (dim 1), leaving out ``skip``."""
+    """Runs and failures of one scope (``dim`` indexes ``_BREAKER_SCOPES``), leaving out
+    cells of the scopes in ``skip`` taken in the other dimensions."""
     n = f = 0
-    for pair, (r, x) in cells.items():
-        if pair[dim] == name and pair[1 - dim] not in skip:
-            n, f = n + r, f + x
+    for cell, (r, x) in cells.items():
+        if cell[dim] != name:
+            continue
+        if any(cell[d] in skip[d] for d in range(len(cell)) if d != dim):
+            continue
+        n, f = n + r, f + x
     return n, f
 
 
 def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, list[tuple[str, str | None]]]]:
-    """Models and executors past the circuit breaker, as the rule documents it, and when.
+    """Executors, models and task types past the circuit breaker, as the rule documents it.
 
     Past it: more than half of at least 10 runs in the last 6h failed. The worst
     scope is judged first and the others without its runs, so a broken executor
-    is not also counted as the models it ran (and the other way round). Judged
-    at every quarter hour (the daemon's default schedule): the rate also rises
-    when old successes leave the window, between two runs. Returns each scope's
-    spans past the breaker, ``[from, until)``, ``until`` None while it lasts.
+    is not also counted as the models it ran, and a task type that times out
+    everywhere not as every executor and model that ran it. Judged at every
+    quarter hour (the daemon's default schedule): the rate also rises when old
+    successes leave the window, between two runs. Returns each scope's spans
+    past the breaker, ``[from, until)``, ``until`` None while it lasts.
     """
     window, min_runs, limit, tick = 6 * 3600.0, 10, 0.5, 900.0
     runs = sorted(p.metrics, key=lambda m: m["_t"])
     spans: dict[str, list[list[str | None]]] = {}  # scope -> [[from, until or None], ...]
     lo = hi = 0
     at = math.ceil(since / tick) * tick
+    none: tuple[set[str], ...] = tuple(set() for _ in _BREAKER_SCOPES)
     while at <= p.horizon:
         while hi < len(runs) and runs[hi]["_t"] <= at:
             hi += 1
         while lo < hi and runs[lo]["_t"] < at - window:  # the rule counts [at - 6h, at]
             lo += 1
-        cells: dict[tuple[str, str], list[int]] = {}  # (executor, model) -> [runs, failures]
+        cells: dict[tuple[str, ...], list[int]] = {}  # (executor, model, type) -> [runs, fails]
         for m in runs[lo:hi]:
-            cell = cells.setdefault((str(m["executor"]), str(m["model"])), [0, 0])
+            cell = cells.setdefault(tuple(str(m[d]) for d in _BREAKER_SCOPES), [0, 0])
             cell[0] += 1
             cell[1] += m["status"] == "failed"
-        names = sorted({(dim, pair[dim]) for pair in cells for dim in (0, 1)})
-        raw = {key: _tally(cells, key[0], key[1], set()) for key in names}
-        taken: tuple[set[str], set[str]] = (set(), set())
+        names = sorted({(dim, key[dim]) for key in cells for dim in range(len(_BREAKER_SCOPES))})
+        raw = {key: _tally(cells, key[0], key[1], none) for key in names}
+        taken: tuple[set[str], ...] = tuple(set() for _ in _BREAKER_SCOPES)
         ranked = sorted(raw.items(), key=lambda kv: (-kv[1][1] / max(kv[1][0], 1), -kv[1][1]))
         now_failing = set()
         for (dim, name), (n, f) in ranked:
             if n < min_runs or f <= limit * n:
                 continue
-            own_n, own_f = _tally(cells, dim, name, taken[1 - dim])
+            own_n, own_f = _tally(cells, dim, name, taken)
             if own_n >= min_runs and own_f > limit * own_n:
                 taken[dim].add(name)
-                now_failing.add(f"{('executor', 'model')[dim]}:{name}")
+                now_failing.add(f"{_BREAKER_SCOPES[dim]}:{name}")
         for scope in now_failing:
             episodes = spans.setdefault(scope, [])
             if not episodes or episodes[-1][1] is not None:
