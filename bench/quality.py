@@ -9,7 +9,10 @@ step), and each finding is matched to a label by (rule, kind, subject).
 Per rule and kind it prints precision, recall, the median time to detect
 (first firing minus the label's start, or minus the window's start when the
 problem began before the window) and the findings on clean histories, which
-should be none. The last line is a JSON summary.
+should be none. A problem that held at none of the replayed instants (labels
+carry the spans a problem held) is counted as ``unseen`` and left out of
+recall: the daemon would see it, a replay every ``--step`` cannot. The last
+line is a JSON summary.
 
     python bench/quality.py [--sizes small,medium,large] [--seeds 2] [--noise 0.3,0.8]
 """
