@@ -75,6 +75,9 @@ class Workspace:
 
         ``specs/``, the directory's own name, and its path inside ``repo_dir``.
         """
+        cached = self._cache.get(("prefixes",))
+        if cached is not None:
+            return list(cached)  # type: ignore[call-overload]
         prefixes = ["specs/"]
         if self.specs_dir is not None:
             prefixes.append(self.specs_dir.name + "/")
@@ -82,7 +85,9 @@ class Workspace:
                 specs, repo = self.specs_dir.resolve(), self.repo_dir.resolve()
                 if repo in specs.parents:
                     prefixes.append(specs.relative_to(repo).as_posix() + "/")
-        return sorted(set(prefixes), key=lambda p: (-len(p), p))
+        found = sorted(set(prefixes), key=lambda p: (-len(p), p))
+        self._cache[("prefixes",)] = tuple(found)
+        return found
 
     def file_exists(self, path: str) -> bool:
         """Whether ``path`` (relative to ``repo_dir``) is a file or directory inside it."""
@@ -143,13 +148,21 @@ class Workspace:
         """``base / path`` when it stays inside ``base`` (no ``..`` escapes), else None."""
         if base is None:
             return None
-        key = ("root", str(base))
-        root = self._cache.get(key)
+        key = ("inside", str(base), path)
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[return-value]
+        root_key = ("root", str(base))
+        root = self._cache.get(root_key)
         if root is None:
-            self._cache[key] = root = base.resolve()
+            self._cache[root_key] = root = str(base.resolve())
         # normpath, not resolve(): no system call per file, and ``..`` is still caught.
-        target = Path(os.path.normpath(os.path.join(str(root), path)))
-        return target if target == root or root in target.parents else None
+        target = os.path.normpath(os.path.join(str(root), path))
+        inside = target == root or target.startswith(str(root).rstrip(os.sep) + os.sep)
+        found = Path(target) if inside else None
+        if len(self._cache) > _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
 
     def _git_change(self, base: Path, target: Path, before: datetime) -> datetime | None:
         if not self._is_git(base):

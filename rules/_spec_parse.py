@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 _FENCE = re.compile(r"^\s{0,3}(```+|~~~+)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -53,11 +54,17 @@ class Section:
         return list(seen.items())
 
 
+_PARENS = re.compile(r"\([^)]*\)")
+_NUMBERING = re.compile(r"^\s*\d+(?:\.\d+)*[.)]?\s+")
+_EMPHASIS = re.compile(r"[*_`]")
+
+
+@lru_cache(maxsize=4096)
 def heading_key(title: str) -> str:
     """A heading reduced for matching: lower case, no numbering, parentheses or colon."""
-    text = re.sub(r"\([^)]*\)", "", title)
-    text = re.sub(r"^\s*\d+(?:\.\d+)*[.)]?\s+", "", text)
-    text = re.sub(r"[*_`]", "", text)
+    text = _PARENS.sub("", title)
+    text = _NUMBERING.sub("", text)
+    text = _EMPHASIS.sub("", text)
     return " ".join(text.lower().rstrip(":").split())
 
 
