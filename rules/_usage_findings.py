@@ -134,6 +134,11 @@ def spike(s: Spike, action: str) -> Finding:
             "Stop the cause; if the new level is intended, silence this finding for a few days "
             "while the baseline catches up."
         )
+        if s.explains:
+            act += (
+                f" The rise of {_names(s.explains)} comes from these same tasks: "
+                "fixing this fixes them, so they have no finding of their own."
+            )
     return Finding(
         kind="spike",
         subject=s.subject,
