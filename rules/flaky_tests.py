@@ -41,7 +41,7 @@ Options (defaults shown)::
     recover_after_passes = 10    # this many passes in a row since the last failure clears it
     recover_after = "7d"         # ... and so does this long without a failure
     broken_after = 3             # this many failed runs in a row, on commits that never passed
-    broken_max_chance = 0.01     # a streak likelier than this by chance is flakiness, not a break
+    broken_max_chance = 0.001    # a likelier streak is chance, i.e. flakiness (0.3^4 = 0.008)
     skipped_for = "14d"          # skipped in every run for this long is a holdout
     max_messages = 5             # distinct failure messages quoted in a finding
 
@@ -80,7 +80,7 @@ class Options(RuleOptions):
     recover_after_passes: int = Field(default=10, ge=1)
     recover_after: Duration = timedelta(days=7)
     broken_after: int = Field(default=3, ge=1)
-    broken_max_chance: float = Field(default=0.01, ge=0.0, le=1.0)
+    broken_max_chance: float = Field(default=0.001, ge=0.0, le=1.0)
     skipped_for: Duration = timedelta(days=14)
     max_messages: int = Field(default=5, ge=1)
 
