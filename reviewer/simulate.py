@@ -962,10 +962,7 @@ def simulate(
         spike_spans.append((kind_type, _fault_spike(p, "task_type", kind_type, t0)))
     for task_type, spans in spike_spans:
         if spans:
-            episodes = tuple((p.ts(a), None if b is None else p.ts(min(b, H))) for a, b in spans)
-            labels.append(
-                Label("usage-spikes", "spike", f"task_type:{task_type}", episodes[0][0], episodes)
-            )
+            labels.append(_span_label(p, "usage-spikes", "spike", f"task_type:{task_type}", spans))
     if on("task-outlier"):
         lo_ts, hi_ts = p.ts(H - 20 * hour), p.ts(H - 6 * hour)
         picks = [
@@ -1061,9 +1058,7 @@ def simulate(
     # -- every executor, model or task type the faults drove to failing half its runs
     if wanted:
         for scope, open_spans in _failing_scopes(p, H - 30 * hour):
-            labels.append(
-                Label("stuck-phases", "error-rate", scope, open_spans[0][0], tuple(open_spans))
-            )
+            labels.append(_span_label(p, "stuck-phases", "error-rate", scope, open_spans))
 
     # -- rows
     task_rows = [_task_row(p, t) for t in p.tasks.values() if t.created <= H]
@@ -1137,11 +1132,8 @@ def simulate(
             t0 = outage if phase == stalled else H - 30 * hour
             spans = _stall_spans(p, task_rows + extra_tasks, phase, t0)
             if spans:
-                episodes = tuple((p.ts(a), None if b is None else p.ts(b)) for a, b in spans)
                 labels.append(
-                    Label(
-                        "stuck-phases", "stalled-phase", f"phase:{phase}", episodes[0][0], episodes
-                    )
+                    _span_label(p, "stuck-phases", "stalled-phase", f"phase:{phase}", spans)
                 )
 
     task_rows.extend(extra_tasks)
@@ -1197,9 +1189,25 @@ def _goal_tables(
     return tables
 
 
-def _fault_spike(
-    p: _Pipeline, dim: str, name: str, since: float
-) -> list[tuple[float, float | None]]:
+# When a problem held: [from, until) in simulation seconds, until None while it lasts.
+_Spans = list[tuple[float, float | None]]
+
+
+def _mark(spans: _Spans, at: float, holds: bool) -> None:
+    """Record the state at ``at``: open a span when the problem starts, close it when it ends."""
+    is_open = bool(spans) and spans[-1][1] is None
+    if holds and not is_open:
+        spans.append((at, None))
+    elif not holds and is_open:
+        spans[-1] = (spans[-1][0], at)
+
+
+def _span_label(p: _Pipeline, rule: str, kind: str, subject: str, spans: _Spans) -> Label:
+    episodes = tuple((p.ts(a), None if b is None else p.ts(min(b, p.horizon))) for a, b in spans)
+    return Label(rule, kind, subject, episodes[0][0], episodes)
+
+
+def _fault_spike(p: _Pipeline, dim: str, name: str, since: float) -> _Spans:
     """When the injected faults clearly spiked the hourly usage of one scope: spans.
 
     The runaway loop spikes ``task_type:impl`` and the timeout fault
@@ -1258,7 +1266,7 @@ def _fault_spike(
             )
             clear = extra >= 2 * normal and extra >= floors[j] and total[j][i] > envelope
             flags[i] = flags[i] or clear
-    spans: list[tuple[float, float | None]] = []
+    spans: _Spans = []
     run = calm = 0
     for i, flag in enumerate(flags):
         run, calm = (run + 1, 0) if flag else (0, calm + 1)
@@ -1288,7 +1296,7 @@ def _tally(
     return n, f
 
 
-def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, list[tuple[str, str | None]]]]:
+def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, _Spans]]:
     """Executors, models and task types past the circuit breaker, as the rule documents it.
 
     Past it: more than half of at least 10 runs in the last 6h failed. The worst
@@ -1301,7 +1309,7 @@ def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, list[tuple[st
     """
     window, min_runs, limit, tick = 6 * 3600.0, 10, 0.5, 900.0
     runs = sorted(p.metrics, key=lambda m: m["_t"])
-    spans: dict[str, list[list[str | None]]] = {}  # scope -> [[from, until or None], ...]
+    spans: dict[str, _Spans] = {}
     lo = hi = 0
     at = math.ceil(since / tick) * tick
     none: tuple[set[str], ...] = tuple(set() for _ in _BREAKER_SCOPES)
@@ -1327,17 +1335,10 @@ def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, list[tuple[st
             if own_n >= min_runs and own_f > limit * own_n:
                 taken[dim].add(name)
                 now_failing.add(f"{_BREAKER_SCOPES[dim]}:{name}")
-        for scope in now_failing:
-            episodes = spans.setdefault(scope, [])
-            if not episodes or episodes[-1][1] is not None:
-                episodes.append([p.ts(at), None])
-        for scope, episodes in spans.items():
-            if scope not in now_failing and episodes[-1][1] is None:
-                episodes[-1][1] = p.ts(at)
+        for scope in now_failing | set(spans):
+            _mark(spans.setdefault(scope, []), at, scope in now_failing)
         at += tick
-    return [
-        (scope, [(str(a), b) for a, b in episodes]) for scope, episodes in sorted(spans.items())
-    ]
+    return sorted(spans.items())
 
 
 _FINAL = ("completed", "failed", "cancelled")
@@ -1389,9 +1390,7 @@ def _starved_at(
     return max(created + 6 * 3600.0, _secs(p, starts[4]))
 
 
-def _stall_spans(
-    p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float
-) -> list[tuple[float, float | None]]:
+def _stall_spans(p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float) -> _Spans:
     """When (to the minute) from ``t0`` ``phase`` is stalled: ``[from, until)`` spans.
 
     Stalled, as stuck-phases documents it: at least 3 open tasks (running, or
@@ -1413,7 +1412,7 @@ def _stall_spans(
     oldest = p.ts(t0 - window - 86400.0)
     live = [r for r in mine if r["status"] not in _FINAL or _left_at(r) >= oldest]
     ever = min((_left_at(r) for r in mine if r["status"] in _FINAL), default=None)
-    spans: list[tuple[float, float | None]] = []
+    spans: _Spans = []
     t = t0
     while t <= p.horizon:
         now, cut = p.ts(t), p.ts(t - window)
@@ -1432,10 +1431,6 @@ def _stall_spans(
                     opened.append(max([r["created_at"], *(_left_at(d) for d in deps if d)]))
         served = running > 0 or (ever is not None and ever <= now)
         stalled = not outflow and running + ready >= min_open and served
-        if stalled and t - _secs(p, min(opened)) >= typical:
-            if not spans or spans[-1][1] is not None:
-                spans.append((t, None))
-        elif spans and spans[-1][1] is None:
-            spans[-1] = (spans[-1][0], t)
+        _mark(spans, t, stalled and t - _secs(p, min(opened)) >= typical)
         t += 60.0
     return spans
