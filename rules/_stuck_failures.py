@@ -224,18 +224,7 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
                 f"last {window}, above the {options.max_error_rate:.0%} circuit-breaker "
                 f"limit{example}"
             ),
-            evidence={
-                "scope": scope,
-                "name": name,
-                "runs": runs,
-                "failures": failures,
-                "failure_rate": round(rate, 3),
-                "own_failure_rate": round(own.rate, 3),
-                "limit": options.max_error_rate,
-                "first_run_at": tally.first_at,
-                "last_run_at": tally.last_at,
-                "sample_error": error,
-            },
+            evidence=_breaker_evidence(options, scope, name, tally, own),
             title=f"Pause {scope} {name}: {rate:.0%} of its runs fail",
             why=(
                 f"When more than {options.max_error_rate:.0%} of what {_article(scope)} {scope} "
@@ -251,6 +240,23 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
             remedy="pause",
             task_type="heal",
         )
+
+
+def _breaker_evidence(
+    options: Options, scope: str, name: str, tally: _Tally, own: _Tally
+) -> dict[str, Any]:
+    return {
+        "scope": scope,
+        "name": name,
+        "runs": tally.runs,
+        "failures": tally.failures,
+        "failure_rate": round(tally.rate, 3),
+        "own_failure_rate": round(own.rate, 3),
+        "limit": options.max_error_rate,
+        "first_run_at": tally.first_at,
+        "last_run_at": tally.last_at,
+        "sample_error": tally.sample_error,
+    }
 
 
 def _article(word: str) -> str:
@@ -271,18 +277,7 @@ def _task_type_breaker(
             f"across executors and models, above the {options.max_error_rate:.0%} "
             f"circuit-breaker limit{example}"
         ),
-        evidence={
-            "scope": "task_type",
-            "name": name,
-            "runs": runs,
-            "failures": failures,
-            "failure_rate": round(rate, 3),
-            "own_failure_rate": round(own.rate, 3),
-            "limit": options.max_error_rate,
-            "first_run_at": tally.first_at,
-            "last_run_at": tally.last_at,
-            "sample_error": tally.sample_error,
-        },
+        evidence=_breaker_evidence(options, "task_type", name, tally, own),
         title=f"Hold {name} tasks: {rate:.0%} of their runs fail",
         why=(
             f"When more than {options.max_error_rate:.0%} of the runs of one task type fail on "
