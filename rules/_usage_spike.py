@@ -159,9 +159,7 @@ class UsageCells:
         values, reported, squares = (total(a) for a in self._sums[measure])
         top = np.zeros(self.size)
         np.maximum.at(top, hour, self._top[measure][mask])
-        return HourlySeries.from_sums(
-            self.since, values, reported, squares, total(self._tasks), top
-        )
+        return HourlySeries(self.since, values, reported, squares, total(self._tasks), top)
 
 
 def find_spikes(rows: Iterable[dict[str, Any]], until: datetime, p: SpikeParams) -> list[Spike]:

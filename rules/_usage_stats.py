@@ -222,40 +222,29 @@ class HourlySeries:
     all is a real zero. Baselines for many hours are computed at once, in numpy.
     """
 
-    def __init__(self, start: datetime, hours: int) -> None:
-        self.start = start
-        self._values = np.zeros(hours)
-        self._tasks = np.zeros(hours)
-        self._squares = np.zeros(hours)
-        self._unknown = np.zeros(hours, dtype=bool)
-        self._top = np.zeros(hours)
-        self._first = hours
-
-    def index(self, hour: datetime) -> int:
-        return int((hour - self.start) // HOUR)
-
-    @classmethod
-    def from_sums(
-        cls,
+    def __init__(
+        self,
         start: datetime,
         values: np.ndarray,
         reported: np.ndarray,
         squares: np.ndarray,
         tasks: np.ndarray,
-        top: np.ndarray | None = None,
-    ) -> HourlySeries:
-        """A series from hourly sums: the measure's total, how many tasks reported it, the
-        sum of its squares, all tasks of the hour (reported or not) and, where given,
-        the hour's largest single task."""
-        s = cls(start, int(values.size))
-        s._values = values
-        s._top = np.zeros(values.size) if top is None else top
-        s._tasks = reported
-        s._squares = squares
-        s._unknown = (tasks > 0) & (reported == 0)
+        top: np.ndarray,
+    ) -> None:
+        """Hourly sums from ``start``: the measure's total, how many tasks reported it,
+        the sum of its squares, all tasks of the hour (reported or not), and the
+        hour's largest single task."""
+        self.start = start
+        self._values = values
+        self._tasks = reported
+        self._squares = squares
+        self._top = top
+        self._unknown = (tasks > 0) & (reported == 0)
         seen = np.flatnonzero(reported > 0)
-        s._first = int(seen[0]) if seen.size else int(values.size)
-        return s
+        self._first = int(seen[0]) if seen.size else int(values.size)
+
+    def index(self, hour: datetime) -> int:
+        return int((hour - self.start) // HOUR)
 
     def values(self) -> np.ndarray:
         """The series with NaN where there is no history or the measure is unknown."""
