@@ -29,10 +29,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reviewer.timeutil import fmt_ts
 from rules import flaky_tests
-from store._schema import TEST_RESULT_COLUMNS
+from store import TEST_RESULT_COLUMNS
 from store.sqlite import SQLiteStore
+from store.timeutil import fmt_ts
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 STEP = timedelta(hours=12)  # 50 runs span 25 days: long enough for 14-day holdouts

@@ -20,10 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reviewer.metrics import pipeline_metrics
-from reviewer.timeutil import fmt_ts
-from store._q_metrics import MetricFilter
-from store._schema import METRIC_COLUMNS
+from store import METRIC_COLUMNS, MetricFilter
 from store.sqlite import SQLiteStore
+from store.timeutil import fmt_ts
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 TYPES = ["spec", "impl", "review", "test", "heal"]

@@ -35,9 +35,9 @@ from reviewer.app import App
 from reviewer.backtest import backtest
 from reviewer.config import config_from_dict
 from reviewer.simulate import ALL_KINDS, Labels, simulate
-from reviewer.timeutil import parse_duration, parse_ts
 from rules import REGISTRY
 from store.sqlite import SQLiteStore
+from store.timeutil import parse_duration, parse_ts
 
 SIZES = {"small": 20, "medium": 80, "large": 300}
 Key = tuple[str, str]

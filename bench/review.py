@@ -53,7 +53,7 @@ def bench(tasks_per_day: int, days: int, rule_ids: list[str], repeat: int) -> di
         data["reviewer"]["specs_dir"] = str(labels.specs_dir)
         data["reviewer"]["repo_dir"] = str(labels.repo_dir)
         config = config_from_dict(data, base / "config.toml")
-        from reviewer.workspace import Workspace
+        from store.workspace import Workspace
 
         store.workspace = Workspace(specs_dir=labels.specs_dir, repo_dir=labels.repo_dir)
         engine = Engine(config, store)

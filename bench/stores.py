@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reviewer.timeutil import fmt_ts
 from store import Store, open_store
+from store.timeutil import fmt_ts
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 PRIORITIES = ["low", "normal", "high", "critical"]

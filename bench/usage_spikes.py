@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reviewer.timeutil import fmt_ts
 from rules import usage_spikes
+from store.timeutil import fmt_ts
 from tests.support import make_store, metric_rows
 from tests.test_usage_spikes import START, _score, _store, clean_rows, simulate
 

@@ -17,12 +17,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
-from reviewer._state import InvalidTransition, NotFound
 from reviewer.api_deps import get_app, require_token
 from reviewer.api_pipeline import router as pipeline_router
 from reviewer.app import App
 from reviewer.promexport import registry_for
-from reviewer.timeutil import fmt_ts, parse_ts, utcnow
+from store.state import InvalidTransition, NotFound
+from store.timeutil import fmt_ts, parse_ts, utcnow
 
 _pages = jinja2.Environment(
     loader=jinja2.PackageLoader("reviewer", "templates"),

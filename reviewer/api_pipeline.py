@@ -16,12 +16,12 @@ from reviewer.api_deps import get_app, require_token
 from reviewer.app import App
 from reviewer.config import ConfigError
 from reviewer.experiments import compare_arms
-from reviewer.goals import GoalIn, goals_report
 from reviewer.ingest import store_records
 from reviewer.metrics import pipeline_metrics
-from reviewer.records import describe_errors
-from reviewer.timeutil import fmt_ts, norm_ts
-from store._q_metrics import ARM_COLUMNS, MetricFilter
+from store import ARM_COLUMNS, MetricFilter
+from store.goals import GoalIn, goals_report
+from store.records import describe_errors
+from store.timeutil import fmt_ts, norm_ts
 
 router = APIRouter()
 _UNPROCESSABLE = 422  # the constant's name differs between Starlette versions

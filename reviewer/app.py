@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from reviewer._state import ReviewerState
 from reviewer.config import Config
 from reviewer.engine import Engine
-from reviewer.timeutil import utcnow
-from reviewer.workspace import Workspace
 from store import Store, open_store
+from store.state import ReviewerState
+from store.timeutil import utcnow
+from store.workspace import Workspace
 
 
 class App:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reviewer.engine import Engine, ReviewResult
-from reviewer.timeutil import fmt_ts
+from store.timeutil import fmt_ts
 
 
 def backtest(

@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from reviewer.config import Config, ConfigError, find_config_path, load_config
-from reviewer.timeutil import fmt_ts, parse_duration, parse_ts, utcnow
+from store.timeutil import fmt_ts, parse_duration, parse_ts, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,9 +49,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn the errors a user can meet into messages and exit codes."""
-    from reviewer._state import InvalidTransition, NotFound
     from reviewer.render import TemplateError
     from store.base import StoreError
+    from store.state import InvalidTransition, NotFound
 
     try:
         yield
@@ -357,7 +357,7 @@ def proposals_reject(
     if as_json:
         _emit_json(p.public())
     else:
-        from reviewer.timeutil import fmt_duration
+        from store.timeutil import fmt_duration
 
         click.echo(f"rejected proposal {p.id}; not proposed again for {fmt_duration(cooldown)}")
 

@@ -14,8 +14,8 @@ import click
 
 from reviewer.cli import Context, _emit_json, _iso, cli, fail, handled, json_option, open_app
 from reviewer.cli import table as print_table
-from reviewer.timeutil import fmt_ts
-from store._q_metrics import ARM_COLUMNS, MetricFilter
+from store import ARM_COLUMNS, MetricFilter
+from store.timeutil import fmt_ts
 
 F = TypeVar("F", bound=Callable[..., Any])
 pass_ctx = click.make_pass_decorator(Context)
@@ -192,8 +192,8 @@ def ab(
 @pass_ctx
 def goals(ctx: Context, now: datetime | None, as_json: bool) -> None:
     """Goals: progress %, counts and predicted completion (GET /api/goals)."""
-    from reviewer.goals import goals_report
     from rules.goal_progress import Options
+    from store.goals import goals_report
 
     with handled(), open_app(ctx) as app:
         rule = app.config.rules.get("goal-progress")

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from reviewer.models import Approval, Severity
-from reviewer.timeutil import Duration
+from store import Approval, Severity
+from store.timeutil import Duration
 
 CONFIG_ENV = "REVIEWER_CONFIG"
 TOKEN_ENV = "REVIEWER_API_TOKEN"

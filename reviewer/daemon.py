@@ -26,8 +26,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reviewer.app import App
 from reviewer.config import Config
-from reviewer.timeutil import parse_ts, utcnow
 from store.base import DaemonLockedError
+from store.timeutil import parse_ts, utcnow
 
 log = logging.getLogger("reviewer.daemon")
 

@@ -33,18 +33,13 @@ from datetime import datetime
 from typing import Any
 
 from reviewer._failpoint import failpoint
-from reviewer._state import InvalidTransition, ReviewerState, silence_for
 from reviewer.config import Config
-from reviewer.models import (
-    Approval,
-    Finding,
-    Proposal,
-    ProposalState,
-    Severity,
-)
 from reviewer.render import Renderer
-from reviewer.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
+from rules import REGISTRY, Finding
+from store import Approval, Proposal, ProposalState, Severity
 from store.base import Store
+from store.state import InvalidTransition, ReviewerState, silence_for
+from store.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
 
 log = logging.getLogger("reviewer.engine")
 
@@ -174,8 +169,6 @@ class Engine:
         return result
 
     def _run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
-        from rules import REGISTRY
-
         view = self.store.view(at)
         findings: dict[str, Finding] = {}
         failed: set[str] = set()

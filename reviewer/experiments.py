@@ -53,8 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy import stats
 
 from reviewer.config import Config, ConfigError
-from store._q_metrics import ARM_COLUMNS, MetricFilter
-from store._view import BacklogView
+from store import ARM_COLUMNS, BacklogView, MetricFilter
 
 ArmColumn = Literal["prompt_variant", "skill_version", "model"]
 

@@ -20,9 +20,9 @@ import defusedxml
 from defusedxml import ElementTree as SafeET
 from pydantic import ValidationError
 
-from reviewer.records import MetricRecord, TaskRecord, describe_errors
-from reviewer.timeutil import norm_ts
 from store.base import Store
+from store.records import MetricRecord, TaskRecord, describe_errors
+from store.timeutil import norm_ts
 
 log = logging.getLogger("reviewer.ingest")
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from store._q_metrics import MetricFilter
-from store._view import BacklogView
+from store import BacklogView, MetricFilter
 
 UNKNOWN = "unknown"
 USAGE_FIELDS = ("tokens_in", "tokens_out", "cost_usd", "api_calls")

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from reviewer.app import App
-from reviewer.timeutil import parse_ts
+from store.timeutil import parse_ts
 
 
 class ReviewerCollector(Collector):

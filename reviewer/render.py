@@ -17,8 +17,9 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from reviewer.models import Finding, Proposal
-from reviewer.timeutil import fmt_ts
+from rules import Finding
+from store import Proposal
+from store.timeutil import fmt_ts
 
 _MAX_EVIDENCE_CHARS = 400
 
@@ -100,8 +101,8 @@ class Renderer:
 
     def check(self) -> list[str]:
         """Compile every template and render a sample of each rule; return the problems."""
-        from reviewer.models import Severity
         from rules import REGISTRY
+        from store import Severity
 
         problems = []
         for name in self.env.list_templates(filter_func=lambda n: n.endswith(".j2")):

@@ -16,6 +16,7 @@ from rules import (
     stuck_phases,
     usage_spikes,
 )
+from rules.contract import Finding, RuleModule, RuleOptions, Severity, fingerprint
 
 # In CONTRACT's order: the five the user named, then the rest as they came.
 REGISTRY: dict[str, ModuleType] = {
@@ -27,4 +28,4 @@ REGISTRY: dict[str, ModuleType] = {
     goal_progress.ID: goal_progress,
 }
 
-__all__ = ["REGISTRY"]
+__all__ = ["REGISTRY", "Finding", "RuleModule", "RuleOptions", "Severity", "fingerprint"]

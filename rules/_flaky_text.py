@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from reviewer.models import Finding
-from reviewer.timeutil import fmt_duration
+from rules.contract import Finding
+from store.timeutil import fmt_duration
 
 Row = dict[str, Any]
 

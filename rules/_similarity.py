@@ -28,7 +28,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from store._view import json_list
+from store import json_list
 
 _PART = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"\d")

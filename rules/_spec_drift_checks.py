@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from reviewer.models import Finding
-from reviewer.timeutil import fmt_ts, parse_ts
-from reviewer.workspace import SpecFile, Workspace
 from rules._spec_parse import (
     Section,
     baseline_marker,
@@ -20,7 +17,10 @@ from rules._spec_parse import (
     norm_path,
     parse_sections,
 )
-from store._view import BacklogView, json_list
+from rules.contract import Finding
+from store import BacklogView, json_list
+from store.timeutil import fmt_ts, parse_ts
+from store.workspace import SpecFile, Workspace
 
 if TYPE_CHECKING:
     from rules.spec_drift import Options

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from scipy.stats import fisher_exact
 
-from reviewer.models import Finding, Severity
-from reviewer.timeutil import fmt_duration
-from store._view import BacklogView
+from rules.contract import Finding, Severity
+from store import BacklogView
+from store.timeutil import fmt_duration
 
 if TYPE_CHECKING:
     from rules.stuck_phases import Options

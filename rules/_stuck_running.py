@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from reviewer.models import Finding, Severity
-from reviewer.timeutil import fmt_duration, parse_ts
-from store._view import BacklogView, json_list
+from rules.contract import Finding, Severity
+from store import BacklogView, json_list
+from store.timeutil import fmt_duration, parse_ts
 
 if TYPE_CHECKING:
     from rules.stuck_phases import Options

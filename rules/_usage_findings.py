@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reviewer.models import Finding, Severity
 from rules._usage_spike import Spike
 from rules._usage_stats import Reference, hour_label
+from rules.contract import Finding, Severity
 
 _THROTTLE = "throttle"
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from reviewer.timeutil import parse_ts
 from rules._usage_stats import (
     DAY,
     HOUR,
@@ -25,6 +24,7 @@ from rules._usage_stats import (
     Thresholds,
     open_since,
 )
+from store.timeutil import parse_ts
 
 MEASURES = ("tokens", "cost")
 DIMENSIONS = ("model", "executor", "task_type")

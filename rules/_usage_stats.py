@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from scipy.stats import gamma, median_abs_deviation, norm, poisson
 
-from reviewer.timeutil import fmt_ts
+from store.timeutil import fmt_ts
 
 # The spread of a reference never counts as less than this share of its median:
 # when every peer used exactly the same amount the MAD is zero, and a task one

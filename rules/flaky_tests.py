@@ -62,12 +62,10 @@ from datetime import timedelta
 
 from pydantic import Field, model_validator
 
-from reviewer.models import Finding
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import Duration, fmt_duration, parse_ts
 from rules._flaky_text import broken_finding, flaky_finding, holdout_finding
-from store._q_base import Row
-from store._view import BacklogView
+from rules.contract import Finding, RuleOptions
+from store import BacklogView, Row
+from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "flaky-tests"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}

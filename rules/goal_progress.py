@@ -1,7 +1,7 @@
 """goal-progress: goals that have stopped moving or will miss their deadline.
 
 A goal (``[goals.<id>]`` in config.toml, or ``POST /api/goals``) tracks the
-backlog items linked to it (see ``reviewer.goals`` for the link and the
+backlog items linked to it (see ``store.goals`` for the link and the
 progress formula). When a goal stops moving, the reason is usually a few
 items: one that failed, one stuck in ``running``, one waiting on a dependency
 that never finishes. This rule names them in an unblocking task, the seed
@@ -45,12 +45,10 @@ from typing import Any
 
 from pydantic import Field
 
-from reviewer.goals import GoalDef, all_goals, days_between, goal_status
-from reviewer.models import Finding, Severity
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import Duration, fmt_duration, parse_ts
-from store._q_goals import goal_link
-from store._view import BacklogView, json_list
+from rules.contract import Finding, RuleOptions, Severity
+from store import BacklogView, goal_link, json_list
+from store.goals import GoalDef, all_goals, days_between, goal_status
+from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "goal-progress"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}

@@ -89,11 +89,10 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
-from reviewer.models import Finding
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import Duration
 from rules import _spec_drift_checks as checks
-from store._view import BacklogView
+from rules.contract import Finding, RuleOptions
+from store import BacklogView
+from store.timeutil import Duration
 
 ID = "spec-drift"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}

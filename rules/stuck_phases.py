@@ -91,11 +91,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from reviewer.models import Finding
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import Duration
 from rules import _stuck_failures, _stuck_running
-from store._view import BacklogView
+from rules.contract import Finding, RuleOptions
+from store import BacklogView
+from store.timeutil import Duration
 
 ID = "stuck-phases"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}

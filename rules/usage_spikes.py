@@ -90,14 +90,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from reviewer.models import Finding
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import Duration
 from rules import _usage_findings as text
 from rules._usage_spike import SpikeParams, find_spikes
 from rules._usage_stats import Thresholds, log_reference
-from store._q_usage import USAGE_DIMENSIONS
-from store._view import BacklogView
+from rules.contract import Finding, RuleOptions
+from store import USAGE_DIMENSIONS, BacklogView
+from store.timeutil import Duration
 
 ID = "usage-spikes"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}

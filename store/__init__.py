@@ -9,9 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from store._q_goals import goal_link
+from store._q_metrics import ARM_COLUMNS, MetricFilter
+from store._q_usage import USAGE_DIMENSIONS
+from store._schema import METRIC_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS, TEST_RESULT_COLUMNS
 from store._view import BacklogView, json_list
 from store.base import DaemonLockedError, Row, Store, StoreError
+from store.models import (
+    ACTIVE_PROPOSAL_STATES,
+    Approval,
+    Proposal,
+    ProposalState,
+    ReviewRun,
+    Severity,
+    Silence,
+)
 from store.sqlite import SQLiteStore
+from store.state import InvalidTransition, NotFound, ReviewerState, silence_for
 
 
 def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = None) -> Store:
@@ -36,12 +50,31 @@ def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = Non
 
 
 __all__ = [
+    "ACTIVE_PROPOSAL_STATES",
+    "ARM_COLUMNS",
+    "METRIC_COLUMNS",
+    "SCHEMA_VERSION",
+    "TASK_COLUMNS",
+    "TEST_RESULT_COLUMNS",
+    "USAGE_DIMENSIONS",
+    "Approval",
     "BacklogView",
     "DaemonLockedError",
+    "InvalidTransition",
+    "MetricFilter",
+    "NotFound",
+    "Proposal",
+    "ProposalState",
+    "ReviewRun",
+    "ReviewerState",
     "Row",
     "SQLiteStore",
+    "Severity",
+    "Silence",
     "Store",
     "StoreError",
+    "goal_link",
     "json_list",
     "open_store",
+    "silence_for",
 ]

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from reviewer.timeutil import fmt_ts, parse_ts
 from store._dialect import Dialect
 from store._q_flaky import FlakyQueries
 from store._q_goals import GoalQueries
@@ -32,6 +31,7 @@ from store._q_specs import SpecQueries
 from store._q_stuck import StuckQueries
 from store._q_tasks import TaskQueries
 from store._q_usage import UsageQueries
+from store.timeutil import fmt_ts, parse_ts
 
 Row = dict[str, Any]
 Fetch = Callable[[str, dict[str, Any]], Iterator[Row]]

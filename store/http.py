@@ -117,8 +117,8 @@ class HTTPStore(SQLiteStore):
 
     def sync(self) -> dict[str, int]:
         """Pull what changed since the last pull into the mirror; returns counts."""
-        from reviewer.records import MetricRecord, TaskRecord, describe_errors
-        from reviewer.timeutil import fmt_ts, norm_ts, utcnow
+        from store.records import MetricRecord, TaskRecord, describe_errors
+        from store.timeutil import fmt_ts, norm_ts, utcnow
 
         started = fmt_ts(utcnow())
         counts: dict[str, int] = {}

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from reviewer.config import Config, config_from_dict
-from reviewer.records import MetricRecord, TaskRecord
-from reviewer.timeutil import fmt_ts, parse_duration, parse_ts
-from reviewer.workspace import Workspace
 from store import Store, open_store
+from store.records import MetricRecord, TaskRecord
 from store.sqlite import SQLiteStore
+from store.timeutil import fmt_ts, parse_duration, parse_ts
+from store.workspace import Workspace
 
 
 def task_rows(tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from reviewer.api import create_app
 from reviewer.app import App
-from reviewer.timeutil import parse_ts
+from store.timeutil import parse_ts
 from tests.support import make_config, task_rows
 
 TOKEN = "s3cret"

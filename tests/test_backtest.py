@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from reviewer.backtest import backtest
 from reviewer.cli import cli
 from reviewer.engine import Engine
-from reviewer.timeutil import fmt_ts, parse_ts
 from rules import REGISTRY
 from store.sqlite import SQLiteStore
+from store.timeutil import fmt_ts, parse_ts
 from tests.support import make_config, task_rows
 
 T0 = parse_ts("2026-03-01T00:00:00Z")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reviewer.app import App
-from reviewer.timeutil import parse_ts
+from store.timeutil import parse_ts
 from tests.support import make_config, task_rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -19,9 +19,9 @@ import pytest
 import rules
 from reviewer.app import App
 from reviewer.daemon import Daemon, first_run_time, make_trigger
-from reviewer.models import Finding
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import parse_ts
+from rules import Finding
+from rules.contract import RuleOptions
+from store.timeutil import parse_ts
 from tests.support import make_config
 
 NOW = parse_ts("2026-03-10T12:07:00Z")

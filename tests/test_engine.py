@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 import rules
-from reviewer._state import InvalidTransition
 from reviewer.engine import Engine
-from reviewer.models import Finding, ProposalState
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import fmt_ts, parse_ts
+from rules import Finding
+from rules.contract import RuleOptions
+from store import ProposalState
 from store.sqlite import SQLiteStore
+from store.state import InvalidTransition
+from store.timeutil import fmt_ts, parse_ts
 from tests.support import make_config, task_rows
 
 T0 = parse_ts("2026-03-01T00:00:00Z")
@@ -205,7 +206,7 @@ def test_regression_reopens_and_proposes_again(store: SQLiteStore) -> None:
 
 
 def test_silenced_finding_is_recorded_but_proposes_nothing(store: SQLiteStore) -> None:
-    from reviewer._state import ReviewerState
+    from store.state import ReviewerState
 
     store.upsert_tasks(task_rows([stale_task("t1"), stale_task("t2")]))
     with store.transaction():

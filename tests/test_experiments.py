@@ -11,7 +11,7 @@ from scipy import stats
 
 from reviewer.config import ConfigError
 from reviewer.experiments import compare_arms, holm, wilson_interval
-from reviewer.timeutil import parse_ts
+from store.timeutil import parse_ts
 from tests.support import make_config, make_store
 
 NOW = parse_ts("2026-03-10T00:00:00Z")

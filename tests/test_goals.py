@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from reviewer.api_pipeline import router
 from reviewer.app import App
-from reviewer.goals import GoalDef, goal_status
-from reviewer.timeutil import parse_ts
+from store.goals import GoalDef, goal_status
+from store.timeutil import parse_ts
 from tests.support import make_config, make_store
 
 NOW = parse_ts("2026-03-15T00:00:00Z")

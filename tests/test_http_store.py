@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from reviewer.engine import Engine
-from reviewer.timeutil import parse_ts
 from store.base import StoreError
 from store.http import HTTPStore
+from store.timeutil import parse_ts
 from tests.support import make_config
 
 

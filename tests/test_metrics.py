@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from reviewer.api_pipeline import router
 from reviewer.app import App
 from reviewer.metrics import pipeline_metrics
-from reviewer.timeutil import parse_ts
-from store._q_metrics import MetricFilter
+from store import MetricFilter
 from store.sqlite import SQLiteStore
+from store.timeutil import parse_ts
 from tests.support import make_config, make_store
 
 NOW = "2026-03-10T00:00:00Z"

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from reviewer.models import Finding
-from rules import REGISTRY
+from rules import REGISTRY, Finding
 from store import open_store
 from tests.pg import fresh_schema_url
 from tests.support import expand_series, make_store

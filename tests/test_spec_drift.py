@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from reviewer.models import Severity
-from reviewer.workspace import Workspace
-from rules import spec_drift
+from rules import Severity, spec_drift
 from rules._spec_parse import find_section, parse_sections
+from store.workspace import Workspace
 from tests.support import git_history, make_store
 
 SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from itertools import combinations
 from typing import Any
 
-from reviewer.timeutil import fmt_ts
 from rules import stale_queue
+from store.timeutil import fmt_ts
 from tests.support import make_store
 
 NOW = datetime(2026, 3, 20)

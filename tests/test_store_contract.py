@@ -17,11 +17,9 @@ import pytest
 
 from reviewer.config import config_from_dict
 from reviewer.engine import Engine
-from reviewer.models import ProposalState
-from reviewer.timeutil import parse_ts
-from store import DaemonLockedError, Store, StoreError, open_store
-from store._schema import SCHEMA_VERSION
+from store import SCHEMA_VERSION, DaemonLockedError, ProposalState, Store, StoreError, open_store
 from store.sqlite import SQLiteStore
+from store.timeutil import parse_ts
 from tests.pg import PG_URL, fresh_schema_url, require_postgres
 from tests.support import metric_rows, task_rows
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reviewer.timeutil import fmt_ts, parse_ts
 from rules import usage_spikes
 from store.sqlite import SQLiteStore
+from store.timeutil import fmt_ts, parse_ts
 from tests.support import make_store, metric_rows
 
 START = parse_ts("2026-02-02T00:00:00Z")  # a Monday

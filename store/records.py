@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reviewer.timeutil import norm_ts
+from store.timeutil import norm_ts
 
 TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 Priority = Literal["low", "normal", "high", "critical"]

@@ -11,7 +11,8 @@ import fnmatch
 import json
 from typing import Any
 
-from reviewer.models import (
+from store.base import Row, Store
+from store.models import (
     ACTIVE_PROPOSAL_STATES,
     Approval,
     Proposal,
@@ -20,7 +21,6 @@ from reviewer.models import (
     Severity,
     Silence,
 )
-from store.base import Row, Store
 
 _ACTIVE = "(" + ", ".join(f"'{s.value}'" for s in ACTIVE_PROPOSAL_STATES) + ")"
 

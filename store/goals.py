@@ -35,9 +35,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from reviewer.timeutil import fmt_ts, norm_ts, parse_ts
 from store._q_goals import goal_link
 from store._view import BacklogView
+from store.timeutil import fmt_ts, norm_ts, parse_ts
 
 RUNNING_WEIGHT = 0.25
 RATE_WINDOW = timedelta(days=14)

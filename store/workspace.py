@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from reviewer.timeutil import fmt_ts, parse_ts
+from store.timeutil import fmt_ts, parse_ts
 
 log = logging.getLogger(__name__)
 

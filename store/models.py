@@ -1,12 +1,11 @@
-"""The reviewer's domain objects: findings, proposals, silences, runs."""
+"""The reviewer's own records: severities, proposals, silences, runs (kept by store.state)."""
 
 from __future__ import annotations
 
-import hashlib
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 
 class Severity(StrEnum):
@@ -55,58 +54,6 @@ class ProposalState(StrEnum):
 
 # A proposal in one of these states still speaks for its finding: no second one is made.
 ACTIVE_PROPOSAL_STATES = (ProposalState.pending, ProposalState.approved, ProposalState.scheduled)
-
-
-def fingerprint(rule: str, kind: str, subject: str, key: str | None = None) -> str:
-    """The stable identity of a finding: same rule, kind, subject (and key) → same print."""
-    raw = "\x1f".join([rule, kind, subject, key or ""])
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-class Finding(BaseModel):
-    """One problem a rule saw, with the evidence for it.
-
-    Rules fill ``kind``, ``subject``, ``summary`` and ``evidence`` (and may set
-    the rest); the engine fills ``rule``, ``severity`` (from config unless the
-    rule escalated it) and ``fingerprint``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    rule: str = ""
-    kind: str
-    subject: str
-    summary: str
-    evidence: dict[str, Any] = Field(default_factory=dict)
-    severity: Severity | None = None
-    fingerprint: str = ""
-    # Extra discriminator for the fingerprint, when one subject can have several
-    # findings of one kind (e.g. a spec with two missing files).
-    key: str | None = None
-    # What the proposed task should be called and say; templates fall back to
-    # generic text when a rule leaves them empty.
-    title: str = ""
-    why: str = ""
-    action: str = ""
-    # `alert`, `throttle`, `pause`, `quarantine`, `escalate`, ... (rule-specific)
-    remedy: str = "alert"
-    task_type: str = "review"
-    related: list[str] = Field(default_factory=list)
-    silenced_by: int | None = None
-
-    def with_identity(self, rule: str, default_severity: Severity) -> Finding:
-        return self.model_copy(
-            update={
-                "rule": rule,
-                "severity": self.severity or default_severity,
-                "fingerprint": fingerprint(rule, self.kind, self.subject, self.key),
-            }
-        )
-
-    def public(self) -> dict[str, Any]:
-        """The JSON form of CONTRACT (``review --json`` and the API)."""
-        data = self.model_dump(mode="json", exclude={"key"})
-        return data
 
 
 class Proposal(BaseModel):
