@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reviewer._failpoint import failpoint
 from reviewer.config import Config
+from reviewer.failpoint import failpoint
 from reviewer.render import Renderer
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reviewer._failpoint import FAILPOINT_ENV, FAILPOINT_EXIT
 from reviewer.cli import cli
+from reviewer.failpoint import FAILPOINT_ENV, FAILPOINT_EXIT
 
 TASKS = [
     {

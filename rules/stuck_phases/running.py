@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rules.contract import Finding, Severity
 from store import BacklogView, json_list
 from store.timeutil import fmt_duration, parse_ts
 
-if TYPE_CHECKING:
-    from rules.stuck_phases import Options
+
+class Settings(Protocol):
+    """The stuck-phases options the running-work checks read (the rule's ``Settings`` has them)."""
+
+    @property
+    def timeouts(self) -> Mapping[str, timedelta]: ...
+
+    @property
+    def timeout_multiplier(self) -> float: ...
+
+    @property
+    def min_samples(self) -> int: ...
+
+    @property
+    def min_timeout(self) -> timedelta: ...
+
+    @property
+    def fallback_timeout(self) -> timedelta: ...
+
+    @property
+    def history(self) -> timedelta: ...
+
+    @property
+    def stuck_escalate_after(self) -> float: ...
+
+    @property
+    def stall_window(self) -> timedelta: ...
+
+    @property
+    def min_open(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -27,7 +55,7 @@ class RunTime:
 Durations = dict[tuple[str, str], RunTime]
 
 
-def learned_durations(options: Options, view: BacklogView) -> Durations:
+def learned_durations(options: Settings, view: BacklogView) -> Durations:
     """The p95 run time of every group with enough completed tasks to learn from."""
     out: Durations = {}
     for row in view.phase_duration_p95(options.history):
@@ -44,7 +72,7 @@ def _group(task_type: str | None, phase: str | None) -> str:
 
 
 def _timeout(
-    options: Options, task: dict[str, Any], durations: Durations
+    options: Settings, task: dict[str, Any], durations: Durations
 ) -> tuple[timedelta, str, str] | None:
     """The task's timeout, where it came from (configured|learned|fallback), and how it was set."""
     for key in (task["phase"], task["task_type"]):
@@ -81,7 +109,7 @@ class StuckTask:
     escalate: bool
 
 
-def stuck_tasks(options: Options, view: BacklogView, durations: Durations) -> list[StuckTask]:
+def stuck_tasks(options: Settings, view: BacklogView, durations: Durations) -> list[StuckTask]:
     """Running tasks past their timeout, oldest first."""
     limits = [options.min_timeout, *options.timeouts.values()]
     if options.fallback_timeout > timedelta(0):
@@ -99,7 +127,7 @@ def stuck_tasks(options: Options, view: BacklogView, durations: Durations) -> li
     return out
 
 
-def stuck(options: Options, found: list[StuckTask], stalled: set[str]) -> Iterator[Finding]:
+def stuck(options: Settings, found: list[StuckTask], stalled: set[str]) -> Iterator[Finding]:
     """A finding per stuck task, except those of a stalled phase: its finding covers them."""
     for item in found:
         task, limit, running = item.task, item.limit, item.running
@@ -168,7 +196,7 @@ def _ready_pending(view: BacklogView, phase: str) -> tuple[int, str | None]:
 
 
 def stalled_phases(
-    options: Options, view: BacklogView, durations: Durations, found: list[StuckTask]
+    options: Settings, view: BacklogView, durations: Durations, found: list[StuckTask]
 ) -> list[Finding]:
     """Phases holding open work that nothing has left for ``stall_window``."""
     out = []
@@ -200,7 +228,7 @@ def stalled_phases(
 
 
 def _stalled(
-    options: Options,
+    options: Settings,
     view: BacklogView,
     row: dict[str, Any],
     running: int,

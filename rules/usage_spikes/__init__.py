@@ -90,10 +90,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rules import _usage_findings as text
-from rules._usage_spike import SpikeParams, find_spikes
-from rules._usage_stats import Thresholds, log_reference
 from rules.contract import Finding, RuleOptions
+from rules.usage_spikes import findings as text
+from rules.usage_spikes.spike import SpikeParams, find_spikes
+from rules.usage_spikes.stats import Thresholds, log_reference
 from store import USAGE_DIMENSIONS, BacklogView
 from store.timeutil import Duration
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any, Protocol
 
 from scipy.stats import fisher_exact
 
@@ -12,8 +13,48 @@ from rules.contract import Finding, Severity
 from store import BacklogView
 from store.timeutil import fmt_duration
 
-if TYPE_CHECKING:
-    from rules.stuck_phases import Options
+
+class Settings(Protocol):
+    """The stuck-phases options the failure checks read (the rule's ``Settings`` has them)."""
+
+    @property
+    def timeout_window(self) -> timedelta: ...
+
+    @property
+    def timeout_baseline(self) -> timedelta: ...
+
+    @property
+    def timeout_patterns(self) -> Sequence[str]: ...
+
+    @property
+    def min_timeouts(self) -> int: ...
+
+    @property
+    def min_timeout_share(self) -> float: ...
+
+    @property
+    def min_baseline_runs(self) -> int: ...
+
+    @property
+    def alpha(self) -> float: ...
+
+    @property
+    def max_failures(self) -> int: ...
+
+    @property
+    def error_window(self) -> timedelta: ...
+
+    @property
+    def max_error_rate(self) -> float: ...
+
+    @property
+    def min_runs(self) -> int: ...
+
+    @property
+    def critical_error_rate(self) -> float: ...
+
+    @property
+    def error_scopes(self) -> Sequence[str]: ...
 
 
 def _pct(part: int, whole: int) -> str:
@@ -28,7 +69,7 @@ def _greater_p(hits: int, misses: int, base_hits: int, base_misses: int) -> floa
     return float(fisher_exact(table, alternative="greater").pvalue)
 
 
-def timeout_patterns(options: Options, view: BacklogView) -> Iterator[Finding]:
+def timeout_patterns(options: Settings, view: BacklogView) -> Iterator[Finding]:
     """Task types whose executions fail by timeout more often than they used to."""
     window, baseline = fmt_duration(options.timeout_window), fmt_duration(options.timeout_baseline)
     rows = view.timeout_failures(
@@ -87,7 +128,7 @@ def timeout_patterns(options: Options, view: BacklogView) -> Iterator[Finding]:
         )
 
 
-def repeated_failures(options: Options, view: BacklogView) -> Iterator[Finding]:
+def repeated_failures(options: Settings, view: BacklogView) -> Iterator[Finding]:
     """Tasks that failed ``max_failures`` times: dead letters to escalate, not retry."""
     n = options.max_failures
     found: dict[str, dict[str, Any]] = {}
@@ -177,7 +218,7 @@ def _tally(cells: list[dict[str, Any]], scope: str, name: str, skip: dict[str, s
     return tally
 
 
-def _breakers(options: Options, view: BacklogView) -> Iterator[tuple[str, str, _Tally, _Tally]]:
+def _breakers(options: Settings, view: BacklogView) -> Iterator[tuple[str, str, _Tally, _Tally]]:
     """Executors, models and task types past the breaker, each with its raw tally and own share.
 
     A broken executor fails on every model it runs (and a broken model on every
@@ -204,7 +245,7 @@ def _breakers(options: Options, view: BacklogView) -> Iterator[tuple[str, str, _
             yield scope, name, tally, own
 
 
-def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
+def error_rates(options: Settings, view: BacklogView) -> Iterator[Finding]:
     """Executors, models and task types failing at circuit-breaker rates."""
     window = fmt_duration(options.error_window)
     for scope, name, tally, own in _breakers(options, view):
@@ -243,7 +284,7 @@ def error_rates(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _breaker_evidence(
-    options: Options, scope: str, name: str, tally: _Tally, own: _Tally
+    options: Settings, scope: str, name: str, tally: _Tally, own: _Tally
 ) -> dict[str, Any]:
     return {
         "scope": scope,
@@ -264,7 +305,7 @@ def _article(word: str) -> str:
 
 
 def _task_type_breaker(
-    options: Options, name: str, tally: _Tally, own: _Tally, window: str, example: str
+    options: Settings, name: str, tally: _Tally, own: _Tally, window: str, example: str
 ) -> Finding:
     """A task type failing wherever it runs: hold its work, do not blame the runners."""
     runs, failures, rate = tally.runs, tally.failures, tally.rate

@@ -91,8 +91,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rules import _stuck_failures, _stuck_running
 from rules.contract import Finding, RuleOptions
+from rules.stuck_phases import failures, running
 from store import BacklogView
 from store.timeutil import Duration
 
@@ -161,11 +161,11 @@ class Options(RuleOptions):
 
 
 def check(options: Options, view: BacklogView) -> Iterator[Finding]:
-    durations = _stuck_running.learned_durations(options, view)
-    found = _stuck_running.stuck_tasks(options, view, durations)
-    stalled = _stuck_running.stalled_phases(options, view, durations, found)
-    yield from _stuck_running.stuck(options, found, {f.evidence["phase"] for f in stalled})
+    durations = running.learned_durations(options, view)
+    found = running.stuck_tasks(options, view, durations)
+    stalled = running.stalled_phases(options, view, durations, found)
+    yield from running.stuck(options, found, {f.evidence["phase"] for f in stalled})
     yield from stalled
-    yield from _stuck_failures.timeout_patterns(options, view)
-    yield from _stuck_failures.repeated_failures(options, view)
-    yield from _stuck_failures.error_rates(options, view)
+    yield from failures.timeout_patterns(options, view)
+    yield from failures.repeated_failures(options, view)
+    yield from failures.error_rates(options, view)

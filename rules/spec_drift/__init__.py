@@ -89,8 +89,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
-from rules import _spec_drift_checks as checks
 from rules.contract import Finding, RuleOptions
+from rules.spec_drift import checks
 from store import BacklogView
 from store.timeutil import Duration
 

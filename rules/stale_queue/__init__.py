@@ -75,8 +75,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rules._similarity import duplicate_groups
 from rules.contract import Finding, RuleOptions, Severity
+from rules.stale_queue.similarity import duplicate_groups
 from store import BacklogView, json_list
 from store.timeutil import Duration, fmt_duration, parse_ts
 

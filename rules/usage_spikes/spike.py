@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rules._usage_stats import (
+from rules.usage_spikes.stats import (
     DAY,
     HOUR,
     HourlyExpectation,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rules._usage_spike import Spike
-from rules._usage_stats import Reference, hour_label
 from rules.contract import Finding, Severity
+from rules.usage_spikes.spike import Spike
+from rules.usage_spikes.stats import Reference, hour_label
 
 _THROTTLE = "throttle"
 

@@ -62,8 +62,8 @@ from datetime import timedelta
 
 from pydantic import Field, model_validator
 
-from rules._flaky_text import broken_finding, flaky_finding, holdout_finding
 from rules.contract import Finding, RuleOptions
+from rules.flaky_tests.text import broken_finding, flaky_finding, holdout_finding
 from store import BacklogView, Row
 from store.timeutil import Duration, fmt_duration, parse_ts
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from rules._spec_parse import (
+from rules.contract import Finding
+from rules.spec_drift.parse import (
     Section,
     baseline_marker,
     find_section,
@@ -17,13 +18,44 @@ from rules._spec_parse import (
     norm_path,
     parse_sections,
 )
-from rules.contract import Finding
 from store import BacklogView, json_list
 from store.timeutil import fmt_ts, parse_ts
 from store.workspace import SpecFile, Workspace
 
-if TYPE_CHECKING:
-    from rules.spec_drift import Options
+
+class Settings(Protocol):
+    """The spec-drift options the checks read (the rule's ``Settings`` has them)."""
+
+    @property
+    def kinds(self) -> Sequence[str]: ...
+
+    @property
+    def required_sections(self) -> Sequence[str]: ...
+
+    @property
+    def requirements_section(self) -> str: ...
+
+    @property
+    def acceptance_section(self) -> str: ...
+
+    @property
+    def files_section(self) -> str: ...
+
+    @property
+    def min_covered_fraction(self) -> float: ...
+
+    @property
+    def impl_task_types(self) -> Sequence[str]: ...
+
+    @property
+    def require_impl_done(self) -> bool: ...
+
+    @property
+    def ignore_changes(self) -> Sequence[str]: ...
+
+    @property
+    def grace(self) -> timedelta: ...
+
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
@@ -102,7 +134,7 @@ class SpecContext:
     """What every check needs to know about one spec, computed once."""
 
     spec: SpecFile
-    options: Options
+    options: Settings
     view: BacklogView
     ws: Workspace
     sections: list[Section]
@@ -119,7 +151,7 @@ class SpecContext:
         tasks: SpecTasks | None,
         configured: str | None,
         prefixes: list[str],
-        options: Options,
+        options: Settings,
         view: BacklogView,
     ) -> SpecContext:
         ws: Workspace = view.workspace
