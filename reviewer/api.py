@@ -210,12 +210,7 @@ def create_app(app: App) -> FastAPI:
         a: App = Depends(get_app),  # noqa: B008
     ) -> HTMLResponse:
         items = a.state.proposals(state=None if state == "all" else state, limit=200)
-        counts = {
-            r["state"]: r["n"]
-            for r in a.store.query(
-                "SELECT state, COUNT(*) AS n FROM reviewer_proposals GROUP BY state"
-            )
-        }
+        counts = a.state.proposal_state_counts()
         html = _pages.get_template("web/index.html").render(
             proposals=[p.public() for p in items],
             counts=counts,

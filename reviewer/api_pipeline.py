@@ -116,16 +116,8 @@ def get_experiments(
 
 
 def goal_settings(app: App) -> dict[str, Any]:
-    """The goal-progress rule's goals and progress settings from the config."""
-    from rules.goal_progress import Options
-
-    rule = app.config.rules.get("goal-progress")
-    options = rule.options if rule is not None else Options()
-    return {
-        "goals": options.goals,
-        "running_weight": options.running_weight,
-        "rate_window": options.rate_window,
-    }
+    """The goal rule's goals and progress settings from the config."""
+    return app.config.goal_settings()
 
 
 @router.get("/api/goals")
@@ -154,22 +146,13 @@ def post_goal(
         raise HTTPException(_UNPROCESSABLE, describe_errors(exc)) from None
     at = fmt_ts(_now(app))
     with app.store.transaction():
-        app.store.execute(
-            """INSERT INTO reviewer_goals
-                   (id, title, target, deadline, label, spec, task_type,
-                    created_at, updated_at, created_by)
-               VALUES (:id, :title, :target, :deadline, :label, :spec, :task_type,
-                       :at, :at, :actor)
-               ON CONFLICT (id) DO UPDATE SET title = excluded.title,
-                   target = excluded.target, deadline = excluded.deadline,
-                   label = excluded.label, spec = excluded.spec,
-                   task_type = excluded.task_type, updated_at = excluded.updated_at""",
+        app.state.define_goal(
             {
                 **goal.model_dump(include={"id", "title", "target", "deadline"}),
                 **goal.model_dump(include={"label", "spec", "task_type"}),
-                "at": at,
-                "actor": actor,
             },
+            at,
+            actor,
         )
     shadowed = goal.id in goal_settings(app)["goals"]
     return {

@@ -26,7 +26,7 @@ def backtest(
     at = start
     while at <= end:
         scratch = ReviewResult(run_id=None, now=fmt_ts(at))
-        findings, failed = engine._run_rules(at, scratch)
+        findings, failed = engine.run_rules(at, scratch)
         firing = set()
         for f in findings:
             firing.add(f.fingerprint)

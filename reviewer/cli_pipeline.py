@@ -192,17 +192,15 @@ def ab(
 @pass_ctx
 def goals(ctx: Context, now: datetime | None, as_json: bool) -> None:
     """Goals: progress %, counts and predicted completion (GET /api/goals)."""
-    from rules.goal_progress import Options
     from store.goals import goals_report
 
     with handled(), open_app(ctx) as app:
-        rule = app.config.rules.get("goal-progress")
-        options = rule.options if rule is not None else Options()
+        settings = app.config.goal_settings()
         items = goals_report(
             app.store.view(now or app.engine.clock()),
-            options.goals,
-            running_weight=options.running_weight,
-            rate_window=options.rate_window,
+            settings["goals"],
+            running_weight=settings["running_weight"],
+            rate_window=settings["rate_window"],
         )
     if as_json:
         _emit_json(items)

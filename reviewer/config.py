@@ -17,7 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rules import REGISTRY
 from store import Approval, Severity
+from store.goals import RATE_WINDOW, RUNNING_WEIGHT
 from store.timeutil import Duration
 
 CONFIG_ENV = "REVIEWER_CONFIG"
@@ -100,6 +102,22 @@ class Config(BaseModel):
     rules: dict[str, RuleConfig]
     goals: dict[str, Any] = Field(default_factory=dict)
     experiments: dict[str, Any] = Field(default_factory=dict)
+
+    def goal_settings(self) -> dict[str, Any]:
+        """The goals and progress settings of the rule that watches the ``[goals]``
+        tables (the store's defaults when no rule does)."""
+        for rule_id, module in REGISTRY.items():
+            option = next(
+                (o for o, t in getattr(module, "CONFIG_TABLES", {}).items() if t == "goals"), None
+            )
+            if option is not None and rule_id in self.rules:
+                options = self.rules[rule_id].options
+                return {
+                    "goals": getattr(options, option),
+                    "running_weight": options.running_weight,
+                    "rate_window": options.rate_window,
+                }
+        return {"goals": {}, "running_weight": RUNNING_WEIGHT, "rate_window": RATE_WINDOW}
 
     def resolve(self, path: str | None) -> Path | None:
         """A path from the config, relative to the config file's folder."""
@@ -184,8 +202,6 @@ def config_from_dict(
     data: dict[str, Any], path: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> Config:
     """Validate an already-parsed config; ``path`` is only for messages and relative paths."""
-    from rules import REGISTRY
-
     known_tables = {"reviewer", "rules", "goals", "experiments"}
     unknown = sorted(set(data) - known_tables)
     if unknown:
@@ -216,14 +232,14 @@ def config_from_dict(
             raise ConfigError(f"{_where(path)}: [rules.{rule_id}] must be a table")
         shared = {k: v for k, v in table.items() if k in SHARED_RULE_KEYS}
         own = {k: v for k, v in table.items() if k not in SHARED_RULE_KEYS}
-        if rule_id == "goal-progress":
-            # The goals the rule watches are the [goals.<id>] tables.
-            if "goals" in own:
+        for option, top in getattr(module, "CONFIG_TABLES", {}).items():
+            # An option filled from a top-level table (e.g. the goals a rule watches: [goals.<id>]).
+            if option in own:
                 raise ConfigError(
-                    f"{_where(path)}: [rules.goal-progress] option 'goals': define goals as "
-                    "[goals.<id>] tables, not inside the rule's table"
+                    f"{_where(path)}: [rules.{rule_id}] option '{option}': define {option} as "
+                    f"[{top}.<id>] tables, not inside the rule's table"
                 )
-            own["goals"] = data.get("goals", {})
+            own[option] = data.get(top, {})
         try:
             rule_settings = RuleSettings.model_validate(
                 {**getattr(module, "DEFAULTS", {}), **shared}

@@ -18,17 +18,16 @@ from typing import Any
 import click
 
 from reviewer.simulate import Labels, simulate, to_toml
+from rules import REGISTRY
+from store import ReviewerState, SQLiteStore, read_meta
 
 SEED = 2026
 DAYS = 28
 TASKS_PER_DAY = 80
-AUTO_RULES = ("flaky-tests", "stale-queue")  # the first of these that exists runs on auto
 
 
 def build_demo(db_path: Path) -> tuple[Path, Labels]:
     """Replace ``db_path`` with the demo store; return the demo config's path and the labels."""
-    from store.sqlite import SQLiteStore
-
     db_path = db_path.resolve()
     refuse_to_replace(db_path)
     for suffix in ("", "-wal", "-shm", ".lock"):
@@ -38,9 +37,7 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
         shutil.rmtree(workspace)
     workspace.mkdir(parents=True)
     with SQLiteStore(db_path) as store:
-        store.execute(
-            "INSERT INTO reviewer_meta (key, value) VALUES ('demo', :seed)", {"seed": str(SEED)}
-        )
+        ReviewerState(store).set_meta("demo", str(SEED))
         labels = simulate(
             store,
             workspace=workspace,
@@ -50,9 +47,8 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
             noise=0.5,
             problems=True,
         )
-    from rules import REGISTRY
-
-    auto = next((r for r in AUTO_RULES if r in REGISTRY), None)
+    # The first registered rule that asks for it runs on auto.
+    auto = next((r for r, m in REGISTRY.items() if getattr(m, "DEMO_AUTO", False)), None)
     data = labels.config(f"sqlite:///{db_path}", approval="manual", auto=[auto] if auto else [])
     data["reviewer"]["specs_dir"] = str(labels.specs_dir.relative_to(workspace))
     data["reviewer"]["repo_dir"] = str(labels.repo_dir.relative_to(workspace))
@@ -77,17 +73,7 @@ def refuse_to_replace(db_path: Path) -> None:
     """
     if not db_path.exists():
         return
-    import sqlite3
-
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM reviewer_meta WHERE key = 'demo'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        row = None
-    if row is None:
+    if read_meta(db_path, "demo") is None:
         raise NotADemoStore(
             f"{db_path} exists and is not a demo store; the demo replaces its store, so "
             "give it a new path with --db (nothing was changed)"

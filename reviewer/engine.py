@@ -120,7 +120,7 @@ class Engine:
         result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
 
         try:
-            findings, failed_rules = self._run_rules(at, result)
+            findings, failed_rules = self.run_rules(at, result)
         except Exception as exc:  # the store could not be read: nothing to judge this cycle
             log.exception("review cycle %s could not read the store", run_id)
             result.status = "failed"
@@ -168,7 +168,9 @@ class Engine:
         )
         return result
 
-    def _run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
+    def run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
+        """Every enabled rule's findings as of ``at`` (deduplicated by fingerprint) and the
+        rules that failed; records nothing but the failures in ``result.errors``."""
         view = self.store.view(at)
         findings: dict[str, Finding] = {}
         failed: set[str] = set()
@@ -255,13 +257,7 @@ class Engine:
             "silenced_by": f.silenced_by,
         }
         if row is None:
-            self.store.execute(
-                """INSERT INTO reviewer_findings (fingerprint, rule, kind, subject, severity,
-                       summary, payload, state, first_seen, last_seen, silenced_by, last_run_id)
-                   VALUES (:fp, :rule, :kind, :subject, :severity, :summary, :payload, 'open',
-                       :at, :at, :silenced_by, :run)""",
-                params,
-            )
+            self.state.open_finding(params)
             self.state.audit(
                 at,
                 ACTOR,
@@ -273,15 +269,7 @@ class Engine:
             )
             return "new"
         reopened = row["state"] != "open"
-        self.store.execute(
-            f"""UPDATE reviewer_findings SET severity = :severity, summary = :summary,
-                   payload = :payload, state = 'open', last_seen = :at,
-                   times_seen = times_seen + 1, clear_streak = 0, silenced_by = :silenced_by,
-                   last_run_id = :run
-                   {", resolved_at = NULL, regressions = regressions + 1" if reopened else ""}
-               WHERE fingerprint = :fp""",
-            params,
-        )
+        self.state.refresh_finding(params, reopened=reopened)
         if reopened:
             self.state.audit(
                 at,
@@ -304,16 +292,9 @@ class Engine:
                 continue
             streak = row["clear_streak"] + 1
             if streak < needed:
-                self.store.execute(
-                    "UPDATE reviewer_findings SET clear_streak = :s WHERE fingerprint = :fp",
-                    {"s": streak, "fp": fp},
-                )
+                self.state.set_clear_streak(fp, streak)
                 continue
-            self.store.execute(
-                """UPDATE reviewer_findings SET clear_streak = :s, state = 'resolved',
-                       resolved_at = :at WHERE fingerprint = :fp""",
-                {"s": streak, "fp": fp, "at": at},
-            )
+            self.state.resolve_finding(fp, streak, at)
             reason = f"condition cleared for {streak} consecutive cycles"
             self.state.audit(
                 at,
@@ -545,7 +526,7 @@ class Engine:
             "updated_at": at,
             "attempts": 0,
             "depends_on": json.dumps([]),
-            "spec": proposal.subject if proposal.rule == "spec-drift" else None,
+            "spec": proposal.subject if _subject_is_spec(proposal.rule) else None,
             "goal_id": payload.get("evidence", {}).get("goal_id") if payload else None,
             "labels": json.dumps(["reviewer", f"rule:{proposal.rule}", f"kind:{proposal.kind}"]),
             "source": "reviewer",
@@ -559,6 +540,11 @@ class Engine:
                 }
             ),
         }
+
+
+def _subject_is_spec(rule_id: str) -> bool:
+    """Whether a rule's findings are about a spec (their subject is its path)."""
+    return bool(getattr(REGISTRY.get(rule_id), "SUBJECT_IS_SPEC", False))
 
 
 def _describe(exc: BaseException) -> str:

@@ -20,15 +20,15 @@ class ReviewerCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        store = self.app.store
+        state = self.app.state
         runs = CounterMetricFamily(
             "reviewer_review_runs", "Review cycles by final status.", labels=["status"]
         )
-        for row in store.query("SELECT status, COUNT(*) AS n FROM reviewer_runs GROUP BY status"):
+        for row in state.run_counts():
             runs.add_metric([row["status"]], row["n"])
         yield runs
 
-        last = self.app.state.last_run()
+        last = state.last_run()
         last_ts = GaugeMetricFamily(
             "reviewer_last_run_timestamp_seconds", "Start of the last finished review cycle."
         )
@@ -49,18 +49,14 @@ class ReviewerCollector(Collector):
         findings = GaugeMetricFamily(
             "reviewer_findings", "Findings by rule and state.", labels=["rule", "state"]
         )
-        for row in store.query(
-            "SELECT rule, state, COUNT(*) AS n FROM reviewer_findings GROUP BY rule, state"
-        ):
+        for row in state.finding_counts():
             findings.add_metric([row["rule"], row["state"]], row["n"])
         yield findings
 
         proposals = GaugeMetricFamily(
             "reviewer_proposals", "Proposals by rule and state.", labels=["rule", "state"]
         )
-        for row in store.query(
-            "SELECT rule, state, COUNT(*) AS n FROM reviewer_proposals GROUP BY rule, state"
-        ):
+        for row in state.proposal_counts():
             proposals.add_metric([row["rule"], row["state"]], row["n"])
         yield proposals
 

@@ -17,8 +17,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from rules import Finding
-from store import Proposal
+from rules import REGISTRY, Finding
+from store import Proposal, Severity
 from store.timeutil import fmt_ts
 
 _MAX_EVIDENCE_CHARS = 400
@@ -101,8 +101,6 @@ class Renderer:
 
     def check(self) -> list[str]:
         """Compile every template and render a sample of each rule; return the problems."""
-        from rules import REGISTRY
-        from store import Severity
 
         problems = []
         for name in self.env.list_templates(filter_func=lambda n: n.endswith(".j2")):

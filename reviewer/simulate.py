@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from rules import REGISTRY
 from store.base import Store
 
 PHASES = ("spec", "impl", "review", "test")
@@ -169,8 +170,6 @@ class Labels:
         self, store_url: str, *, approval: str = "manual", auto: Iterable[str] = ()
     ) -> dict[str, Any]:
         """A config (as a dict) that reviews this history: every known rule enabled."""
-        from rules import REGISTRY
-
         auto_set = set(auto)
         rules: dict[str, dict[str, Any]] = {}
         for rule_id, module in REGISTRY.items():

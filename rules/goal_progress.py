@@ -54,6 +54,10 @@ ID = "goal-progress"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
 
 
+# Options filled by the config loader from top-level tables: ``goals`` from [goals.<id>].
+CONFIG_TABLES = {"goals": "goals"}
+
+
 class Options(RuleOptions):
     # Filled by the config loader from the [goals.<id>] tables, not set in [rules.goal-progress].
     goals: dict[str, GoalDef] = Field(

@@ -24,7 +24,7 @@ from store.models import (
     Severity,
     Silence,
 )
-from store.sqlite import SQLiteStore
+from store.sqlite import SQLiteStore, read_meta
 from store.state import InvalidTransition, NotFound, ReviewerState, silence_for
 
 
@@ -76,5 +76,6 @@ __all__ = [
     "goal_link",
     "json_list",
     "open_store",
+    "read_meta",
     "silence_for",
 ]

@@ -40,6 +40,20 @@ BUSY_TIMEOUT_S = 30.0
 _BATCH = 1000
 
 
+def read_meta(db_path: Path, key: str) -> str | None:
+    """A ``reviewer_meta`` value of a SQLite file, read without changing it; ``None`` when
+    the file is no store (or has no such key)."""
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM reviewer_meta WHERE key = ?", (key,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
 class SQLiteStore(SQLStoreCommon):
     """A backlog store in one SQLite file (or in memory, for tests)."""
 

@@ -164,6 +164,97 @@ class ReviewerState:
             params,
         )
 
+    def open_finding(self, values: dict[str, Any]) -> None:
+        """Record a finding seen for the first time. ``values``: ``fp``, ``rule``,
+        ``kind``, ``subject``, ``severity``, ``summary``, ``payload`` (JSON text),
+        ``at``, ``run`` (the run id) and ``silenced_by``."""
+        self.store.execute(
+            """INSERT INTO reviewer_findings (fingerprint, rule, kind, subject, severity,
+                   summary, payload, state, first_seen, last_seen, silenced_by, last_run_id)
+               VALUES (:fp, :rule, :kind, :subject, :severity, :summary, :payload, 'open',
+                   :at, :at, :silenced_by, :run)""",
+            values,
+        )
+
+    def refresh_finding(self, values: dict[str, Any], *, reopened: bool) -> None:
+        """A known finding fired again (``values`` as for ``open_finding``); ``reopened``
+        when it had resolved, which counts a regression."""
+        self.store.execute(
+            f"""UPDATE reviewer_findings SET severity = :severity, summary = :summary,
+                   payload = :payload, state = 'open', last_seen = :at,
+                   times_seen = times_seen + 1, clear_streak = 0, silenced_by = :silenced_by,
+                   last_run_id = :run
+                   {", resolved_at = NULL, regressions = regressions + 1" if reopened else ""}
+               WHERE fingerprint = :fp""",
+            values,
+        )
+
+    def set_clear_streak(self, fingerprint: str, streak: int) -> None:
+        """How many cycles in a row an open finding has not fired."""
+        self.store.execute(
+            "UPDATE reviewer_findings SET clear_streak = :s WHERE fingerprint = :fp",
+            {"s": streak, "fp": fingerprint},
+        )
+
+    def resolve_finding(self, fingerprint: str, streak: int, at: str) -> None:
+        """An open finding stayed clear for ``streak`` cycles: it is resolved at ``at``."""
+        self.store.execute(
+            """UPDATE reviewer_findings SET clear_streak = :s, state = 'resolved',
+                   resolved_at = :at WHERE fingerprint = :fp""",
+            {"s": streak, "fp": fingerprint, "at": at},
+        )
+
+    # -- counts (metrics and the review page) --------------------------------------
+    def run_counts(self) -> list[Row]:
+        """Review runs by final status: ``status``, ``n``."""
+        return self.store.query("SELECT status, COUNT(*) AS n FROM reviewer_runs GROUP BY status")
+
+    def finding_counts(self) -> list[Row]:
+        """Findings by rule and state: ``rule``, ``state``, ``n``."""
+        return self.store.query(
+            "SELECT rule, state, COUNT(*) AS n FROM reviewer_findings GROUP BY rule, state"
+        )
+
+    def proposal_counts(self) -> list[Row]:
+        """Proposals by rule and state: ``rule``, ``state``, ``n``."""
+        return self.store.query(
+            "SELECT rule, state, COUNT(*) AS n FROM reviewer_proposals GROUP BY rule, state"
+        )
+
+    def proposal_state_counts(self) -> dict[str, int]:
+        """Proposals by state."""
+        return {
+            r["state"]: r["n"]
+            for r in self.store.query(
+                "SELECT state, COUNT(*) AS n FROM reviewer_proposals GROUP BY state"
+            )
+        }
+
+    # -- goals defined over the API ---------------------------------------------------
+    def define_goal(self, goal: dict[str, Any], at: str, actor: str) -> None:
+        """Store (or redefine) a goal by id: ``id``, ``title``, ``target``, ``deadline``,
+        ``label``, ``spec``, ``task_type``."""
+        self.store.execute(
+            """INSERT INTO reviewer_goals
+                   (id, title, target, deadline, label, spec, task_type,
+                    created_at, updated_at, created_by)
+               VALUES (:id, :title, :target, :deadline, :label, :spec, :task_type,
+                       :at, :at, :actor)
+               ON CONFLICT (id) DO UPDATE SET title = excluded.title,
+                   target = excluded.target, deadline = excluded.deadline,
+                   label = excluded.label, spec = excluded.spec,
+                   task_type = excluded.task_type, updated_at = excluded.updated_at""",
+            {**goal, "at": at, "actor": actor},
+        )
+
+    # -- meta -----------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        """A new ``reviewer_meta`` entry (e.g. ``demo``: the store a demo built)."""
+        self.store.execute(
+            "INSERT INTO reviewer_meta (key, value) VALUES (:key, :value)",
+            {"key": key, "value": value},
+        )
+
     # -- proposals ---------------------------------------------------------------
     def proposal(self, proposal_id: int) -> Proposal:
         rows = self.store.query(

@@ -68,6 +68,9 @@ from store import BacklogView, Row
 from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "flaky-tests"
+# `reviewer demo` files this rule's proposals on auto, to show the auto path.
+DEMO_AUTO = True
+
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
 
 

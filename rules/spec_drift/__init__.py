@@ -95,6 +95,9 @@ from store import BacklogView
 from store.timeutil import Duration
 
 ID = "spec-drift"
+# A finding's subject is a spec's path: a task filed for it names that spec.
+SUBJECT_IS_SPEC = True
+
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
 
 Kind = Literal["template", "untestable", "missing-file", "unrequested-change", "stale-spec"]
