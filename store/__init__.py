@@ -7,25 +7,69 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from store._q_goals import goal_link
-from store._q_metrics import ARM_COLUMNS, MetricFilter
-from store._q_usage import USAGE_DIMENSIONS
-from store._schema import METRIC_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS, TEST_RESULT_COLUMNS
-from store._view import BacklogView, json_list
-from store.base import DaemonLockedError, Row, Store, StoreError
-from store.models import (
-    ACTIVE_PROPOSAL_STATES,
-    Approval,
-    Proposal,
-    ProposalState,
-    ReviewRun,
-    Severity,
-    Silence,
-)
-from store.sqlite import SQLiteStore, read_meta
-from store.state import InvalidTransition, NotFound, ReviewerState, silence_for
+if TYPE_CHECKING:
+    from store._q_goals import goal_link
+    from store._q_metrics import ARM_COLUMNS, MetricFilter
+    from store._q_usage import USAGE_DIMENSIONS
+    from store._schema import METRIC_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS, TEST_RESULT_COLUMNS
+    from store._view import BacklogView, json_list
+    from store.base import DaemonLockedError, Row, Store, StoreError
+    from store.models import (
+        ACTIVE_PROPOSAL_STATES,
+        Approval,
+        Proposal,
+        ProposalState,
+        ReviewRun,
+        Severity,
+        Silence,
+    )
+    from store.sqlite import SQLiteStore, read_meta
+    from store.state import InvalidTransition, NotFound, ReviewerState, silence_for
+
+
+# Where each public name lives; imported on first use (PEP 562), so that `import store`
+# (and `reviewer --help`) does not load SQLite's helpers, pandas and pydantic up front.
+_PUBLIC: dict[str, str] = {
+    "ACTIVE_PROPOSAL_STATES": "store.models",
+    "ARM_COLUMNS": "store._q_metrics",
+    "Approval": "store.models",
+    "BacklogView": "store._view",
+    "DaemonLockedError": "store.base",
+    "InvalidTransition": "store.state",
+    "METRIC_COLUMNS": "store._schema",
+    "MetricFilter": "store._q_metrics",
+    "NotFound": "store.state",
+    "Proposal": "store.models",
+    "ProposalState": "store.models",
+    "ReviewRun": "store.models",
+    "ReviewerState": "store.state",
+    "Row": "store.base",
+    "SCHEMA_VERSION": "store._schema",
+    "SQLiteStore": "store.sqlite",
+    "Severity": "store.models",
+    "Silence": "store.models",
+    "Store": "store.base",
+    "StoreError": "store.base",
+    "TASK_COLUMNS": "store._schema",
+    "TEST_RESULT_COLUMNS": "store._schema",
+    "USAGE_DIMENSIONS": "store._q_usage",
+    "goal_link": "store._q_goals",
+    "json_list": "store._view",
+    "read_meta": "store.sqlite",
+    "silence_for": "store.state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = None) -> Store:
@@ -33,6 +77,9 @@ def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = Non
 
     ``mirror_path`` is the local SQLite file an HTTP store mirrors into.
     """
+    from store.base import StoreError
+    from store.sqlite import SQLiteStore
+
     if url.startswith("sqlite:///"):
         return SQLiteStore(url[len("sqlite:///") :], workspace=workspace)
     if url.startswith(("postgresql://", "postgres://")):

@@ -1,0 +1,60 @@
+"""``reviewer config check``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from reviewer.cli.base import (
+    Context,
+    cli,
+    emit_json,
+    handled,
+    json_option,
+    pass_ctx,
+    table,
+)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Check the configuration."""
+
+
+@config_group.command("check")
+@json_option
+@pass_ctx
+def config_check(ctx: Context, as_json: bool) -> None:
+    """Validate config.toml and the proposal templates."""
+    from reviewer.render import Renderer
+
+    with handled():
+        cfg = ctx.config
+        problems = Renderer(cfg.resolve(cfg.reviewer.templates_dir)).check()
+    if problems:
+        for p in problems:
+            click.echo(f"reviewer: {p}", err=True)
+        sys.exit(2)
+    rules_summary = {
+        r.id: {
+            "enabled": r.settings.enabled,
+            "severity": r.settings.severity.value,
+            "approval": r.settings.approval.value,
+        }
+        for r in cfg.rules.values()
+    }
+    summary = {
+        "config": str(cfg.path) if cfg.path else None,
+        "store": cfg.store_url,
+        "rules": rules_summary,
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"{summary['config'] or 'built-in defaults'}: OK")
+    click.echo(f"store: {summary['store']}")
+    table(
+        [{"rule": k, **v} for k, v in rules_summary.items()],
+        ["rule", "enabled", "severity", "approval"],
+    )
