@@ -107,7 +107,7 @@ def bench_store(path: Path, size: int, repeat: int) -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from reviewer.api_pipeline import router
+    from reviewer.api.agent_metrics import router
     from reviewer.app import App
     from reviewer.config import config_from_dict
     from reviewer.experiments import compare_arms

@@ -1,6 +1,6 @@
 """Detection quality of the rule modules on labelled, simulated pipeline histories.
 
-For each size (tasks per day), noise level and seed, ``reviewer.simulate``
+For each size (tasks per day), noise level and seed, ``reviewer.sim``
 writes one history with every kind of problem injected at a known subject and
 time, and one clean history. The real rules are replayed over the end of each
 history with ``reviewer.backtest`` (what the daemon would have reported at each
@@ -34,7 +34,7 @@ from typing import Any
 from reviewer.app import App
 from reviewer.backtest import backtest
 from reviewer.config import config_from_dict
-from reviewer.simulate import ALL_KINDS, Labels, simulate
+from reviewer.sim import ALL_KINDS, Labels, simulate
 from rules import REGISTRY
 from store.sqlite import SQLiteStore
 from store.timeutil import parse_duration, parse_ts

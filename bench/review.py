@@ -3,7 +3,7 @@
     python bench/review.py [--sizes 80,300,1000] [--days 28] [--rules all|ID,ID]
 
 For each size (tasks per day) it builds a seeded four-week history with every
-kind of problem (``reviewer.simulate``) in a fresh SQLite file, then times:
+kind of problem (``reviewer.sim``) in a fresh SQLite file, then times:
 the first review cycle (every finding new, proposals created), a second
 cycle on unchanged data (the daemon's steady state), and each rule's
 ``check()`` alone. Figures are wall-clock seconds on this machine; run it on
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reviewer.config import config_from_dict
 from reviewer.engine import Engine
-from reviewer.simulate import simulate
+from reviewer.sim import simulate
 from rules import REGISTRY
 from store.sqlite import SQLiteStore
 

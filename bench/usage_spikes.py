@@ -21,16 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rules import usage_spikes
 from store.timeutil import fmt_ts
 from tests.support import make_store, metric_rows
-from tests.test_usage_spikes import START, _score, _store, clean_rows, simulate
+from tests.test_usage_spikes import START, clean_rows, history_store, score_detection, simulate
 
 
 def quality(seeds: list[int]) -> None:
     totals: dict[str, list[float]] = {}
     for seed in seeds:
         p = simulate(days=35, base_rate=8.0, seed=seed)
-        store = _store(p)
+        store = history_store(p)
         try:
-            figures = _score(p, store, usage_spikes.Options(), budgets=True)
+            figures = score_detection(p, store, usage_spikes.Options(), budgets=True)
         finally:
             store.close()
         print(
@@ -66,7 +66,7 @@ def clean(seeds: list[int]) -> None:
 def speed(rows: int) -> None:
     # base_rate scales the row count; 30 days of the simulated rhythm.
     p = simulate(days=30, base_rate=8.0 * rows / 11_300, seed=3)
-    store = _store(p)
+    store = history_store(p)
     try:
         for minutes in (55, 5):
             now = fmt_ts(START + timedelta(days=30) - timedelta(minutes=minutes))

@@ -1,6 +1,6 @@
 """``reviewer demo``: build a realistic pipeline with every kind of problem and review it once.
 
-The history comes from ``reviewer.simulate`` (fixed seed, four weeks, a few
+The history comes from ``reviewer.sim`` (fixed seed, four weeks, a few
 hundred tasks), so the demo is the same on every machine. Beside the store it
 writes a workspace with the repository, its specs and a ``config.toml`` that
 enables every rule with manual approval, except one on ``auto`` so the demo
@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from reviewer.simulate import Labels, simulate, to_toml
+from reviewer.sim import Labels, simulate, to_toml
 from rules import REGISTRY
 from store import ReviewerState, SQLiteStore, read_meta
 

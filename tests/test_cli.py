@@ -200,6 +200,7 @@ def test_silence_add_list_expire(tmp_path: Path) -> None:
     assert code == 2 and "matches no rule" in err
 
 
+@pytest.mark.slow
 def test_kill_between_insert_and_state_update_files_the_task_once(tmp_path: Path) -> None:
     """A process dies right after inserting the backlog task; the next approve files it once."""
     cfg = write_config(tmp_path)

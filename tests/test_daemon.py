@@ -116,6 +116,7 @@ def _wait_for_run(db: Path, timeout: float = 30) -> None:
     raise AssertionError("the daemon never finished a review cycle")
 
 
+@pytest.mark.slow
 def test_two_daemons_on_one_store_cannot_both_run_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text('[reviewer]\nstore = "sqlite:///pipeline.db"\ninterval = "1h"\n')

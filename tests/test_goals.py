@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from reviewer.api_pipeline import router
+from reviewer.api.goals import router
 from reviewer.app import App
 from store.goals import GoalDef, goal_status
 from store.timeutil import parse_ts

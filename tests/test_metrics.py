@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from reviewer.api_pipeline import router
+from reviewer.api.agent_metrics import router
 from reviewer.app import App
 from reviewer.metrics import pipeline_metrics
 from store import MetricFilter

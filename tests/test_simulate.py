@@ -7,10 +7,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from reviewer.cli import cli
-from reviewer.simulate import ALL_KINDS, Labels, simulate
+from reviewer.sim import ALL_KINDS, Labels, simulate
 from store.sqlite import SQLiteStore
 
 SMALL: dict[str, Any] = {"days": 10, "tasks_per_day": 16, "noise": 0.5}
@@ -113,6 +114,7 @@ def test_clean_history_has_no_injected_problem(tmp_path: Path) -> None:
     assert all("api/app/main.py" not in files for files in changed)
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     result = CliRunner().invoke(cli, ["demo", "--db", str(db)])
@@ -122,7 +124,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "proposals approve" in result.output
     assert (tmp_path / "demo-workspace" / "config.toml").is_file()
     # Every kind of every rule shows up in the demo.
-    from reviewer.simulate import ALL_KINDS
+    from reviewer.sim import ALL_KINDS
 
     for rule_id, kind in ALL_KINDS:
         assert f"{rule_id}/{kind}" in result.output, f"{rule_id}/{kind} missing from the demo"

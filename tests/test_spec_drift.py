@@ -17,7 +17,8 @@ from rules.spec_drift.parse import find_section, parse_sections
 from store.workspace import Workspace
 from tests.support import git_history, make_store
 
-SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
+# The origin spec (a copy of ../shared/seeds, the project's own text), so a plain clone runs these.
+SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
 SEED_NAME = "004_7932cd015c242d02.txt"
 NOW = "2026-03-10T00:00:00Z"
 STALE_SPEC = (
@@ -27,8 +28,6 @@ STALE_SPEC = (
 
 @pytest.fixture
 def seed_text() -> str:
-    if not (SEEDS / SEED_NAME).is_file():
-        pytest.skip(f"the seed spec {SEEDS / SEED_NAME} is not in this checkout's parent")
     return (SEEDS / SEED_NAME).read_text()
 
 

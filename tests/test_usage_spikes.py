@@ -101,7 +101,7 @@ def simulate(days: int, base_rate: float, seed: int = 7) -> Pipeline:
     return p
 
 
-def _store(p: Pipeline) -> SQLiteStore:
+def history_store(p: Pipeline) -> SQLiteStore:
     store = make_store()
     store.upsert_metrics(metric_rows(p.rows))
     return store
@@ -144,7 +144,7 @@ def _spent_today(rows: list[dict[str, Any]], now: datetime) -> dict[str, float]:
     return out
 
 
-def _score(
+def score_detection(
     p: Pipeline, store: SQLiteStore, options: usage_spikes.Options, budgets: bool = False
 ) -> dict[str, float]:
     """Replay the last week every 2 h; true/false positives and due/found per kind.
@@ -226,9 +226,9 @@ def test_detection_quality_on_simulated_pipelines() -> None:
     totals: dict[str, float] = {}
     for seed in (7, 11, 23):
         p = simulate(days=35, base_rate=8.0, seed=seed)
-        store = _store(p)
+        store = history_store(p)
         try:
-            counts = _score(p, store, usage_spikes.Options(), budgets=True)
+            counts = score_detection(p, store, usage_spikes.Options(), budgets=True)
         finally:
             store.close()
         totals = {key: totals.get(key, 0) + v for key, v in counts.items()}
@@ -298,7 +298,7 @@ def test_throttle_action_proposes_throttling() -> None:
 @pytest.mark.slow
 def test_check_time_on_a_large_store() -> None:
     p = simulate(days=35, base_rate=40.0, seed=3)
-    store = _store(p)
+    store = history_store(p)
     try:
         now = fmt_ts(START + timedelta(days=35) - timedelta(minutes=55))
         t0 = time.perf_counter()

@@ -45,6 +45,10 @@ GOALS = {
     "g-selfheal": "Self-healing pipeline",
 }
 MAX_ATTEMPTS = 2  # the pipeline retries a failed run once; three failures is a problem
+# A usage spike is labelled from the hour it is this far above normal: 100,000 tokens or
+# $2 (the definition the README documents). The labeller keeps its own figures: it never
+# reads a rule's options, so tuning a rule does not move the labels it is judged on.
+SPIKE_FLOORS = (100000.0, 2.0)
 
 ALL_KINDS: tuple[tuple[str, str], ...] = (
     ("stale-queue", "stale"),
@@ -1226,10 +1230,7 @@ def _fault_spike(p: _Pipeline, dim: str, name: str, since: float) -> _Spans:
     A span runs from the first of two such hours to the end of the third hour in a
     row that is not (the rule's hysteresis), ``None`` while it lasts.
     """
-    from rules.usage_spikes import Options
-
-    defaults = Options()
-    floors = (float(defaults.spike_min_tokens), float(defaults.spike_min_cost_usd))
+    floors = SPIKE_FLOORS
     day0 = int(since // 86400)
     weekend = p.at(day0 * 86400.0).weekday() >= 5
     days = [d for d in range(day0) if (p.at(d * 86400.0).weekday() >= 5) == weekend]

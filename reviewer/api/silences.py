@@ -1,0 +1,61 @@
+"""``/api/silences``: list, add, expire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict
+
+from reviewer.api.deps import get_app, require_token
+from reviewer.app import App
+from store.timeutil import fmt_ts, parse_ts, utcnow
+
+router = APIRouter()
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rule: str
+    subject: str
+    until: str
+    by: str | None = None
+    comment: str
+
+
+@router.get("/api/silences")
+def silences(all: bool = False, a: App = Depends(get_app)) -> list[dict[str, Any]]:  # noqa: B008
+    return [s.public() for s in a.state.silences(fmt_ts(utcnow()), include_expired=all)]
+
+
+@router.post("/api/silences", status_code=201)
+def add_silence(
+    body: SilenceIn,
+    actor: str = Depends(require_token),
+    a: App = Depends(get_app),  # noqa: B008
+) -> dict[str, Any]:
+    try:
+        until = fmt_ts(parse_ts(body.until))
+    except ValueError:
+        raise HTTPException(422, "until: expected an ISO 8601 time") from None
+    with a.store.transaction():
+        s = a.state.add_silence(
+            rule=body.rule,
+            subject=body.subject,
+            until=until,
+            by=body.by or actor,
+            comment=body.comment,
+            at=fmt_ts(utcnow()),
+        )
+    return s.public()
+
+
+@router.post("/api/silences/{silence_id}/expire")
+def expire_silence(
+    silence_id: int,
+    actor: str = Depends(require_token),
+    a: App = Depends(get_app),  # noqa: B008
+) -> dict[str, Any]:
+    with a.store.transaction():
+        s = a.state.expire_silence(silence_id, by=actor, at=fmt_ts(utcnow()), reason=None)
+    return s.public()
