@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from reviewer.api.goals import router
-from reviewer.app import App
 from store.goals import GoalDef, goal_status
 from store.timeutil import parse_ts
+from tests.conftest import RouterClient
 from tests.support import make_config, make_store
 
 NOW = parse_ts("2026-03-15T00:00:00Z")
@@ -101,13 +99,10 @@ def test_selectors_link_by_label_spec_or_type() -> None:
     assert _status(tasks, GoalDef(title="G", label="v_"))["linked"] == 0  # LIKE is escaped
 
 
-def test_goals_api_and_config() -> None:
+def test_goals_api_and_config(router_client: RouterClient) -> None:
     store = make_store(tasks=[_task("c1", "completed"), _task("p1", "pending")])
     cfg = make_config({"reviewer": {"api_token": "t"}, "goals": {"g": {"title": "From config"}}})
-    api = FastAPI()
-    api.state.reviewer = App(cfg, store, clock=lambda: NOW)
-    api.include_router(router)
-    with TestClient(api) as client:
+    with router_client(cfg, store, NOW, router) as client:
         goals = client.get("/api/goals").json()["goals"]
         assert [(g["id"], g["progress_percent"]) for g in goals] == [("g", 50.0)]
         body = {"id": "api-goal", "title": "Via API", "target": 4, "deadline": "2026-04-01"}

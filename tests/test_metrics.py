@@ -7,15 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from reviewer.api.agent_metrics import router
-from reviewer.app import App
 from reviewer.metrics import pipeline_metrics
 from store import MetricFilter
 from store.sqlite import SQLiteStore
 from store.timeutil import parse_ts
+from tests.conftest import RouterClient
 from tests.support import make_config, make_store
 
 NOW = "2026-03-10T00:00:00Z"
@@ -133,12 +132,9 @@ def test_filters_and_as_of(store: SQLiteStore) -> None:
 
 # -- HTTP ---------------------------------------------------------------------------------
 @pytest.fixture
-def client(store: SQLiteStore) -> Iterator[TestClient]:
-    api = FastAPI()
+def client(store: SQLiteStore, router_client: RouterClient) -> Iterator[TestClient]:
     cfg = make_config({"reviewer": {"api_token": "s3cret"}})
-    api.state.reviewer = App(cfg, store, clock=lambda: parse_ts(NOW))
-    api.include_router(router)
-    with TestClient(api) as c:
+    with router_client(cfg, store, parse_ts(NOW), router) as c:
         yield c
 
 
