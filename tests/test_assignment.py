@@ -18,6 +18,7 @@ def test_bucket_is_the_documented_hash() -> None:
     assert bucket("task-1", "salt") == int.from_bytes(digest[:8], "big") / 2**64
 
 
+@pytest.mark.slow
 def test_stable_across_processes_and_insertion_order() -> None:
     here = assign("task-42", {"A": 0.5, "B": 0.5}, "exp1")
     code = (

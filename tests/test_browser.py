@@ -91,6 +91,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, App]]:
     app.close()
 
 
+@pytest.mark.slow
 def test_a_person_approves_and_rejects_on_the_page(server: tuple[str, App], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 

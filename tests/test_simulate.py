@@ -39,6 +39,7 @@ def _files(root: Path) -> dict[str, tuple[str, int]]:
     }
 
 
+@pytest.mark.slow
 def test_same_seed_same_history(tmp_path: Path) -> None:
     a, la = _build(tmp_path / "a")
     b, lb = _build(tmp_path / "b")
@@ -157,6 +158,7 @@ def test_demo_never_replaces_a_store_it_did_not_build(tmp_path: Path) -> None:
         assert store.get_task("t1") is not None
 
 
+@pytest.mark.slow
 def test_breaker_labels_record_when_the_breaker_was_open(tmp_path: Path) -> None:
     """error-rate labels carry the spans the breaker was open, so a replay knows what it
     could see; the dead-letter task's failures are placed at their own times."""

@@ -199,6 +199,7 @@ def test_upsert_metrics_and_test_results_by_composite_key(store: Store) -> None:
     assert store.query("SELECT outcome FROM test_results") == [{"outcome": "failed"}]
 
 
+@pytest.mark.slow
 def test_upsert_streams_more_than_one_batch(store: Store) -> None:
     tasks = (task(f"t{i:05d}") for i in range(25_000))
     assert store.upsert_tasks(task_rows(tasks)) == 25_000
