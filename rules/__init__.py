@@ -11,6 +11,7 @@ from types import ModuleType
 from rules import (
     flaky_tests,
     goal_progress,
+    priorities,
     spec_drift,
     stale_queue,
     stuck_phases,
@@ -26,6 +27,7 @@ REGISTRY: dict[str, ModuleType] = {
     spec_drift.ID: spec_drift,
     flaky_tests.ID: flaky_tests,
     goal_progress.ID: goal_progress,
+    priorities.ID: priorities,
 }
 
 __all__ = ["REGISTRY", "Finding", "RuleModule", "RuleOptions", "Severity", "fingerprint"]

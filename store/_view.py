@@ -2,7 +2,7 @@
 
 Rules see the pipeline only through a ``BacklogView``. Its query methods live
 in per-domain mixins (``_q_tasks``, ``_q_stuck``, ``_q_usage``, ``_q_specs``, ``_q_flaky``,
-``_q_metrics``, ``_q_goals``) and are written once, for every SQL dialect,
+``_q_metrics``, ``_q_goals``, ``_q_graph``) and are written once, for every SQL dialect,
 against three as-of relations:
 
 ``{tasks}``
@@ -26,6 +26,7 @@ from typing import Any
 from store._dialect import Dialect
 from store._q_flaky import FlakyQueries
 from store._q_goals import GoalQueries
+from store._q_graph import GraphQueries
 from store._q_metrics import MetricQueries
 from store._q_specs import SpecQueries
 from store._q_stuck import StuckQueries
@@ -74,6 +75,7 @@ class BacklogView(
     FlakyQueries,
     MetricQueries,
     GoalQueries,
+    GraphQueries,
 ):
     """The pipeline's records as of ``now``, read-only, for rules and reports."""
 
