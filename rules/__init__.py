@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from rules import (
+    backlog_hygiene,
     flaky_tests,
     goal_progress,
     priorities,
@@ -28,6 +29,7 @@ REGISTRY: dict[str, ModuleType] = {
     flaky_tests.ID: flaky_tests,
     goal_progress.ID: goal_progress,
     priorities.ID: priorities,
+    backlog_hygiene.ID: backlog_hygiene,
 }
 
 __all__ = ["REGISTRY", "Finding", "RuleModule", "RuleOptions", "Severity", "fingerprint"]

@@ -74,11 +74,19 @@ _RANK = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 _MAX_LISTED = 20
 
 
+def _important() -> list[Priority]:
+    return ["high", "critical"]
+
+
+def _low() -> list[Priority]:
+    return ["low"]
+
+
 class Options(RuleOptions):
     kinds: list[Kind] = Field(default_factory=lambda: list(get_args(Kind)))
     blocked_grace: Duration = timedelta(hours=1)
-    important_priorities: list[Priority] = Field(default_factory=lambda: ["high", "critical"])
-    low_priorities: list[Priority] = Field(default_factory=lambda: ["low"])
+    important_priorities: list[Priority] = Field(default_factory=_important)
+    low_priorities: list[Priority] = Field(default_factory=_low)
     goal_work_is_important: bool = True
     max_depth: int = Field(default=10, ge=1)
     include_own_tasks: bool = False

@@ -1,8 +1,8 @@
 """The read-only view of a SQL store as of one instant, shared by SQL adapters.
 
 Rules see the pipeline only through a ``BacklogView``. Its query methods live
-in per-domain mixins (``_q_tasks``, ``_q_stuck``, ``_q_usage``, ``_q_specs``, ``_q_flaky``,
-``_q_metrics``, ``_q_goals``, ``_q_graph``) and are written once, for every SQL dialect,
+in per-domain mixins (``store/_q_*.py``: tasks, stuck, usage, specs, flaky,
+metrics, goals, graph, hygiene, ...) and are written once, for every SQL dialect,
 against three as-of relations:
 
 ``{tasks}``
@@ -27,6 +27,7 @@ from store._dialect import Dialect
 from store._q_flaky import FlakyQueries
 from store._q_goals import GoalQueries
 from store._q_graph import GraphQueries
+from store._q_hygiene import HygieneQueries
 from store._q_metrics import MetricQueries
 from store._q_specs import SpecQueries
 from store._q_stuck import StuckQueries
@@ -76,6 +77,7 @@ class BacklogView(
     MetricQueries,
     GoalQueries,
     GraphQueries,
+    HygieneQueries,
 ):
     """The pipeline's records as of ``now``, read-only, for rules and reports."""
 

@@ -1,0 +1,154 @@
+"""backlog-hygiene's ``failure-signature``: one cause failing many tasks of one type."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from reviewer.models import Finding
+from rules._failure_signature import signature
+from store._view import BacklogView
+
+if TYPE_CHECKING:
+    from rules.backlog_hygiene import Options
+
+_MAX_LISTED = 10
+
+
+@dataclass
+class _Group:
+    task_type: str
+    signature: str
+    failures: int = 0
+    duration: float = 0.0
+    tasks: dict[str, int] = field(default_factory=dict)
+    models: Counter[str] = field(default_factory=Counter)
+    example: str = ""
+    last_at: str = ""
+
+
+@dataclass
+class _Runs:
+    """One task type's executions in the window, by status."""
+
+    runs: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    ok_models: Counter[str] = field(default_factory=Counter)
+
+
+def failure_signatures(options: Options, view: BacklogView) -> Iterator[Finding]:
+    since = view.ago(options.failure_window)
+    groups: dict[tuple[str, str], _Group] = {}
+    for row in view.failure_texts(since, options.failure_max_error):
+        sig = signature(row["error"])
+        if not sig:
+            continue
+        g = groups.setdefault((row["task_type"], sig), _Group(row["task_type"], sig))
+        n = int(row["failures"])
+        g.failures += n
+        g.duration += float(row["duration"] or 0)
+        g.tasks[row["task_id"]] = g.tasks.get(row["task_id"], 0) + n
+        g.models[row["model"] or "(none)"] += n
+        if row["last_at"] > g.last_at:
+            g.last_at, g.example = row["last_at"], row["error"]
+    wanted = [
+        g
+        for g in groups.values()
+        if g.failures >= options.failure_min_count and len(g.tasks) >= options.failure_min_tasks
+    ]
+    if not wanted:
+        return
+    runs: dict[str, _Runs] = {}
+    for row in view.run_profile(since):
+        r = runs.setdefault(row["task_type"], _Runs())
+        r.runs[row["status"]] += int(row["runs"])
+        r.seconds[row["status"]] += float(row["duration"] or 0)
+        if row["status"] == "completed":
+            r.ok_models[row["model"] or "(none)"] += int(row["runs"])
+    files = {(r["task_type"], r["state"]): r for r in view.files_profile(since)}
+    for g in sorted(wanted, key=lambda g: (g.task_type, -g.failures, g.signature)):
+        yield _finding(options, g, runs.get(g.task_type, _Runs()), files)
+
+
+def _finding(
+    options: Options, g: _Group, r: _Runs, files: dict[tuple[str, str], dict[str, Any]]
+) -> Finding:
+    kind = g.task_type or "untyped"
+    total, failed, ok = sum(r.runs.values()), r.runs["failed"], r.runs["completed"]
+    share = g.failures / failed if failed else 1.0
+    rate = failed / total if total else 0.0
+    tasks = sorted(g.tasks, key=lambda t: (-g.tasks[t], t))
+    fail_secs = g.duration / g.failures if g.failures else 0.0
+    ok_secs = r.seconds["completed"] / ok if ok else None
+    ok_files = files.get((g.task_type, "completed"), {}).get("mean_files")
+    bad_files = files.get((g.task_type, "failed"), {}).get("mean_files")
+    differs = []
+    if ok:
+        top_ok, top_ok_n = r.ok_models.most_common(1)[0]
+        top_bad, top_bad_n = g.models.most_common(1)[0]
+        differs.append(
+            f"model: these failures ran {top_bad} ({top_bad_n} of {g.failures}); "
+            f"completed {kind} runs mostly {top_ok} ({top_ok_n} of {ok})"
+        )
+        differs.append(
+            f"duration: these failures took {fail_secs:.0f}s on average; "
+            f"completed runs {ok_secs or 0:.0f}s"
+        )
+    if ok_files is not None:
+        differs.append(
+            f"files: completed {kind} tasks changed {float(ok_files):.1f} files on average"
+            + (f", failed ones {float(bad_files):.1f}" if bad_files is not None else "")
+        )
+    shown = ", ".join(tasks[:_MAX_LISTED]) + (
+        f" and {len(tasks) - _MAX_LISTED} more" if len(tasks) > _MAX_LISTED else ""
+    )
+    window = f"{options.failure_window.days}d"
+    return Finding(
+        kind="failure-signature",
+        subject=f"task_type:{kind}",
+        key=hashlib.sha256(g.signature.encode()).hexdigest()[:12],
+        summary=(
+            f"{g.failures} failures of {len(tasks)} {kind} tasks in {window} share one error "
+            f"signature {g.signature!r}: {share:.0%} of the type's {failed} failures "
+            f"(the type fails {rate:.0%} of its {total} runs); tasks {shown}"
+        ),
+        evidence={
+            "task_type": g.task_type,
+            "signature": g.signature,
+            "example_error": g.example[:500],
+            "failures": g.failures,
+            "tasks": len(tasks),
+            "failing_tasks": tasks[:_MAX_LISTED],
+            "type_runs": total,
+            "type_failures": failed,
+            "type_failure_rate": round(rate, 3),
+            "signature_share_of_failures": round(share, 3),
+            "models": dict(g.models.most_common(5)),
+            "mean_failed_seconds": round(fail_secs, 1),
+            "completed_runs": ok,
+            "completed_models": dict(r.ok_models.most_common(5)),
+            "mean_completed_seconds": round(ok_secs, 1) if ok_secs is not None else None,
+            "mean_completed_files": round(float(ok_files), 2) if ok_files is not None else None,
+            "threshold": options.failure_min_count,
+        },
+        title=f"Clarify how {kind} tasks avoid {g.signature[:60]!r}",
+        why=(
+            "When several tasks of one type fail the same way, the cause is usually in what "
+            "they are told or given, not in each task: a retry repeats it, and one clearer "
+            "description fixes them all."
+        ),
+        action=(
+            f"Rewrite the description (or the prompt template) of {kind} tasks so it prevents "
+            f"the error {g.signature!r}, seen in {shown}. "
+            + (
+                "What the completed ones did differently: " + "; ".join(differs) + "."
+                if differs
+                else f"No {kind} task completed in {window}, so nothing to compare with."
+            )
+            + " Then retry the failed tasks with the new description."
+        ),
+        related=tasks[:_MAX_LISTED],
+    )
