@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reviewer.models import Finding
 from rules._failure_signature import signature
-from store._view import BacklogView
+from rules.contract import Finding
+from store import BacklogView
 
 if TYPE_CHECKING:
     from rules.backlog_hygiene import Options

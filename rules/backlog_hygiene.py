@@ -85,12 +85,11 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field
 
-from reviewer.models import Finding
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import Duration, fmt_duration, parse_ts
 from rules._backlog_failures import failure_signatures
 from rules._spec_parse import Section, parse_sections
-from store._view import BacklogView
+from rules.contract import Finding, RuleOptions
+from store import BacklogView
+from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "backlog-hygiene"
 DEFAULTS: dict[str, object] = {"severity": "info", "approval": "manual"}

@@ -60,10 +60,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field
 
-from reviewer.models import Finding, Severity
-from reviewer.rule import RuleOptions
-from reviewer.timeutil import Duration, fmt_duration, parse_ts
-from store._view import BacklogView, json_list
+from rules.contract import Finding, RuleOptions, Severity
+from store import BacklogView, json_list
+from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "priorities"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
