@@ -13,6 +13,7 @@ from rules import (
     flaky_tests,
     goal_progress,
     priorities,
+    review_audit,
     spec_drift,
     stale_queue,
     stuck_phases,
@@ -29,6 +30,7 @@ REGISTRY: dict[str, ModuleType] = {
     flaky_tests.ID: flaky_tests,
     goal_progress.ID: goal_progress,
     priorities.ID: priorities,
+    review_audit.ID: review_audit,
     backlog_hygiene.ID: backlog_hygiene,
 }
 

@@ -110,6 +110,25 @@ class Dialect:
             return f"(substr({expr}, 1, 13) || ':00:00Z')"
         return f"(substr({expr}, 1, 13) || ':00:00Z')"
 
+    def json_text(self, expr: str, key: str) -> str:
+        """The text of top-level field ``key`` of a JSON-object text column; NULL if absent.
+
+        Used for the fields a pipeline adds to its records, which the store keeps
+        in ``extra`` (CONTRACT: unknown fields are kept). Text that is not a JSON
+        object gives NULL. (No braces here: queries pass through ``str.format``.)
+        """
+        if not re.fullmatch(r"[A-Za-z_]\w*", key):
+            raise ValueError(f"not a plain JSON key: {key!r}")
+        if self.name == "postgresql":
+            return (
+                f"(CASE WHEN left(ltrim({expr}), 1) = chr(123)"
+                f" THEN CAST({expr} AS jsonb) ->> '{key}' END)"
+            )
+        return (
+            f"(CASE WHEN json_valid({expr}) AND json_type({expr}) = 'object'"
+            f" THEN CAST(json_extract({expr}, '$.{key}') AS TEXT) END)"
+        )
+
     def ddl(self, sql: str | Mapping[str, str]) -> str:
         """Translate SQLite-flavoured DDL from ``_schema``.
 

@@ -29,6 +29,7 @@ from store._q_goals import GoalQueries
 from store._q_graph import GraphQueries
 from store._q_hygiene import HygieneQueries
 from store._q_metrics import MetricQueries
+from store._q_reviews import ReviewQueries
 from store._q_specs import SpecQueries
 from store._q_stuck import StuckQueries
 from store._q_tasks import TaskQueries
@@ -78,6 +79,7 @@ class BacklogView(
     GoalQueries,
     GraphQueries,
     HygieneQueries,
+    ReviewQueries,
 ):
     """The pipeline's records as of ``now``, read-only, for rules and reports."""
 

@@ -119,6 +119,28 @@ def tasks_by_spec(rows: list[dict[str, Any]], prefixes: list[str]) -> dict[str, 
     return out
 
 
+def listed_files(sections: list[Section], files_section: str, prefixes: list[str]) -> list[str]:
+    """The code paths a spec lists: backticked paths of its files section, in order.
+
+    Paths under the specs directory and lines about "this spec" are not code.
+    Shared with review-audit and test-health, which judge work against the list.
+    """
+    listed: list[str] = []
+    files = find_section(sections, files_section)
+    for raw, line in files.paths() if files else []:
+        path = norm_path(raw)
+        if path and not _THIS_SPEC.search(line) and not _under_specs(path, prefixes):
+            listed.append(path) if path not in listed else None
+    return listed
+
+
+def covered(path: str, listed: list[str]) -> bool:
+    """True when a changed path is one a spec lists, or under a listed directory or glob."""
+    return any(
+        path == p or path.startswith(p.rstrip("/") + "/") or glob_match(path, p) for p in listed
+    )
+
+
 def parse_baseline(text: str) -> datetime | str | None:
     """A baseline as an instant, a commit sha to resolve, or None if it is neither."""
     try:
@@ -156,12 +178,7 @@ class SpecContext:
     ) -> SpecContext:
         ws: Workspace = view.workspace
         sections = parse_sections(spec.text)
-        listed: list[str] = []
-        files = find_section(sections, options.files_section)
-        for raw, line in files.paths() if files else []:
-            path = norm_path(raw)
-            if path and not _THIS_SPEC.search(line) and not _under_specs(path, prefixes):
-                listed.append(path) if path not in listed else None
+        listed = listed_files(sections, options.files_section, prefixes)
         baseline, note = None, None
         for mark in (configured, baseline_marker(spec.text)):
             parsed = parse_baseline(mark) if mark else None
@@ -294,7 +311,7 @@ def unrequested_changes(ctx: SpecContext) -> Iterator[Finding]:
     for task in ctx.view.completed_spec_tasks(t.refs, opts.impl_task_types, after):
         for raw in json_list(task["files_changed"]):
             path = norm_path(str(raw))
-            if path is None or _under_specs(path, prefixes) or _covered(path, ctx.listed):
+            if path is None or _under_specs(path, prefixes) or covered(path, ctx.listed):
                 continue
             if any(glob_match(path, g) for g in opts.ignore_changes):
                 continue
@@ -360,9 +377,3 @@ def _terms(item: str) -> set[str]:
 
 def _under_specs(path: str, prefixes: list[str]) -> bool:
     return any(path.startswith(p) for p in prefixes)
-
-
-def _covered(path: str, listed: list[str]) -> bool:
-    return any(
-        path == p or path.startswith(p.rstrip("/") + "/") or glob_match(path, p) for p in listed
-    )
