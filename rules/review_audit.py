@@ -70,8 +70,7 @@ from typing import Any, Literal, get_args
 from pydantic import Field
 from scipy.stats import binom
 
-from rules._spec_drift_checks import covered, listed_files, spec_ref
-from rules._spec_parse import norm_path, parse_sections
+from rules._spec_parse import covered, listed_files, norm_path, parse_sections, spec_ref
 from rules.contract import Finding, RuleOptions, Severity
 from store import BacklogView, json_list
 from store.timeutil import Duration

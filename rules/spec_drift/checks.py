@@ -12,11 +12,15 @@ from rules.contract import Finding
 from rules.spec_drift.parse import (
     Section,
     baseline_marker,
+    covered,
     find_section,
     glob_match,
     heading_key,
+    listed_files,
     norm_path,
     parse_sections,
+    spec_ref,
+    under_specs,
 )
 from store import BacklogView, json_list
 from store.timeutil import fmt_ts, parse_ts
@@ -59,7 +63,6 @@ class Settings(Protocol):
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
-_THIS_SPEC = re.compile(r"\bthis spec\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z][a-z0-9_]{3,}")
 _STOP = frozenset(
     [
@@ -94,17 +97,6 @@ class SpecTasks:
     last_task: str = ""
 
 
-def spec_ref(value: str, prefixes: list[str]) -> str | None:
-    """A ``tasks.spec`` value or baseline key as a path relative to ``specs_dir``."""
-    path = norm_path(value)
-    if path is None:
-        return None
-    for prefix in prefixes:
-        if path.startswith(prefix):
-            return path[len(prefix) :]
-    return path
-
-
 def tasks_by_spec(rows: list[dict[str, Any]], prefixes: list[str]) -> dict[str, SpecTasks]:
     out: dict[str, SpecTasks] = {}
     for row in rows:
@@ -117,28 +109,6 @@ def tasks_by_spec(rows: list[dict[str, Any]], prefixes: list[str]) -> dict[str, 
         if row["last_finished"] > entry.last_finished:
             entry.last_finished, entry.last_task = row["last_finished"], row["last_task"]
     return out
-
-
-def listed_files(sections: list[Section], files_section: str, prefixes: list[str]) -> list[str]:
-    """The code paths a spec lists: backticked paths of its files section, in order.
-
-    Paths under the specs directory and lines about "this spec" are not code.
-    Shared with review-audit and test-health, which judge work against the list.
-    """
-    listed: list[str] = []
-    files = find_section(sections, files_section)
-    for raw, line in files.paths() if files else []:
-        path = norm_path(raw)
-        if path and not _THIS_SPEC.search(line) and not _under_specs(path, prefixes):
-            listed.append(path) if path not in listed else None
-    return listed
-
-
-def covered(path: str, listed: list[str]) -> bool:
-    """True when a changed path is one a spec lists, or under a listed directory or glob."""
-    return any(
-        path == p or path.startswith(p.rstrip("/") + "/") or glob_match(path, p) for p in listed
-    )
 
 
 def parse_baseline(text: str) -> datetime | str | None:
@@ -311,7 +281,7 @@ def unrequested_changes(ctx: SpecContext) -> Iterator[Finding]:
     for task in ctx.view.completed_spec_tasks(t.refs, opts.impl_task_types, after):
         for raw in json_list(task["files_changed"]):
             path = norm_path(str(raw))
-            if path is None or _under_specs(path, prefixes) or covered(path, ctx.listed):
+            if path is None or under_specs(path, prefixes) or covered(path, ctx.listed):
                 continue
             if any(glob_match(path, g) for g in opts.ignore_changes):
                 continue
@@ -373,7 +343,3 @@ def _plural(count: int, word: str) -> str:
 def _terms(item: str) -> set[str]:
     lead = re.search(r"\*\*(.+?)\*\*", item)
     return set(_WORD.findall((lead.group(1) if lead else item).lower())) - _STOP
-
-
-def _under_specs(path: str, prefixes: list[str]) -> bool:
-    return any(path.startswith(p) for p in prefixes)

@@ -1,9 +1,12 @@
-"""Reading the parts of a Markdown spec that spec-drift needs.
+"""Reading the parts of a Markdown spec that spec-drift, review-audit and test-health need.
 
 A full CommonMark parser would be a dependency for four facts: the headings
 (ATX ``#`` headings, outside fenced code), the text under each, the list items
 in a section, and the backticked paths in a section. This module reads just
-those, line by line, and is tested on the seed spec.
+those, line by line, and is tested on the seed spec. The list of code paths a
+spec names (``listed_files``) and the matching of a changed path against it
+(``covered``) live here so every rule that judges work against a spec reads
+the spec the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from functools import lru_cache
 _FENCE = re.compile(r"^\s{0,3}(```+|~~~+)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s*)?(.*\S)")
+_THIS_SPEC = re.compile(r"\bthis spec\b", re.IGNORECASE)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _PATHLIKE = re.compile(r"^[\w.\-*/]+$")
@@ -139,3 +143,41 @@ def _outside_fences(lines: list[str]) -> list[str]:
         elif not fenced:
             out.append(line)
     return out
+
+
+def spec_ref(value: str, prefixes: list[str]) -> str | None:
+    """A ``tasks.spec`` value or baseline key as a path relative to ``specs_dir``."""
+    path = norm_path(value)
+    if path is None:
+        return None
+    for prefix in prefixes:
+        if path.startswith(prefix):
+            return path[len(prefix) :]
+    return path
+
+
+def listed_files(sections: list[Section], files_section: str, prefixes: list[str]) -> list[str]:
+    """The code paths a spec lists: backticked paths of its files section, in order.
+
+    Paths under the specs directory and lines about "this spec" are not code.
+    Shared with review-audit and test-health, which judge work against the list.
+    """
+    listed: list[str] = []
+    files = find_section(sections, files_section)
+    for raw, line in files.paths() if files else []:
+        path = norm_path(raw)
+        if path and not _THIS_SPEC.search(line) and not under_specs(path, prefixes):
+            listed.append(path) if path not in listed else None
+    return listed
+
+
+def covered(path: str, listed: list[str]) -> bool:
+    """True when a changed path is one a spec lists, or under a listed directory or glob."""
+    return any(
+        path == p or path.startswith(p.rstrip("/") + "/") or glob_match(path, p) for p in listed
+    )
+
+
+def under_specs(path: str, prefixes: list[str]) -> bool:
+    """True when a path is under the specs directory (so it is not code)."""
+    return any(path.startswith(p) for p in prefixes)
