@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from store._q_goals import goal_link
     from store._q_metrics import ARM_COLUMNS, MetricFilter
     from store._q_usage import USAGE_DIMENSIONS
-    from store._schema import METRIC_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS, TEST_RESULT_COLUMNS
+    from store._schema import (
+        COVERAGE_COLUMNS,
+        METRIC_COLUMNS,
+        SCHEMA_VERSION,
+        TASK_COLUMNS,
+        TEST_RESULT_COLUMNS,
+    )
     from store._view import BacklogView, json_list
     from store.base import DaemonLockedError, Row, Store, StoreError
     from store.models import (
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
 _PUBLIC: dict[str, str] = {
     "ACTIVE_PROPOSAL_STATES": "store.models",
     "ARM_COLUMNS": "store._q_metrics",
+    "COVERAGE_COLUMNS": "store._schema",
     "Approval": "store.models",
     "BacklogView": "store._view",
     "DaemonLockedError": "store.base",
@@ -99,6 +106,7 @@ def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = Non
 __all__ = [
     "ACTIVE_PROPOSAL_STATES",
     "ARM_COLUMNS",
+    "COVERAGE_COLUMNS",
     "METRIC_COLUMNS",
     "SCHEMA_VERSION",
     "TASK_COLUMNS",

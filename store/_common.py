@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Self
 
 from store._dialect import Dialect
-from store._schema import METRIC_COLUMNS, TASK_COLUMNS, TEST_RESULT_COLUMNS
+from store._schema import COVERAGE_COLUMNS, METRIC_COLUMNS, TASK_COLUMNS, TEST_RESULT_COLUMNS
 from store.base import Row
 
 
@@ -52,6 +52,9 @@ class SQLStoreCommon:
 
     def upsert_test_results(self, records: Iterable[Row]) -> int:
         return self._upsert("test_results", TEST_RESULT_COLUMNS, ("run_id", "test_id"), records)
+
+    def upsert_coverage(self, records: Iterable[Row]) -> int:
+        return self._upsert("coverage", COVERAGE_COLUMNS, ("commit_sha", "file"), records)
 
     def get_task(self, task_id: str) -> Row | None:
         rows = self.query("SELECT * FROM tasks WHERE id = :id", {"id": task_id})

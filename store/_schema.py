@@ -71,6 +71,19 @@ TEST_RESULT_COLUMNS: tuple[str, ...] = (
     "ran_at",
 )
 
+# One file's line and branch coverage at one commit (Cobertura XML, ``reviewer ingest
+# coverage``); a commit's total is the sum over its files.
+COVERAGE_COLUMNS: tuple[str, ...] = (
+    "commit_sha",
+    "branch",
+    "file",
+    "lines_valid",
+    "lines_covered",
+    "branches_valid",
+    "branches_covered",
+    "recorded_at",
+)
+
 # Every timestamp column, so adapters know what to normalise.
 TIMESTAMP_COLUMNS = {
     "tasks": ("created_at", "updated_at", "started_at", "finished_at"),
@@ -393,6 +406,27 @@ _V_TIMESTAMPS: list[str | dict[str, str]] = [{"postgresql": _PG_NORM_FUNCTION}]
 for _table, _cols in TIMESTAMP_COLUMNS.items():
     _V_TIMESTAMPS += _sqlite_ts_triggers(_table, _cols) + _pg_ts_trigger(_table, _cols)
 
+# Coverage reports (test-health), with the same timestamp normalisation as the
+# other backlog tables for pipelines that write the table directly.
+_V_COVERAGE: list[str | dict[str, str]] = [
+    """
+    CREATE TABLE IF NOT EXISTS coverage (
+        commit_sha TEXT NOT NULL,
+        branch TEXT,
+        file TEXT NOT NULL,
+        lines_valid INTEGER,
+        lines_covered INTEGER,
+        branches_valid INTEGER,
+        branches_covered INTEGER,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (commit_sha, file)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS coverage_recorded ON coverage (recorded_at, branch, commit_sha)",
+    *_sqlite_ts_triggers("coverage", ("recorded_at",)),
+    *_pg_ts_trigger("coverage", ("recorded_at",)),
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -401,5 +435,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_METRICS_GOALS,
     _V_TEST_INDEXES,
     _V_TIMESTAMPS,
+    _V_COVERAGE,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

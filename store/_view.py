@@ -14,6 +14,8 @@ against three as-of relations:
     task metrics recorded at or before ``:now``.
 ``{test_results}``
     test results of runs at or before ``:now``.
+``{coverage}``
+    per-file coverage of reports recorded at or before ``:now``.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class BacklogView(
             "tasks": _tasks_as_of(dialect),
             "metrics": "(SELECT * FROM task_metrics WHERE created_at <= :now)",
             "test_results": "(SELECT * FROM test_results WHERE ran_at <= :now)",
+            "coverage": "(SELECT * FROM coverage WHERE recorded_at <= :now)",
         }
 
     @property
