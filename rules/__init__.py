@@ -17,6 +17,7 @@ from rules import (
     spec_drift,
     stale_queue,
     stuck_phases,
+    test_health,
     usage_spikes,
 )
 from rules.contract import Finding, RuleModule, RuleOptions, Severity, fingerprint
@@ -31,6 +32,7 @@ REGISTRY: dict[str, ModuleType] = {
     goal_progress.ID: goal_progress,
     priorities.ID: priorities,
     review_audit.ID: review_audit,
+    test_health.ID: test_health,
     backlog_hygiene.ID: backlog_hygiene,
 }
 

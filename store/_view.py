@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from store._dialect import Dialect
+from store._q_coverage import CoverageQueries
 from store._q_flaky import FlakyQueries
 from store._q_goals import GoalQueries
 from store._q_graph import GraphQueries
@@ -82,6 +83,7 @@ class BacklogView(
     GraphQueries,
     HygieneQueries,
     ReviewQueries,
+    CoverageQueries,
 ):
     """The pipeline's records as of ``now``, read-only, for rules and reports."""
 

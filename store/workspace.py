@@ -94,6 +94,14 @@ class Workspace:
         target = self._inside(self.repo_dir, path)
         return target is not None and target.exists()
 
+    def file_text(self, path: str, limit: int = 1_000_000) -> str | None:
+        """The text of a file under ``repo_dir`` (its first ``limit`` characters), or None."""
+        target = self._inside(self.repo_dir, path)
+        if target is None or not target.is_file():
+            return None
+        with target.open(encoding="utf-8", errors="replace") as fh:
+            return fh.read(limit)
+
     def last_change(
         self, path: str, before: datetime, *, in_specs: bool = False
     ) -> datetime | None:

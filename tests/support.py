@@ -45,9 +45,24 @@ def test_result_rows(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def coverage_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Coverage rows with defaults: no branch data, recorded_at in the stored form."""
+    out = []
+    for r in rows:
+        row = {"branch": None, "branches_valid": 0, "branches_covered": 0, **r}
+        row["recorded_at"] = fmt_ts(parse_ts(row["recorded_at"]))
+        out.append(row)
+    return out
+
+
 def expand_series(series: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Generate many records from a compact description (see tests/cases/README.md)."""
-    out: dict[str, list[dict[str, Any]]] = {"tasks": [], "metrics": [], "test_results": []}
+    out: dict[str, list[dict[str, Any]]] = {
+        "tasks": [],
+        "metrics": [],
+        "test_results": [],
+        "coverage": [],
+    }
     for s in series:
         start = parse_ts(s["start"])
         step = parse_duration(s.get("step", "1h"))
@@ -70,6 +85,7 @@ def make_store(
     tasks: Iterable[dict[str, Any]] = (),
     metrics: Iterable[dict[str, Any]] = (),
     test_results: Iterable[dict[str, Any]] = (),
+    coverage: Iterable[dict[str, Any]] = (),
     specs: dict[str, str] | None = None,
     repo: dict[str, str] | None = None,
     commits: list[dict[str, Any]] | None = None,
@@ -102,6 +118,7 @@ def make_store(
     store.upsert_tasks(task_rows(tasks))
     store.upsert_metrics(metric_rows(metrics))
     store.upsert_test_results(test_result_rows(test_results))
+    store.upsert_coverage(coverage_rows(coverage))
     return store
 
 

@@ -93,6 +93,7 @@ def _run_case(
         tasks=[*case.get("tasks", []), *generated["tasks"]],
         metrics=[*case.get("metrics", []), *generated["metrics"]],
         test_results=[*case.get("test_results", []), *generated["test_results"]],
+        coverage=[*case.get("coverage", []), *generated["coverage"]],
         specs=case.get("specs"),
         repo=case.get("repo"),
         commits=case.get("commits"),
