@@ -9,15 +9,19 @@ How a review records its decision
 ---------------------------------
 A review is a task of ``review_task_types`` (``review``). When it completes,
 the pipeline records its decision in three task fields, which the store keeps
-beside the CONTRACT's fields (unknown fields are kept, in ``extra``)::
+beside the CONTRACT's fields (unknown fields are kept, in ``extra``), e.g.
+``{"id": "r-12", "task_type": "review", "status": "completed",
+"review_decision": "pass", "review_rationale": "Retry path tested.",
+"commit": "3f9c2ab41d0e..."}``:
 
-    {"id": "r-12", "task_type": "review", "status": "completed",
-     "review_decision": "pass",             # pass | fail | changes-requested
-     "review_rationale": "Tests cover the retry path; naming fixed.",
-     "commit": "3f9c2ab41d0e..."}           # the commit the review judged
-
-``commit`` is the full sha, as the test results were ingested with
-``--commit``; a decision other than the three (or none) counts as no decision.
+``review_decision``
+    ``pass``, ``fail`` or ``changes-requested``; anything else (or nothing)
+    counts as no decision.
+``review_rationale``
+    why, in words someone can act on.
+``commit``
+    the commit the review judged: the full sha, as the test results were
+    ingested with ``--commit``.
 
 Kinds
 -----
