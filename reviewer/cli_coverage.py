@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reviewer.cli import Context, _report_ingest, handled, ingest, json_option, open_app, pass_ctx
+from reviewer.cli import Context, handled, ingest, json_option, open_app, pass_ctx, report_ingest
 from store.timeutil import fmt_ts, utcnow
 
 
@@ -24,4 +24,4 @@ def ingest_coverage_cmd(
         report = ingest_coverage(
             app.store, file, commit=commit, branch=branch, now=fmt_ts(utcnow())
         )
-    _report_ingest(report, as_json)
+    report_ingest(report, as_json)

@@ -74,8 +74,8 @@ from typing import Any, Literal, get_args
 from pydantic import Field
 from scipy.stats import binom
 
-from rules._spec_parse import covered, listed_files, norm_path, parse_sections, spec_ref
 from rules.contract import Finding, RuleOptions, Severity
+from rules.specs import covered, listed_files, norm_path, parse_sections, spec_ref
 from store import BacklogView, json_list
 from store.timeutil import Duration
 

@@ -72,8 +72,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field
 
-from rules._spec_parse import covered, listed_files, norm_path, parse_sections
 from rules.contract import Finding, RuleOptions
+from rules.specs import covered, listed_files, norm_path, parse_sections
 from store import BacklogView
 from store.timeutil import Duration, fmt_duration, parse_ts
 

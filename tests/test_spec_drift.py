@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from rules import Severity, spec_drift
-from rules.spec_drift.parse import find_section, parse_sections
+from rules.specs import find_section, parse_sections
 from store.workspace import Workspace
 from tests.support import git_history, make_store
 

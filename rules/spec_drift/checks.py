@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from rules.contract import Finding
-from rules.spec_drift.parse import (
+from rules.specs import (
     Section,
     baseline_marker,
     covered,

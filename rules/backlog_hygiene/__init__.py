@@ -85,9 +85,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field
 
-from rules._backlog_failures import failure_signatures
-from rules._spec_parse import Section, parse_sections
+from rules.backlog_hygiene.failures import failure_signatures
 from rules.contract import Finding, RuleOptions
+from rules.specs import Section, parse_sections
 from store import BacklogView
 from store.timeutil import Duration, fmt_duration, parse_ts
 

@@ -1,12 +1,12 @@
-"""Reading the parts of a Markdown spec that spec-drift, review-audit and test-health need.
+"""Reading a Markdown spec the one way every rule does (spec-drift, review-audit, test-health).
 
 A full CommonMark parser would be a dependency for four facts: the headings
 (ATX ``#`` headings, outside fenced code), the text under each, the list items
 in a section, and the backticked paths in a section. This module reads just
 those, line by line, and is tested on the seed spec. The list of code paths a
 spec names (``listed_files``) and the matching of a changed path against it
-(``covered``) live here so every rule that judges work against a spec reads
-the spec the same way.
+(``covered``) live here, outside any one rule's folder, so every rule that
+judges work against a spec reads it the same way and rules stay independent.
 """
 
 from __future__ import annotations

@@ -6,14 +6,22 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any, Protocol
 
-from rules._failure_signature import signature
+from rules.backlog_hygiene.signature import signature
 from rules.contract import Finding
 from store import BacklogView
 
-if TYPE_CHECKING:
-    from rules.backlog_hygiene import Options
+
+class Settings(Protocol):
+    """The options of backlog-hygiene this check reads."""
+
+    failure_window: timedelta
+    failure_min_count: int
+    failure_min_tasks: int
+    failure_max_error: int
+
 
 _MAX_LISTED = 10
 
@@ -39,7 +47,7 @@ class _Runs:
     ok_models: Counter[str] = field(default_factory=Counter)
 
 
-def failure_signatures(options: Options, view: BacklogView) -> Iterator[Finding]:
+def failure_signatures(options: Settings, view: BacklogView) -> Iterator[Finding]:
     since = view.ago(options.failure_window)
     groups: dict[tuple[str, str], _Group] = {}
     for row in view.failure_texts(since, options.failure_max_error):
@@ -74,7 +82,7 @@ def failure_signatures(options: Options, view: BacklogView) -> Iterator[Finding]
 
 
 def _finding(
-    options: Options, g: _Group, r: _Runs, files: dict[tuple[str, str], dict[str, Any]]
+    options: Settings, g: _Group, r: _Runs, files: dict[tuple[str, str], dict[str, Any]]
 ) -> Finding:
     kind = g.task_type or "untyped"
     total, failed, ok = sum(r.runs.values()), r.runs["failed"], r.runs["completed"]
