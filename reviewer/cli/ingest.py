@@ -1,4 +1,4 @@
-"""``reviewer ingest tasks|metrics|junit``: records into the store."""
+"""``reviewer ingest tasks|metrics|junit|coverage``: records into the store."""
 
 from __future__ import annotations
 
@@ -84,5 +84,25 @@ def ingest_junit_cmd(
     with handled(), open_app(ctx) as app:
         report = ingest_junit(
             app.store, files, run_id=run_id, commit=commit, branch=branch, now=fmt_ts(utcnow())
+        )
+    _report_ingest(report, as_json)
+
+
+@ingest.command("coverage")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--commit", required=True, help="The commit the coverage was measured on.")
+@click.option("--branch", default=None, help="The branch, if any (baselines are per branch).")
+@json_option
+@pass_ctx
+def ingest_coverage_cmd(
+    ctx: Context, file: str, commit: str, branch: str | None, as_json: bool
+) -> None:
+    """Load a Cobertura XML coverage report (coverage.py `coverage xml`, JaCoCo converted)."""
+    from reviewer.ingest_coverage import ingest_coverage
+    from store.timeutil import fmt_ts, utcnow
+
+    with handled(), open_app(ctx) as app:
+        report = ingest_coverage(
+            app.store, file, commit=commit, branch=branch, now=fmt_ts(utcnow())
         )
     _report_ingest(report, as_json)
