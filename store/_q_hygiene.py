@@ -33,33 +33,36 @@ class HygieneQueries(QueryBase):
     def failure_texts(self, since: str, max_chars: int) -> list[Row]:
         """Failed executions since ``since`` grouped by task type, model, task and error text.
 
-        One row per task and text (a task's repeated identical failures are one
-        row), the text cut to ``max_chars`` in the database. Columns:
-        ``task_type``, ``model``, ``task_id``, ``error``, ``failures``,
+        One row per task, executor and text (a task's repeated identical failures
+        are one row), the text cut to ``max_chars`` in the database. Columns:
+        ``task_type``, ``model``, ``executor``, ``task_id``, ``error``, ``failures``,
         ``duration`` (sum of seconds), ``last_at``.
         """
         cut = int(max_chars)
         return self.rows(
             f"""SELECT COALESCE(task_type, '') AS task_type, COALESCE(model, '') AS model,
+                       COALESCE(executor, '') AS executor,
                        task_id, substr(error, 1, {cut}) AS error, COUNT(*) AS failures,
                        SUM(COALESCE(duration_seconds, 0)) AS duration, MAX(created_at) AS last_at
                 FROM {{metrics}}
                 WHERE status = 'failed' AND error IS NOT NULL AND error <> ''
                   AND created_at > :since
-                GROUP BY COALESCE(task_type, ''), COALESCE(model, ''), task_id,
-                         substr(error, 1, {cut})
-                ORDER BY 1, 3, 2, 4""",
+                GROUP BY COALESCE(task_type, ''), COALESCE(model, ''), COALESCE(executor, ''),
+                         task_id, substr(error, 1, {cut})
+                ORDER BY 1, 4, 2, 3, 5""",
             {"since": since},
         )
 
     def run_profile(self, since: str) -> list[Row]:
-        """Executions since ``since`` by task type, status and model: runs and seconds."""
+        """Executions since ``since`` by task type, status, model and executor: runs, seconds."""
         return self.rows(
             """SELECT COALESCE(task_type, '') AS task_type, status, COALESCE(model, '') AS model,
+                      COALESCE(executor, '') AS executor,
                       COUNT(*) AS runs, SUM(COALESCE(duration_seconds, 0)) AS duration
                FROM {metrics} WHERE created_at > :since
-               GROUP BY COALESCE(task_type, ''), status, COALESCE(model, '')
-               ORDER BY 1, 2, 3""",
+               GROUP BY COALESCE(task_type, ''), status, COALESCE(model, ''),
+                        COALESCE(executor, '')
+               ORDER BY 1, 2, 3, 4""",
             {"since": since},
         )
 
@@ -85,7 +88,7 @@ class HygieneQueries(QueryBase):
         )
 
     def timed_out_tasks(self, needles: Sequence[str], min_timeouts: int) -> list[Row]:
-        """Unfinished tasks (pending, running, failed) whose executions timed out repeatedly.
+        """Open tasks (pending, running) whose executions timed out repeatedly.
 
         A timeout is a failed execution whose error contains one of ``needles``.
         """
@@ -94,7 +97,7 @@ class HygieneQueries(QueryBase):
             f"""SELECT t.id, t.title, t.description, t.task_type, t.priority, t.source,
                        t.labels, t.created_at, COUNT(*) AS timeouts
                 FROM {{metrics}} m JOIN {{tasks}} t ON t.id = m.task_id
-                WHERE m.status = 'failed' AND t.state IN ('pending', 'running', 'failed')
+                WHERE m.status = 'failed' AND t.state IN ('pending', 'running')
                   AND {like}
                 GROUP BY t.id, t.title, t.description, t.task_type, t.priority, t.source,
                          t.labels, t.created_at

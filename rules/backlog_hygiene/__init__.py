@@ -17,14 +17,16 @@ Kinds
     line that says what went wrong (the last line of a traceback, else the
     first) with timestamps, UUIDs, URLs, hex, paths, ids and numbers replaced
     by placeholders, as Sentry groups events. Subject ``task_type:NAME``, one
-    finding per signature. The proposal quotes the signature and the failing
+    finding per signature. Failures that sit on one executor (80% or more) while
+    the type runs on several are that executor failing, which stuck-phases
+    reports, and are left to it. The proposal quotes the signature and the failing
     tasks and says what the completed runs of the type did differently:
     model, duration, files changed.
 ``oversized``
     A pending item too large to finish in one run: its description has more
     than ``max_words`` words, lists more than ``max_requirements`` items, or
-    names more than ``max_files`` paths; or it (pending, running or failed)
-    timed out ``max_timeouts`` times or more (a failed execution whose error
+    names more than ``max_files`` paths; or it (pending or running) timed
+    out ``max_timeouts`` times or more (a failed execution whose error
     contains one of ``timeout_markers``). The proposal names the parts to
     split it into: its own headings, else groups of its list items.
 ``no-acceptance``

@@ -34,6 +34,7 @@ class _Group:
     duration: float = 0.0
     tasks: dict[str, int] = field(default_factory=dict)
     models: Counter[str] = field(default_factory=Counter)
+    executors: Counter[str] = field(default_factory=Counter)
     example: str = ""
     last_at: str = ""
 
@@ -45,6 +46,7 @@ class _Runs:
     runs: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     ok_models: Counter[str] = field(default_factory=Counter)
+    executors: Counter[str] = field(default_factory=Counter)
 
 
 def failure_signatures(options: Settings, view: BacklogView) -> Iterator[Finding]:
@@ -60,6 +62,7 @@ def failure_signatures(options: Settings, view: BacklogView) -> Iterator[Finding
         g.duration += float(row["duration"] or 0)
         g.tasks[row["task_id"]] = g.tasks.get(row["task_id"], 0) + n
         g.models[row["model"] or "(none)"] += n
+        g.executors[row["executor"] or "(none)"] += n
         if row["last_at"] > g.last_at:
             g.last_at, g.example = row["last_at"], row["error"]
     wanted = [
@@ -74,11 +77,23 @@ def failure_signatures(options: Settings, view: BacklogView) -> Iterator[Finding
         r = runs.setdefault(row["task_type"], _Runs())
         r.runs[row["status"]] += int(row["runs"])
         r.seconds[row["status"]] += float(row["duration"] or 0)
+        r.executors[row["executor"] or "(none)"] += int(row["runs"])
         if row["status"] == "completed":
             r.ok_models[row["model"] or "(none)"] += int(row["runs"])
     files = {(r["task_type"], r["state"]): r for r in view.files_profile(since)}
     for g in sorted(wanted, key=lambda g: (g.task_type, -g.failures, g.signature)):
-        yield _finding(options, g, runs.get(g.task_type, _Runs()), files)
+        r = runs.get(g.task_type, _Runs())
+        if _one_executor(g, r):
+            continue
+        yield _finding(options, g, r, files)
+
+
+def _one_executor(g: _Group, r: _Runs) -> bool:
+    """True when the failures sit on one executor while the type runs on several: that is
+    the executor failing (stuck-phases' error-rate), not the tasks' description."""
+    name, n = g.executors.most_common(1)[0]
+    runs = sum(r.executors.values())
+    return len(r.executors) > 1 and n >= 0.8 * g.failures and r.executors[name] < 0.8 * runs
 
 
 def _finding(
@@ -135,6 +150,7 @@ def _finding(
             "type_failure_rate": round(rate, 3),
             "signature_share_of_failures": round(share, 3),
             "models": dict(g.models.most_common(5)),
+            "executors": dict(g.executors.most_common(5)),
             "mean_failed_seconds": round(fail_secs, 1),
             "completed_runs": ok,
             "completed_models": dict(r.ok_models.most_common(5)),
