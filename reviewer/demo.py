@@ -47,6 +47,11 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
             noise=0.5,
             problems=True,
         )
+        from reviewer.demo_review import add_review_problems
+
+        add_review_problems(
+            store, repo_dir=labels.repo_dir, specs_dir=labels.specs_dir, end=labels.end
+        )
     # The first registered rule that asks for it runs on auto.
     auto = next((r for r, m in REGISTRY.items() if getattr(m, "DEMO_AUTO", False)), None)
     data = labels.config(f"sqlite:///{db_path}", approval="manual", auto=[auto] if auto else [])

@@ -125,9 +125,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "proposals approve" in result.output
     assert (tmp_path / "demo-workspace" / "config.toml").is_file()
     # Every kind of every rule shows up in the demo.
+    from reviewer.demo_review import REVIEW_KINDS
     from reviewer.sim import ALL_KINDS
 
-    for rule_id, kind in ALL_KINDS:
+    for rule_id, kind in ALL_KINDS + REVIEW_KINDS:
         assert f"{rule_id}/{kind}" in result.output, f"{rule_id}/{kind} missing from the demo"
     # Running it again replaces its own store...
     again = CliRunner().invoke(cli, ["demo", "--db", str(db)])

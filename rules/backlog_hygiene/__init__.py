@@ -13,7 +13,11 @@ Kinds
 ``failure-signature``
     Failed executions (``task_metrics``) within ``failure_window`` whose error
     texts reduce to one signature, at least ``failure_min_count`` failures of
-    at least ``failure_min_tasks`` tasks of one task type. The signature is the
+    at least ``failure_min_tasks`` tasks of one task type, and more than the
+    other types' failures make likely: the binomial chance of that many among
+    the type's failures, at the signature's (add-one smoothed) share of the
+    other types' failures, is at most ``failure_max_chance``. A signature
+    every type fails with alike is background noise, not a description problem. The signature is the
     line that says what went wrong (the last line of a traceback, else the
     first) with timestamps, UUIDs, URLs, hex, paths, ids and numbers replaced
     by placeholders, as Sentry groups events. Subject ``task_type:NAME``, one
@@ -52,6 +56,7 @@ Options (defaults shown)::
     failure_min_count = 3         # failures of one signature in one task type
     failure_min_tasks = 2         # ... of this many tasks (one task retrying is a retry loop)
     failure_max_error = 2000      # characters of each error text read
+    failure_max_chance = 0.01     # ... and that many is this unlikely from the other types' mix
     max_words = 1500              # description words from which an item is oversized
     max_requirements = 15         # list items in the description
     max_files = 12                # paths named in the description
@@ -111,6 +116,7 @@ class Options(RuleOptions):
     failure_min_count: int = Field(default=3, ge=2)
     failure_min_tasks: int = Field(default=2, ge=1)
     failure_max_error: int = Field(default=2000, ge=50)
+    failure_max_chance: float = Field(default=0.01, gt=0.0, lt=1.0)
     max_words: int = Field(default=1500, ge=1)
     max_requirements: int = Field(default=15, ge=1)
     max_files: int = Field(default=12, ge=1)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
+from scipy.stats import binom
+
 from rules.backlog_hygiene.signature import signature
 from rules.contract import Finding
 from store import BacklogView
@@ -21,6 +23,7 @@ class Settings(Protocol):
     failure_min_count: int
     failure_min_tasks: int
     failure_max_error: int
+    failure_max_chance: float
 
 
 _MAX_LISTED = 10
@@ -37,6 +40,9 @@ class _Group:
     executors: Counter[str] = field(default_factory=Counter)
     example: str = ""
     last_at: str = ""
+    type_failures: int = 0
+    expected_share: float = 0.0
+    chance: float = 1.0
 
 
 @dataclass
@@ -65,11 +71,25 @@ def failure_signatures(options: Settings, view: BacklogView) -> Iterator[Finding
         g.executors[row["executor"] or "(none)"] += n
         if row["last_at"] > g.last_at:
             g.last_at, g.example = row["last_at"], row["error"]
-    wanted = [
-        g
-        for g in groups.values()
-        if g.failures >= options.failure_min_count and len(g.tasks) >= options.failure_min_tasks
-    ]
+    # How common each signature is among the failures of every type, so a signature that
+    # fails all types alike (background noise) is told from one a type has of its own.
+    by_sig: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    for g in groups.values():
+        by_sig[g.signature] += g.failures
+        by_type[g.task_type] += g.failures
+    everything = sum(by_type.values())
+    wanted = []
+    for g in groups.values():
+        if g.failures < options.failure_min_count or len(g.tasks) < options.failure_min_tasks:
+            continue
+        n = by_type[g.task_type]
+        # The signature's share of the other types' failures (add-one smoothed).
+        g.expected_share = (by_sig[g.signature] - g.failures + 1) / (everything - n + 2)
+        g.chance = float(binom.sf(g.failures - 1, n, g.expected_share))
+        g.type_failures = n
+        if g.chance <= options.failure_max_chance:
+            wanted.append(g)
     if not wanted:
         return
     runs: dict[str, _Runs] = {}
@@ -101,7 +121,8 @@ def _finding(
 ) -> Finding:
     kind = g.task_type or "untyped"
     total, failed, ok = sum(r.runs.values()), r.runs["failed"], r.runs["completed"]
-    share = g.failures / failed if failed else 1.0
+    share = g.failures / g.type_failures if g.type_failures else 1.0
+    expected = g.expected_share * g.type_failures
     rate = failed / total if total else 0.0
     tasks = sorted(g.tasks, key=lambda t: (-g.tasks[t], t))
     fail_secs = g.duration / g.failures if g.failures else 0.0
@@ -135,8 +156,9 @@ def _finding(
         key=hashlib.sha256(g.signature.encode()).hexdigest()[:12],
         summary=(
             f"{g.failures} failures of {len(tasks)} {kind} tasks in {window} share one error "
-            f"signature {g.signature!r}: {share:.0%} of the type's {failed} failures "
-            f"(the type fails {rate:.0%} of its {total} runs); tasks {shown}"
+            f"signature {g.signature!r}: {share:.0%} of the type's {g.type_failures} failures "
+            f"with an error, where the other types' mix predicts {expected:.1f} (chance "
+            f"{g.chance:.2g}; the type fails {rate:.0%} of its {total} runs); tasks {shown}"
         ),
         evidence={
             "task_type": g.task_type,
@@ -149,6 +171,8 @@ def _finding(
             "type_failures": failed,
             "type_failure_rate": round(rate, 3),
             "signature_share_of_failures": round(share, 3),
+            "expected_failures": round(expected, 2),
+            "chance": float(f"{g.chance:.3g}"),
             "models": dict(g.models.most_common(5)),
             "executors": dict(g.executors.most_common(5)),
             "mean_failed_seconds": round(fail_secs, 1),
