@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from reviewer.api import (
     agent_metrics,
+    coverage,
     experiments,
     findings,
     goals,
@@ -35,6 +36,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
     silences.router,
     test_results.router,
+    coverage.router,
     page.router,
     agent_metrics.router,
     experiments.router,

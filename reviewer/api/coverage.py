@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from reviewer.api_deps import get_app, require_token
+from reviewer.api.deps import get_app, require_token
 from reviewer.app import App
 from store.timeutil import fmt_ts, utcnow
 
