@@ -7,29 +7,51 @@ from datetime import timedelta
 
 from store._q_base import QueryBase, Row
 
+
 # Priorities as numbers, so SQL can say "lower or equal"; a missing one is normal.
-_RANK = """CASE COALESCE({t}.priority, 'normal') WHEN 'critical' THEN 3 WHEN 'high' THEN 2
+def _rank(priority: str) -> str:
+    return f"""CASE COALESCE({priority}, 'normal') WHEN 'critical' THEN 3 WHEN 'high' THEN 2
            WHEN 'low' THEN 0 ELSE 1 END"""
+
 
 # When a task started: its start time, or for a finished task that never
 # recorded one, its finish (it cannot have finished without starting).
 _STARTED = """CASE WHEN {t}.started_at IS NOT NULL THEN {t}.started_at
                    WHEN {t}.status IN ('completed', 'failed') THEN {t}.finished_at END"""
 
-# Tasks newer than `p` and no more urgent, that started after `p` existed:
-# each one is a time a worker picked other work over `p`.
-_AHEAD = f"""SELECT n.id, n.title, n.priority, n.created_at, n.started, n.rank, n.task_type,
-           n.phase
-    FROM (SELECT id, title, priority, created_at, state, {_STARTED.format(t="t")} AS started,
-                 {_RANK.format(t="t")} AS rank, COALESCE(task_type, '') AS task_type,
-                 COALESCE(phase, '') AS phase
-          FROM {{tasks}} t) n
-    WHERE n.state <> 'pending' AND n.started <= :now"""
 
-# Only work `p` competes for passes it: the same task_type, and the same phase
-# when both have one. A start in another phase says nothing about `p`'s workers.
-_COMPETES = """n.task_type = COALESCE(p.task_type, '')
-     AND (n.phase = '' OR COALESCE(p.phase, '') = '' OR n.phase = p.phase)"""
+def _state(t: str) -> str:
+    """The as-of state of row ``t`` of ``tasks`` (as in ``{tasks}``, without its join)."""
+    return f"""CASE
+        WHEN {t}.status IN ('completed', 'failed', 'cancelled')
+             AND COALESCE({t}.finished_at, {t}.updated_at, {t}.created_at) <= :now THEN {t}.status
+        WHEN {t}.status IN ('completed', 'failed', 'cancelled', 'running')
+             AND COALESCE({t}.started_at, {t}.updated_at, {t}.created_at) <= :now THEN 'running'
+        WHEN {t}.status IN ('completed', 'failed', 'cancelled', 'running') THEN 'pending'
+        ELSE {t}.status END"""
+
+
+def _ahead_of(p: str | None, since: str, columns: str = "n.id") -> str:
+    """Tasks ``n`` newer than ``p`` and no more urgent, competing for its work, that started
+    after ``since`` and by ``now``: each one is a time a worker picked other work over ``p``.
+
+    ``p`` is an alias of a row with the task's columns, or None for ``:p_*`` parameters.
+    Read straight from ``tasks`` by its created-at index (``{tasks}`` would rebuild every
+    row's state first). Competing: the same task_type, and the same phase when both have one.
+    """
+
+    def col(name: str) -> str:
+        return f"{p}.{name}" if p else f":p_{name}"
+
+    started = _STARTED.format(t="n")
+    return f"""SELECT {columns} FROM tasks n
+        WHERE n.created_at > {col("created_at")} AND n.created_at <= :now
+          AND {_state("n")} <> 'pending'
+          AND {started} <= :now AND {started} >= {since}
+          AND {_rank("n.priority")} <= {_rank(col("priority"))}
+          AND COALESCE(n.task_type, '') = COALESCE({col("task_type")}, '')
+          AND (COALESCE(n.phase, '') = '' OR COALESCE({col("phase")}, '') = ''
+               OR n.phase = {col("phase")})"""
 
 
 class TaskQueries(QueryBase):
@@ -74,34 +96,48 @@ class TaskQueries(QueryBase):
         """Pending tasks waiting ``waiting_since`` or longer that ``min_passed`` or more newer,
         no more urgent tasks competing for the same work started ahead of, counted from each
         task's creation. Competing: the same task_type, and the same phase when both have one.
+
+        Each candidate walks the created-at index over newer tasks and stops at the
+        ``min_passed``-th competitor, so the cost grows with the candidates, not with
+        candidates times the backlog behind them.
         """
+        need = max(int(min_passed), 1)
         return self.rows(
             f"""SELECT p.id, p.title, p.priority, p.task_type, p.labels, p.source,
-                       p.depends_on, p.created_at, COUNT(*) AS passed
+                       p.depends_on, p.created_at
                 FROM {{tasks}} p
-                JOIN ({_AHEAD}) n
-                  ON n.created_at > p.created_at AND n.started >= p.created_at
-                 AND n.rank <= {_RANK.format(t="p")} AND {_COMPETES}
                 WHERE p.state = 'pending' AND p.created_at <= :cutoff
-                GROUP BY p.id, p.title, p.priority, p.task_type, p.labels, p.source,
-                         p.depends_on, p.created_at
-                HAVING COUNT(*) >= :min_passed
+                  AND EXISTS ({_ahead_of("p", "p.created_at")}
+                              ORDER BY n.created_at LIMIT 1 OFFSET {need - 1})
                 ORDER BY p.created_at, p.id""",
-            {"cutoff": self.ago(waiting_since), "min_passed": int(min_passed)},
+            {"cutoff": self.ago(waiting_since)},
         )
 
     def started_ahead_of(self, task_id: str, since: str, limit: int) -> tuple[int, list[Row]]:
         """How many newer, no more urgent tasks competing for the same work started ahead of
         a task since ``since``, and the first ``limit`` of them in start order.
         """
-        sql = f"""SELECT n.id, n.title, n.priority, n.created_at, n.started AS started_at
-            FROM {{tasks}} p JOIN ({_AHEAD}) n
-              ON n.created_at > p.created_at AND n.started >= :since
-             AND n.rank <= {_RANK.format(t="p")} AND {_COMPETES}
-            WHERE p.id = :task_id"""
-        params = {"task_id": task_id, "since": since}
-        count = self.scalar(f"SELECT COUNT(*) FROM ({sql}) ahead", params)
-        sample = self.rows(f"{sql} ORDER BY n.started, n.id LIMIT {int(limit)}", params)
+        task = self.rows(
+            "SELECT id, created_at, priority, task_type, phase FROM tasks"
+            " WHERE id = :task_id AND created_at <= :now",
+            {"task_id": task_id},
+        )
+        if not task:
+            return 0, []
+        params = {
+            "p_created_at": task[0]["created_at"],
+            "p_priority": task[0]["priority"],
+            "p_task_type": task[0]["task_type"],
+            "p_phase": task[0]["phase"],
+            "since": since,
+        }
+        ahead = _ahead_of(None, ":since")
+        count = self.scalar(f"SELECT COUNT(*) FROM ({ahead}) ahead", params)
+        columns = f"n.id, n.title, n.priority, n.created_at, {_STARTED.format(t='n')} AS started_at"
+        sample = self.rows(
+            f"{_ahead_of(None, ':since', columns)} ORDER BY started_at, n.id LIMIT {int(limit)}",
+            params,
+        )
         return int(count or 0), sample
 
     def task_progress(self, ids: list[str]) -> dict[str, Row]:
