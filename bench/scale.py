@@ -87,9 +87,7 @@ def _task_rows(
         age = (last - created).total_seconds()
         wait = rnd.expovariate(1 / 1800)
         dur = MEDIAN_SECONDS[ttype] * rnd.lognormvariate(0, 0.6)
-        if i in abandon_at:
-            status = "pending"
-        elif age < wait:
+        if i in abandon_at or age < wait:
             status = "pending"
         elif age < wait + dur:
             status = "running"
@@ -352,9 +350,11 @@ def child_ingest(db: str, path: str) -> dict[str, Any]:
         capture_output=True,
         text=True,
     )
-    records = sum(1 for _ in open(path))
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "records": records, "rc": proc.returncode, "err": proc.stderr[-300:]}
+    with open(path) as fh:
+        records = sum(1 for _ in fh)
+    err = proc.stderr[-300:]
+    return {"seconds": seconds, "records": records, "rc": proc.returncode, "err": err}
 
 
 def child_build(db: str, n: str, seed: str) -> dict[str, Any]:
@@ -445,9 +445,7 @@ def report(rows: list[dict[str, Any]]) -> None:
         first = True
         for key, name in (("cold", "cold"), ("steady", "steady"), ("new1", "+1%")):
             c = r[key]
-            lead = (
-                f"{r['tasks']:>9} {f:>8.2f} {p:>8.2f}" if first else f"{'':>9} {'':>8} {'':>8}"
-            )
+            lead = f"{r['tasks']:>9} {f:>8.2f} {p:>8.2f}" if first else f"{'':>9} {'':>8} {'':>8}"
             first = False
             print(
                 f"{lead} {name:>7} {c['seconds']:>8.2f} {c['seconds'] / f:>7.1f}x"
