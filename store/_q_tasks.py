@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -117,28 +118,96 @@ class TaskQueries(QueryBase):
         """How many newer, no more urgent tasks competing for the same work started ahead of
         a task since ``since``, and the first ``limit`` of them in start order.
         """
-        task = self.rows(
-            "SELECT id, created_at, priority, task_type, phase FROM tasks"
-            " WHERE id = :task_id AND created_at <= :now",
-            {"task_id": task_id},
+        return self.started_ahead_of_many({task_id: since}, limit).get(task_id, (0, []))
+
+    def started_ahead_of_many(
+        self, since: dict[str, str], limit: int
+    ) -> dict[str, tuple[int, list[Row]]]:
+        """``started_ahead_of`` for many tasks (id -> since) at once.
+
+        The counts come from one pass over the tasks newer than the oldest of them,
+        in creation order, with one Fenwick tree over the ``since`` instants per kind
+        of competitor: linear in the backlog, however many tasks are asked about
+        (counting each task's passers separately costs tasks x backlog). The samples
+        walk the start-time index from each ``since`` and stop after ``limit``.
+        """
+        if not since:
+            return {}
+        ids = list(since)
+        marks = ", ".join(f":id{i}" for i in range(len(ids)))
+        found = self.rows(
+            f"""SELECT id, created_at, priority, COALESCE(task_type, '') AS task_type,
+                       COALESCE(phase, '') AS phase, {_rank("priority")} AS rank
+                FROM tasks WHERE id IN ({marks}) AND created_at <= :now""",
+            {f"id{i}": v for i, v in enumerate(ids)},
         )
-        if not task:
-            return 0, []
-        params = {
-            "p_created_at": task[0]["created_at"],
-            "p_priority": task[0]["priority"],
-            "p_task_type": task[0]["task_type"],
-            "p_phase": task[0]["phase"],
-            "since": since,
-        }
-        ahead = _ahead_of(None, ":since")
-        count = self.scalar(f"SELECT COUNT(*) FROM ({ahead}) ahead", params)
+        if not found:
+            return {}
+        counts = self._count_ahead(found, since)
         columns = f"n.id, n.title, n.priority, n.created_at, {_STARTED.format(t='n')} AS started_at"
-        sample = self.rows(
-            f"{_ahead_of(None, ':since', columns)} ORDER BY started_at, n.id LIMIT {int(limit)}",
-            params,
+        sample_sql = f"""{_ahead_of(None, ":since", columns)}
+            ORDER BY {_STARTED.format(t="n")}, n.id LIMIT {int(limit)}"""
+        out: dict[str, tuple[int, list[Row]]] = {}
+        for task in found:
+            params = {
+                "p_created_at": task["created_at"],
+                "p_priority": task["priority"],
+                "p_task_type": task["task_type"],
+                "p_phase": task["phase"],
+                "since": since[task["id"]],
+            }
+            out[task["id"]] = (counts[task["id"]], self.rows(sample_sql, params))
+        return out
+
+    def _count_ahead(self, found: list[Row], since: dict[str, str]) -> dict[str, int]:
+        instants = sorted({since[t["id"]] for t in found})
+        # One tree per kind of competitor: (task_type, phase, rank).
+        trees: dict[tuple[str, str, int], _SuffixCounts] = {}
+        waiting = sorted(found, key=lambda t: t["created_at"], reverse=True)
+        counts: dict[str, int] = {}
+
+        def answer(task: Row) -> None:
+            at = bisect_left(instants, since[task["id"]])
+            counts[task["id"]] = sum(
+                tree.from_index(at)
+                for (kind, phase, rank), tree in trees.items()
+                if kind == task["task_type"]
+                and rank <= task["rank"]
+                and (phase == "" or task["phase"] == "" or phase == task["phase"])
+            )
+
+        kinds = sorted({t["task_type"] for t in found})
+        marks = ", ".join(f":k{i}" for i in range(len(kinds)))
+        started = _STARTED.format(t="n")
+        rows = self.iter_rows(
+            f"""SELECT COALESCE(n.task_type, '') AS task_type, COALESCE(n.phase, '') AS phase,
+                       {_rank("n.priority")} AS rank, n.created_at, {started} AS started
+                FROM tasks n
+                WHERE n.created_at > :oldest AND n.created_at <= :now
+                  AND {_state("n")} <> 'pending'
+                  AND {started} <= :now AND {started} >= :earliest
+                  AND COALESCE(n.task_type, '') IN ({marks})
+                ORDER BY n.created_at DESC""",
+            {
+                "oldest": waiting[-1]["created_at"],
+                "earliest": instants[0],
+                **{f"k{i}": k for i, k in enumerate(kinds)},
+            },
         )
-        return int(count or 0), sample
+        j = 0
+        for row in rows:
+            # A task counts only tasks created after it: answer before adding equals.
+            while j < len(waiting) and waiting[j]["created_at"] >= row["created_at"]:
+                answer(waiting[j])
+                j += 1
+            key = (row["task_type"], row["phase"], int(row["rank"]))
+            tree = trees.get(key)
+            if tree is None:
+                tree = trees[key] = _SuffixCounts(len(instants))
+            tree.add(bisect_right(instants, row["started"]) - 1)
+        for task in waiting[j:]:
+            answer(task)
+        return counts
 
     def task_progress(self, ids: list[str]) -> dict[str, Row]:
         """The as-of state and finish time of each given task id that exists at ``now``."""
@@ -152,3 +221,24 @@ class TaskQueries(QueryBase):
             params,
         )
         return {r["id"]: r for r in rows}
+
+
+class _SuffixCounts:
+    """Counts at positions ``0..size-1``; how many at or after a position, in O(log size)."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._tree = [0] * (size + 1)
+
+    def add(self, index: int) -> None:
+        i = self._size - index  # reversed, so a suffix is a prefix
+        while i <= self._size:
+            self._tree[i] += 1
+            i += i & -i
+
+    def from_index(self, index: int) -> int:
+        i, total = self._size - index, 0
+        while i > 0:
+            total += self._tree[i]
+            i -= i & -i
+        return total

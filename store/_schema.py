@@ -393,6 +393,19 @@ _V_TIMESTAMPS: list[str | dict[str, str]] = [{"postgresql": _PG_NORM_FUNCTION}]
 for _table, _cols in TIMESTAMP_COLUMNS.items():
     _V_TIMESTAMPS += _sqlite_ts_triggers(_table, _cols) + _pg_ts_trigger(_table, _cols)
 
+# Scale (issue 13). stale-queue's starved check lists a waiting task's first passers
+# in start order: this index on the start instant (a finished task that never
+# recorded one started by its finish) lets it stop after a few instead of sorting
+# every task started since. The expression is _q_tasks._STARTED (the same tree, so
+# both databases match it to the query).
+_V_SCALE: list[str | dict[str, str]] = [
+    """
+    CREATE INDEX IF NOT EXISTS tasks_started ON tasks (
+        (CASE WHEN started_at IS NOT NULL THEN started_at
+              WHEN status IN ('completed', 'failed') THEN finished_at END))
+    """,
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -401,5 +414,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_METRICS_GOALS,
     _V_TEST_INDEXES,
     _V_TIMESTAMPS,
+    _V_SCALE,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
