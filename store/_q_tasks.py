@@ -61,11 +61,12 @@ class TaskQueries(QueryBase):
     def idle_pending_tasks(self, idle_for: timedelta) -> list[Row]:
         """Pending tasks with no activity for at least ``idle_for``, oldest first."""
         return self.rows(
-            """SELECT id, title, priority, labels, source, task_type, phase, created_at,
-                      last_activity, goal_id
-               FROM {tasks}
-               WHERE state = 'pending' AND last_activity <= :cutoff
-               ORDER BY last_activity, id""",
+            f"""SELECT t.id, t.title, t.priority, t.labels, t.source, t.task_type, t.phase,
+                       t.created_at, t.last_activity, t.goal_id
+               FROM {{tasks}} t
+               WHERE {self.may_be("t", "pending")}
+                 AND t.state = 'pending' AND t.last_activity <= :cutoff
+               ORDER BY t.last_activity, t.id""",
             {"cutoff": self.ago(idle_for)},
         )
 
@@ -86,11 +87,13 @@ class TaskQueries(QueryBase):
         """
         cut = int(max_description)
         return self.iter_rows(
-            f"""SELECT id, title, substr(COALESCE(description, ''), 1, {cut}) AS description,
-                       task_type, spec, depends_on, labels, source, state, priority, created_at
-                FROM {{tasks}}
-                WHERE state IN ('pending', 'running')
-                ORDER BY created_at, id"""
+            f"""SELECT t.id, t.title, substr(COALESCE(t.description, ''), 1, {cut}) AS description,
+                       t.task_type, t.spec, t.depends_on, t.labels, t.source, t.state, t.priority,
+                       t.created_at
+                FROM {{tasks}} t
+                WHERE {self.may_be("t", "pending", "running")}
+                  AND t.state IN ('pending', 'running')
+                ORDER BY t.created_at, t.id"""
         )
 
     def passed_over_tasks(self, waiting_since: timedelta, min_passed: int) -> list[Row]:
@@ -107,7 +110,8 @@ class TaskQueries(QueryBase):
             f"""SELECT p.id, p.title, p.priority, p.task_type, p.labels, p.source,
                        p.depends_on, p.created_at
                 FROM {{tasks}} p
-                WHERE p.state = 'pending' AND p.created_at <= :cutoff
+                WHERE {self.may_be("p", "pending")}
+                  AND p.state = 'pending' AND p.created_at <= :cutoff
                   AND EXISTS ({_ahead_of("p", "p.created_at")}
                               ORDER BY n.created_at LIMIT 1 OFFSET {need - 1})
                 ORDER BY p.created_at, p.id""",
