@@ -5,7 +5,10 @@
 For each size it builds (or takes from the cache under /tmp, keyed by size and
 seed) a SQLite store of 90 days: about 1.1 metric rows per task, 10^5 test
 results, realistic status, type, phase and priority mixes, and one abandoned
-pending task per thousand (about 1,000 at 10^6) besides the recent queue.
+pending task per thousand (about 1,000 at 10^6) besides the recent queue: the
+case that guards that no rule grows faster than linearly in the backlog (each
+rule's ``check()`` time is printed per size, with its growth between the last
+two sizes; linear is the size ratio).
 Stores are written by ``executemany`` straight into SQLite, not through the
 simulator. Then, each in a child process (so peak RSS is the child's own
 ``ru_maxrss``), it times:
@@ -253,6 +256,27 @@ def child_cycle(db: str, now: str) -> dict[str, Any]:
     }
 
 
+def child_rules(db: str, now: str) -> dict[str, Any]:
+    """Each enabled rule's ``check()`` alone, on the store as of ``now``."""
+    with _imports():
+        from reviewer.config import config_from_dict
+        from rules import REGISTRY
+        from store.sqlite import SQLiteStore
+
+        store = SQLiteStore(Path(db))
+        config = config_from_dict(
+            {"reviewer": {"store": f"sqlite:///{db}"}}, Path(db).parent / "config.toml"
+        )
+        view = store.view(datetime.fromisoformat(now))
+        out: dict[str, Any] = {}
+        for rule in config.enabled_rules():
+            t0 = time.perf_counter()
+            found = sum(1 for _ in REGISTRY[rule.id].check(rule.options, view))
+            out[rule.id] = [round(time.perf_counter() - t0, 3), found]
+        store.close()
+    return out
+
+
 def child_floor(db: str, now: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     con = sqlite3.connect(db)
@@ -370,6 +394,7 @@ def child_add(db: str, n: str, seed: str) -> dict[str, Any]:
 CHILDREN = {
     "cycle": child_cycle,
     "floor": child_floor,
+    "rules": child_rules,
     "pandas": child_pandas,
     "build": child_build,
     "add": child_add,
@@ -419,6 +444,7 @@ def measure(n: int, seed: int, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"tasks": n}
     out["floor"] = in_child("floor", str(db), ts(NOW))
     out["pandas"] = in_child("pandas", str(db), ts(NOW))
+    out["rules"] = in_child("rules", str(db), ts(NOW))
     out["cold"] = in_child("cycle", str(db), ts(NOW))
     out["steady"] = in_child("cycle", str(db), ts(NOW))
     in_child("add", str(db), str(n), str(seed))
@@ -433,6 +459,19 @@ def measure(n: int, seed: int, work: Path) -> dict[str, Any]:
     db.unlink()
     idb.unlink()
     return out
+
+
+def report_rules(rows: list[dict[str, Any]]) -> None:
+    """Each rule's time per size, and how it grew against the backlog (linear: x the size)."""
+    names = [k for k in rows[0]["rules"] if k != "rss_mb"]
+    print(f"{'rule check s':>15} " + " ".join(f"{r['tasks']:>10}" for r in rows) + "  growth")
+    for name in names:
+        times = [r["rules"][name][0] for r in rows]
+        growth = ""
+        if len(rows) > 1 and times[-2] > 0.05:
+            size = rows[-1]["tasks"] / rows[-2]["tasks"]
+            growth = f"  x{times[-1] / times[-2]:.1f} for x{size:.0f} tasks"
+        print(f"{name:>15} " + " ".join(f"{t:>10.2f}" for t in times) + growth)
 
 
 def report(rows: list[dict[str, Any]]) -> None:
@@ -459,6 +498,7 @@ def report(rows: list[dict[str, Any]]) -> None:
             f"{ing['seconds']:.2f} s = {rate:,.0f} records/s"
             + ("" if ing["rc"] == 0 else f" (exit {ing['rc']}: {ing['err']!r})")
         )
+    report_rules(rows)
 
 
 def main() -> None:
