@@ -6,8 +6,10 @@ APScheduler 3 runs the cycle on the configured interval or cron schedule with
 downtime the daemon does not replay missed runs: it looks at its own last-run
 mark in the store and, if a run is overdue, runs once at start.
 
-SIGTERM and SIGINT stop it cleanly: the API stops taking requests, the
-running cycle finishes, then the store's daemon lock is released.
+SIGTERM and SIGINT stop it cleanly: the API stops taking requests, a running
+cycle stops at its next rule boundary (recorded as ``cancelled``, none of its
+findings written), then the store's daemon lock is released. So a stop takes
+at most one rule's time, well within systemd's ``TimeoutStopSec``.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ class Daemon:
         return first
 
     def stop(self) -> None:
-        """Stop scheduling and wait for a running cycle to finish."""
+        """Stop scheduling, cancel a running cycle at its next rule, and wait for it."""
+        self.app.engine.cancel.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
 
@@ -139,7 +142,7 @@ def run_daemon(
         else:
             stop.wait()
     finally:
-        log.info("stopping: waiting for a running cycle to finish")
+        log.info("stopping: a running cycle stops at its next rule")
         daemon.stop()
         app.close()
         log.info("stopped")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from reviewer.config import Config
-from reviewer.failpoint import failpoint
+from reviewer.failpoint import failpoint, pausepoint
 from reviewer.render import Renderer
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
@@ -49,6 +50,10 @@ _DONE_TASK_STATES = ("completed", "cancelled", "failed")
 
 class _Rollback(Exception):
     """Raised inside the state transaction of a dry run to discard it."""
+
+
+class CycleCancelled(Exception):
+    """Raised between rules when ``Engine.cancel`` is set: the cycle stops, nothing is saved."""
 
 
 @dataclass
@@ -104,6 +109,9 @@ class Engine:
         self.state = ReviewerState(store)
         self.renderer = renderer or Renderer(config.resolve(config.reviewer.templates_dir))
         self.clock = clock
+        # Set (by the daemon, on SIGTERM) to stop a running cycle at the next rule
+        # boundary: the run is recorded as cancelled and no finding of it is written.
+        self.cancel = threading.Event()
 
     # -- the cycle --------------------------------------------------------------
     def review(
@@ -121,6 +129,11 @@ class Engine:
 
         try:
             findings, failed_rules = self.run_rules(at, result)
+            self._check_cancel("saving")
+        except CycleCancelled as exc:
+            log.warning("review cycle %s cancelled %s", run_id, exc)
+            result.status = "cancelled"
+            result.notes.append(f"cancelled {exc}: the reviewer is stopping; nothing was saved")
         except Exception as exc:  # the store could not be read: nothing to judge this cycle
             log.exception("review cycle %s could not read the store", run_id)
             result.status = "failed"
@@ -137,7 +150,7 @@ class Engine:
                 log.exception("review cycle %s failed while saving its results", run_id)
                 result.status = "failed"
                 result.errors.append({"rule": None, "stage": "save", "error": _describe(exc)})
-        if result.status != "failed" and result.errors:
+        if result.status == "ok" and result.errors:
             result.status = "partial"
         result.duration_ms = int((time.monotonic() - started) * 1000)
         if run_id is not None:
@@ -175,6 +188,7 @@ class Engine:
         findings: dict[str, Finding] = {}
         failed: set[str] = set()
         for rule_cfg in self.config.enabled_rules():
+            self._check_cancel(f"before rule {rule_cfg.id}")
             module = REGISTRY[rule_cfg.id]
             t0 = time.monotonic()
             try:
@@ -199,6 +213,11 @@ class Engine:
                 (time.monotonic() - t0) * 1000,
             )
         return list(findings.values()), failed
+
+    def _check_cancel(self, where: str) -> None:
+        pausepoint("cycle.step")
+        if self.cancel.is_set():
+            raise CycleCancelled(where)
 
     def _apply(
         self, findings: list[Finding], failed_rules: set[str], at: datetime, result: ReviewResult

@@ -36,6 +36,30 @@ class QueryBase:
     def ts(self, value: datetime) -> str:
         raise NotImplementedError
 
+    @staticmethod
+    def may_be(t: str, *states: str) -> str:
+        """An indexed condition on ``{tasks}`` row ``t`` that every row whose as-of state
+        is one of ``states`` ('pending', 'running') meets: its stored status, or a
+        timestamp after ``now`` that makes the stored status not yet true. Put it next
+        to ``t.state = ...`` so the database seeks the few candidate rows on the status
+        and as-of indexes instead of rebuilding every row's state; the result is the same.
+        """
+        terms = []
+        for state in states:
+            if state == "pending":
+                terms.append(
+                    f"{t}.status = 'pending'"
+                    f" OR COALESCE({t}.started_at, {t}.updated_at, {t}.created_at) > :now"
+                )
+            elif state == "running":
+                terms.append(
+                    f"{t}.status = 'running'"
+                    f" OR COALESCE({t}.finished_at, {t}.updated_at, {t}.created_at) > :now"
+                )
+            else:
+                raise ValueError(f"no indexed condition for state {state!r}")
+        return "(" + " OR ".join(terms) + ")"
+
     def ago(self, delta: timedelta) -> str:
         """The stored-form instant ``delta`` before ``now``."""
         return self.ts(self.now - delta)

@@ -22,11 +22,12 @@ class StuckQueries(QueryBase):
         """Tasks running at ``now`` that started at least ``running_for`` ago, oldest first."""
         # A running task without started_at started when it was last updated.
         return self.rows(
-            """SELECT id, title, task_type, phase, executor, model, attempts, source, started_at
+            f"""SELECT id, title, task_type, phase, executor, model, attempts, source, started_at
                FROM (SELECT t.id, t.title, t.task_type, t.phase, t.executor, t.model,
                             t.attempts, t.source,
                             COALESCE(t.started_at, t.updated_at, t.created_at) AS started_at
-                     FROM {tasks} t WHERE t.state = 'running') r
+                     FROM {{tasks}} t
+                     WHERE {self.may_be("t", "running")} AND t.state = 'running') r
                WHERE started_at <= :cutoff
                ORDER BY started_at, id""",
             {"cutoff": self.ago(running_for)},
@@ -99,7 +100,7 @@ class StuckQueries(QueryBase):
         return self.rows(
             f"""SELECT t.id, t.created_at, t.depends_on
                 FROM {{tasks}} t
-                WHERE t.phase = :phase AND t.state = 'pending'
+                WHERE t.phase = :phase AND {self.may_be("t", "pending")} AND t.state = 'pending'
                   AND t.depends_on IS NOT NULL AND t.depends_on NOT IN ('', '[]')
                 ORDER BY t.created_at, t.id
                 LIMIT {int(limit)}""",
@@ -172,16 +173,18 @@ class StuckQueries(QueryBase):
         whose latest recorded run succeeded.
         """
         return self.rows(
-            """WITH ok AS (
-                  SELECT m.task_id, MAX(m.created_at) AS last_ok_at
-                  FROM {metrics} m WHERE m.status = 'completed' GROUP BY m.task_id
-                ), f AS (
+            # A failure counts when no success of the task came after it: a seek on
+            # the (task_id, created_at) key per failed run, instead of grouping every
+            # successful run in history to find each task's last success.
+            """WITH f AS (
                   SELECT m.task_id, COUNT(*) AS failures, MIN(m.created_at) AS first_failed_at,
                          MAX(m.created_at) AS failed_at, MAX(m.task_type) AS task_type,
                          MAX(m.executor) AS executor, MAX(m.model) AS model
-                  FROM {metrics} m LEFT JOIN ok ON ok.task_id = m.task_id
+                  FROM {metrics} m
                   WHERE m.status = 'failed'
-                    AND (ok.last_ok_at IS NULL OR m.created_at > ok.last_ok_at)
+                    AND NOT EXISTS (SELECT 1 FROM {metrics} ok
+                                    WHERE ok.task_id = m.task_id AND ok.status = 'completed'
+                                      AND ok.created_at > m.created_at)
                   GROUP BY m.task_id
                   HAVING COUNT(*) >= :n
                 )

@@ -16,7 +16,16 @@ _TOKENS = (
     "CASE WHEN tokens_in IS NULL AND tokens_out IS NULL THEN NULL"
     " ELSE COALESCE(tokens_in, 0) + COALESCE(tokens_out, 0) END"
 )
-_PEER_GROUP = "COALESCE(task_type, '') = :task_type AND COALESCE(model, '') = :model"
+
+
+def _peer_group(task_type: str, model: str) -> str:
+    """``COALESCE(task_type, '') = :task_type AND COALESCE(model, '') = :model``, written
+    so the database can seek its indexes (a COALESCE around a column hides it from them)."""
+
+    def same(col: str, value: str) -> str:
+        return f"({col} IS NULL OR {col} = '')" if value == "" else f"{col} = :{col}"
+
+    return f"{same('task_type', task_type)} AND {same('model', model)}"
 
 
 def _num(value: Any) -> float | None:
@@ -53,7 +62,7 @@ class UsageQueries(QueryBase):
         for row in self.iter_rows(
             f"""SELECT {_TOKENS} AS tokens, cost_usd
                 FROM {{metrics}}
-                WHERE {_PEER_GROUP} AND created_at > :history_since
+                WHERE {_peer_group(task_type, model)} AND created_at > :history_since
                 ORDER BY created_at DESC
                 LIMIT :limit""",
             {
@@ -89,7 +98,8 @@ class UsageQueries(QueryBase):
             f"""SELECT task_id, created_at, executor, tokens_in, tokens_out,
                        {_TOKENS} AS tokens, cost_usd
                 FROM {{metrics}}
-                WHERE {_PEER_GROUP} AND created_at > :since AND ({" OR ".join(over)})
+                WHERE {_peer_group(task_type, model)} AND created_at > :since
+                  AND ({" OR ".join(over)})
                 ORDER BY created_at, task_id
                 LIMIT 1000""",
             {

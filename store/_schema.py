@@ -427,6 +427,30 @@ _V_COVERAGE: list[str | dict[str, str]] = [
     *_pg_ts_trigger("coverage", ("recorded_at",)),
 ]
 
+# Scale (issue 13). stale-queue's starved check lists a waiting task's first passers
+# in start order: this index on the start instant (a finished task that never
+# recorded one started by its finish) lets it stop after a few instead of sorting
+# every task started since. The expression is _q_tasks._STARTED (the same tree, so
+# both databases match it to the query).
+_V_SCALE: list[str | dict[str, str]] = [
+    """
+    CREATE INDEX IF NOT EXISTS tasks_started ON tasks (
+        (CASE WHEN started_at IS NOT NULL THEN started_at
+              WHEN status IN ('completed', 'failed') THEN finished_at END))
+    """,
+    # A task's stored status is not yet true at `now` when these are after it: with
+    # the status index they find the rows whose as-of state can be pending or
+    # running (BacklogView.may_be) without rebuilding every row's state.
+    """
+    CREATE INDEX IF NOT EXISTS tasks_asof_started
+    ON tasks ((COALESCE(started_at, updated_at, created_at)))
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS tasks_asof_finished
+    ON tasks ((COALESCE(finished_at, updated_at, created_at)))
+    """,
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -436,5 +460,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_TEST_INDEXES,
     _V_TIMESTAMPS,
     _V_COVERAGE,
+    _V_SCALE,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

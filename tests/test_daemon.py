@@ -60,12 +60,16 @@ class _SlowOptions(RuleOptions):
     pass
 
 
-def test_stop_waits_for_the_running_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stop_cancels_the_running_cycle_at_the_next_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     started = threading.Event()
+    ran: list[str] = []
 
     def slow(options: Any, view: Any) -> Iterator[Finding]:
         started.set()
         time.sleep(1.0)
+        ran.append("slow")
         return iter(())
 
     monkeypatch.setitem(
@@ -74,24 +78,28 @@ def test_stop_waits_for_the_running_cycle(tmp_path: Path, monkeypatch: pytest.Mo
         types.SimpleNamespace(ID="slow", Options=_SlowOptions, DEFAULTS={}, check=slow),
     )
     cfg = make_config({"reviewer": {"store": f"sqlite:///{tmp_path / 'p.db'}", "interval": "1h"}})
+    assert [r.id for r in cfg.enabled_rules()][-1] == "slow"  # the last rule: none after it
     app = App.from_config(cfg)
     daemon = Daemon(app)
     daemon.start()  # never ran → runs at once
     assert started.wait(10)
     daemon.stop()
     runs = app.state.runs()
+    stored = app.store.query("SELECT COUNT(*) AS n FROM reviewer_findings")[0]["n"]
     app.close()
-    assert [r.status for r in runs] == ["ok"]
+    assert ran == ["slow"]  # the rule it was in finished; the cycle stopped after it
+    assert [r.status for r in runs] == ["cancelled"]
     assert runs[0].finished_at is not None
+    assert stored == 0  # nothing of a cancelled cycle is saved
 
 
-def _daemon(cfg: Path) -> subprocess.Popen[str]:
+def _daemon(cfg: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "reviewer", "--config", str(cfg), "run", "--no-api"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
     )
 
 
@@ -150,3 +158,48 @@ def test_two_daemons_on_one_store_cannot_both_run_and_sigterm_stops_cleanly(tmp_
         for p in (first,):
             if p.poll() is None:
                 p.kill()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_slow_cycle_between_rules(tmp_path: Path) -> None:
+    """A real daemon whose every rule takes 3 s stops within one rule of SIGTERM."""
+    import sqlite3
+
+    db = tmp_path / "pipeline.db"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[reviewer]\nstore = "sqlite:///pipeline.db"\ninterval = "1h"\n')
+    daemon = _daemon(cfg, REVIEWER_PAUSEPOINT="cycle.step:3")
+    try:
+        assert daemon.stderr is not None
+        for line in daemon.stderr:  # the first cycle starts at once (never ran)
+            if "scheduler started" in line:
+                break
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until the cycle's run is recorded
+            time.sleep(0.2)
+            try:
+                conn = sqlite3.connect(db)
+                running = conn.execute(
+                    "SELECT COUNT(*) FROM reviewer_runs WHERE status = 'running'"
+                ).fetchone()[0]
+                conn.close()
+            except sqlite3.OperationalError:
+                continue
+            if running:
+                break
+        time.sleep(1)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert daemon.returncode == 0, err
+    # It stopped at a rule boundary, not after the whole cycle (six rules, 3 s each).
+    assert "review cycle 1 cancelled before rule " in err, err
+    conn = sqlite3.connect(db)
+    runs = conn.execute("SELECT status, finished_at FROM reviewer_runs").fetchall()
+    findings = conn.execute("SELECT COUNT(*) FROM reviewer_findings").fetchone()[0]
+    conn.close()
+    assert [r[0] for r in runs] == ["cancelled"] and runs[0][1] is not None
+    assert findings == 0

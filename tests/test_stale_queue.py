@@ -315,3 +315,56 @@ def test_clean_pipeline_has_no_starved_tasks() -> None:
     assert not poison
     findings, _ = _run(tasks, ["starved"])
     assert [f.summary for f in findings] == []
+
+
+def _starved_work(waiting: int, backlog: int) -> tuple[int, int]:
+    """SQLite VM steps (in hundreds) the starved check takes, and how many it flags."""
+    start = NOW - timedelta(days=30)
+    tasks = [
+        {
+            "id": f"w{i:04d}",
+            "title": f"waiting {i}",
+            "task_type": "impl",
+            "status": "pending",
+            "created_at": fmt_ts(start + timedelta(minutes=i)),
+        }
+        for i in range(waiting)
+    ]
+    for i in range(backlog):
+        created = start + timedelta(hours=2, minutes=100 * i)
+        tasks.append(
+            {
+                "id": f"n{i:05d}",
+                "title": f"newer {i}",
+                "task_type": "impl",
+                "status": "completed",
+                "created_at": fmt_ts(created),
+                "started_at": fmt_ts(created + timedelta(minutes=5)),
+                "finished_at": fmt_ts(created + timedelta(minutes=30)),
+            }
+        )
+    store = make_store(tasks=tasks)
+    try:
+        steps = [0]
+
+        def tick() -> int:
+            steps[0] += 1
+            return 0
+
+        conn = store.conn  # type: ignore[attr-defined]
+        options = stale_queue.Options.model_validate({"kinds": ["starved"]})
+        conn.set_progress_handler(tick, 100)
+        flagged = len(list(stale_queue.check(options, store.view(fmt_ts(NOW)))))
+        conn.set_progress_handler(None, 0)
+        return steps[0], flagged
+    finally:
+        store.close()
+
+
+def test_starved_check_grows_with_the_backlog_not_with_waiting_times_backlog() -> None:
+    """Eight times the long-abandoned tasks over one backlog: the database work must not
+    follow (counting every waiting task's passers on its own is waiting x backlog)."""
+    few, few_flagged = _starved_work(5, 400)
+    many, many_flagged = _starved_work(40, 400)
+    assert (few_flagged, many_flagged) == (5, 40)
+    assert many < 3 * few, (few, many)

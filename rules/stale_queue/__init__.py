@@ -77,7 +77,7 @@ from pydantic import Field
 
 from rules.contract import Finding, RuleOptions, Severity
 from rules.stale_queue.similarity import duplicate_groups
-from store import BacklogView, json_list
+from store import BacklogView, Row, json_list
 from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "stale-queue"
@@ -228,6 +228,7 @@ def _duplicates(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 def _starved(options: Options, view: BacklogView) -> Iterator[Finding]:
     need = options.starved_min_passed
+    waiting: list[tuple[Row, str, timedelta]] = []
     for task in view.passed_over_tasks(options.starved_min_wait, need):
         if _skipped(options, task):
             continue
@@ -241,7 +242,11 @@ def _starved(options: Options, view: BacklogView) -> Iterator[Finding]:
         waited = view.now - parse_ts(ready)
         if waited < options.starved_min_wait:
             continue
-        passed, sample = view.started_ahead_of(task["id"], ready, _SAMPLE_PASSERS)
+        waiting.append((task, ready, waited))
+    # One pass counts the passers of every waiting task (one query each is tasks x backlog).
+    ahead = view.started_ahead_of_many({t["id"]: ready for t, ready, _ in waiting}, _SAMPLE_PASSERS)
+    for task, ready, waited in waiting:
+        passed, sample = ahead.get(task["id"], (0, []))
         if passed < need:
             continue
         priority = task["priority"] or "normal"
