@@ -15,6 +15,9 @@ recall: the daemon would see it, a replay every ``--step`` cannot. The last
 line is a JSON summary.
 
     python bench/quality.py [--sizes small,medium,large] [--seeds 2] [--noise 0.3,0.8]
+
+``--family independent`` scores a second family written by other hands
+(``bench/quality_independent.py``: 5-1000 tasks a day, clean twins).
 """
 
 from __future__ import annotations
@@ -154,7 +157,23 @@ def score(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    family = argparse.ArgumentParser(add_help=False)
+    family.add_argument("--family", choices=["simulated", "independent"], default="simulated")
+    known, rest = family.parse_known_args(argv)
+    if known.family == "independent":
+        # the second, independently written family (bench/quality_independent.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from quality_independent import main as independent
+
+        return independent(rest)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--family",
+        choices=["simulated", "independent"],
+        default="simulated",
+        help="simulated: reviewer.simulate's histories; independent: bench/indep_pipelines.py",
+    )
     parser.add_argument("--sizes", default="small,medium,large", help="of " + ", ".join(SIZES))
     parser.add_argument("--seeds", type=int, default=1, help="histories per size and noise")
     parser.add_argument("--noise", default="0.3,0.8", help="noise levels, 0 (calm) to 1")
