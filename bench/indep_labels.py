@@ -138,6 +138,13 @@ class Tasks:
     def __init__(self, tasks: list[dict[str, Any]], end: datetime) -> None:
         self.all = tasks
         self.by_id = {t["id"]: t for t in tasks}
+        self.by_type: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        self.by_goal: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        self.many_attempts = [t for t in tasks if (t["attempts"] or 0) >= MAX_FAILURES]
+        for t in tasks:
+            self.by_type[t["task_type"]].append(t)
+            if t.get("goal_id"):
+                self.by_goal[t["goal_id"]].append(t)
         self.end = end
         self.long: list[dict[str, Any]] = []
         short = []
@@ -237,12 +244,16 @@ class Similarity:
             for w in set(words(t["title"]) + words(t.get("description"))):
                 df[w] += 1
         self.idf = {w: math.log((1 + n) / (1 + c)) + 1 for w, c in df.items()}
+        self._vecs: dict[str, dict[str, float]] = {}
+        self._same: dict[tuple[str, str], bool] = {}
 
     def vec(self, text: str) -> dict[str, float]:
-        tf: dict[str, float] = defaultdict(float)
-        for w in words(text):
-            tf[w] += self.idf.get(w, 1.0)
-        return tf
+        if text not in self._vecs:
+            tf: dict[str, float] = defaultdict(float)
+            for w in words(text):
+                tf[w] += self.idf.get(w, 1.0)
+            self._vecs[text] = tf
+        return self._vecs[text]
 
     def cos(self, a: str, b: str) -> float:
         va, vb = self.vec(a), self.vec(b)
@@ -252,6 +263,12 @@ class Similarity:
         return dot / (na * nb) if na and nb else 0.0
 
     def same(self, a: dict[str, Any], b: dict[str, Any]) -> bool:
+        key = (a["id"], b["id"])
+        if key not in self._same:
+            self._same[key] = self._judge(a, b)
+        return self._same[key]
+
+    def _judge(self, a: dict[str, Any], b: dict[str, Any]) -> bool:
         ta, tb = a["title"], b["title"]
         nums = (
             {w for w in words(ta) if any(c.isdigit() for c in w)},
@@ -318,10 +335,9 @@ def stale_queue(tasks: Tasks, sim: Similarity, at: datetime) -> Iterable[tuple[s
             continue
         rank = PRIORITY_RANK[t["priority"]]
         passed = 0
-        for o in tasks.all:
+        for o in tasks.by_type[t["task_type"]]:
             if (
                 o["created_at"] > t["created_at"]
-                and o["task_type"] == t["task_type"]
                 and (not (o["phase"] and t["phase"]) or o["phase"] == t["phase"])
                 and PRIORITY_RANK[o["priority"]] <= rank
                 and o["started_at"]
@@ -380,6 +396,13 @@ class Metrics:
         for m in self.rows:
             self.by_type[m["task_type"]].append(m)
         self.type_at = {k: [m["created_at"] for m in v] for k, v in self.by_type.items()}
+        # runs of the tasks that ever failed (repeated-failure looks at no others)
+        runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for m in self.rows:
+            runs[m["task_id"]].append(m)
+        self.failing = {
+            k: v for k, v in runs.items() if sum(m["status"] == "failed" for m in v) >= 2
+        }
 
     def between(self, lo: datetime, hi: datetime) -> list[dict[str, Any]]:
         """Rows with lo < created_at <= hi."""
@@ -458,21 +481,20 @@ def failures(metrics: Metrics, tasks: Tasks, at: datetime) -> Iterable[tuple[str
         dim, name = scope.split(":", 1)
         pool = [m for m in pool if m.get(dim) != name]
     # repeated-failure: failed runs since the last success, while not completed or cancelled
-    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for m in metrics.rows:
-        if m["created_at"] > at:
-            break
-        runs[m["task_id"]].append(m)
-    for tid, rs in runs.items():
+    for tid, rs in metrics.failing.items():
         t = tasks.by_id.get(tid)
         if t is None or tasks.state(t, at) in ("completed", "cancelled"):
             continue
         streak = 0
         for m in rs:
+            if m["created_at"] > at:
+                break
             streak = streak + 1 if m["status"] == "failed" else 0
-        attempts = t["attempts"] if tasks.state(t, at) == "failed" else 0
-        if streak >= MAX_FAILURES or attempts >= MAX_FAILURES:
+        if streak >= MAX_FAILURES:
             yield "repeated-failure", tid
+    for t in tasks.many_attempts:  # or failed with that many attempts
+        if tasks.state(t, at) == "failed":
+            yield "repeated-failure", t["id"]
 
 
 # -- usage-spikes -----------------------------------------------------------------------
@@ -738,7 +760,7 @@ def goals_at(
     tasks: Tasks, goals: dict[str, dict[str, Any]], at: datetime
 ) -> Iterable[tuple[str, str]]:
     for gid, spec in goals.items():
-        items = [t for t in tasks.all if t.get("goal_id") == gid and t["created_at"] <= at]
+        items = [t for t in tasks.by_goal.get(gid, []) if t["created_at"] <= at]
         states = [tasks.state(t, at) for t in items]
         items_st = [(t, s) for t, s in zip(items, states, strict=True) if s != "cancelled"]
         if not items_st:

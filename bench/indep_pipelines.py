@@ -62,6 +62,7 @@ TYPES = [
 ]
 BY_NAME = {t.name: t for t in TYPES}
 PHASES = ["triage", "design", "build", "verify", "deploy"]
+SERIAL = {"design", "deploy"}
 # A healthy run never exceeds exp(mu + RUN_Z_MAX * sigma) (about 2.2x its p95 at the
 # widest spread) nor RUN_MAX; a stuck task is a problem, not noise.
 RUN_Z_MAX = 2.5
@@ -311,7 +312,13 @@ class _Gen:
         self.schedule(self.tasks)
 
     def workers(self, phase: str) -> int:
-        """Worker slots per phase: about 3x the peak-hour need, at least 2."""
+        """Worker slots per phase: about 3x the peak-hour need, at least 2.
+
+        Design and deploy run one at a time (one design agent, serial deploys), so there
+        work queues behind a long run, quiet nights included.
+        """
+        if phase in SERIAL:
+            return 1
         need = sum(t.share * self.peak * t.median_min * 1.4 / 60 for t in TYPES if t.phase == phase)
         return max(2, math.ceil(3 * need))
 
@@ -470,11 +477,17 @@ def ci_history(gen: _Gen, problems: bool) -> tuple[list[dict[str, Any]], dict[st
         injected["flaky"] = chosen[2]
         injected["flaky-proven"] = chosen[3]
         injected["broken"] = chosen[4]
-        # the break comes with a new commit: the first run of a fresh commit after 14h ago
+        # the break comes with a new commit: the first run of a fresh commit 14h ago or
+        # later, and early enough that at least five runs have failed by the end
+        latest = runs[-5][0]
         broken_from = next(
-            at
-            for i, (at, sha) in enumerate(runs)
-            if at > gen.end - timedelta(hours=14) and sha != runs[i - 1][1]
+            (
+                at
+                for i, (at, sha) in enumerate(runs)
+                if at > min(gen.end - timedelta(hours=14), latest - timedelta(hours=12))
+                and sha != runs[i - 1][1]
+            ),
+            runs[-5][0],
         )
         holdout = next(x for x in tests if x not in chosen)
         skipped_since[holdout] = gen.end - timedelta(days=18)
@@ -645,7 +658,7 @@ def inject(gen: _Gen, injected: dict[str, str]) -> None:
         ttype = BY_NAME[rng.choice(["impl", "test", "triage", "review"])]
         at = t0 + timedelta(minutes=20 * k + rng.randint(0, 5))
         task = gen.new_task(
-            ttype, at - timedelta(minutes=2), executor="vm-legacy", model=gen.pick(MODELS)
+            ttype, at - timedelta(minutes=2), executor="vm-legacy", model=list(MODELS)[k % 3]
         )
         task.update(started_at=at - timedelta(minutes=1))
         fails = rng.random() < 0.85
@@ -676,7 +689,7 @@ def inject(gen: _Gen, injected: dict[str, str]) -> None:
         task = gen.new_task(BY_NAME["test"], at - timedelta(minutes=16))
         task.update(
             started_at=at - timedelta(minutes=15),
-            model=gen.pick(MODELS),
+            model=list(MODELS)[k % 3],
             executor=rng.choice(["k8s-a", "k8s-b"]),
         )
         gen.metric(
