@@ -314,12 +314,12 @@ class _Gen:
     def workers(self, phase: str) -> int:
         """Worker slots per phase: about 3x the peak-hour need, at least 2.
 
-        Design and deploy run one at a time (one design agent, serial deploys), so there
-        work queues behind a long run, quiet nights included.
+        Design and deploy are run by as few workers as carry their peak load (one, at low
+        throughput: a design agent, serial deploys), so work there queues behind a long run.
         """
-        if phase in SERIAL:
-            return 1
         need = sum(t.share * self.peak * t.median_min * 1.4 / 60 for t in TYPES if t.phase == phase)
+        if phase in SERIAL:
+            return max(1, math.ceil(1.5 * need))
         return max(2, math.ceil(3 * need))
 
     def schedule(self, tasks: list[dict[str, Any]]) -> None:
