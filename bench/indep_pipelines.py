@@ -462,7 +462,10 @@ def ci_history(gen: _Gen, problems: bool) -> tuple[list[dict[str, Any]], dict[st
     proven_run = -1
     if problems:
         # somebody pressed "rerun" on a red build today: same commit, 25 minutes later
-        proven_run = next(i for i, (at, _) in enumerate(runs) if at > gen.end - timedelta(hours=20))
+        proven_run = next(
+            (i for i, (at, _) in enumerate(runs) if at > gen.end - timedelta(hours=20)),
+            len(runs) - 2,  # no CI run today: the last-but-one of the history
+        )
         at, sha = runs[proven_run]
         runs.insert(proven_run + 1, (at + timedelta(minutes=25), sha))
     flaky_rate: dict[str, float] = {}
