@@ -32,15 +32,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reviewer.app import App
 from reviewer.backtest import backtest
 from reviewer.config import config_from_dict
-from reviewer.sim import ALL_KINDS, Labels, simulate
 from rules import REGISTRY
 from store.sqlite import SQLiteStore
 from store.timeutil import parse_duration, parse_ts
+
+if TYPE_CHECKING:
+    from reviewer.sim import Labels
+# reviewer.sim is imported where the simulated family runs, so --family independent
+# also runs against checkouts whose simulator lives elsewhere
 
 SIZES = {"small": 20, "medium": 80, "large": 300}
 Key = tuple[str, str]
@@ -87,6 +91,8 @@ def run_history(
     t0 = time.monotonic()
     db = workdir / "store.db"
     with SQLiteStore(db) as store:
+        from reviewer.sim import simulate
+
         labels = simulate(
             store,
             workspace=workdir,
@@ -234,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                             scores[(e["rule"], e["kind"])].clean += 1
                             keep = {k: e[k] for k in ("rule", "kind", "subject", "summary")}
                             clean_findings.append({"where": where, **keep})
+
+    from reviewer.sim import ALL_KINDS
 
     kinds: list[Key] = list(ALL_KINDS) + sorted(k for k in scores if k not in ALL_KINDS)
     print()
