@@ -15,6 +15,9 @@ recall: the daemon would see it, a replay every ``--step`` cannot. The last
 line is a JSON summary.
 
     python bench/quality.py [--sizes small,medium,large] [--seeds 2] [--noise 0.3,0.8]
+
+``--family independent`` scores a second family written by other hands
+(``bench/quality_independent.py``: 5-1000 tasks a day, clean twins).
 """
 
 from __future__ import annotations
@@ -29,15 +32,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reviewer.app import App
 from reviewer.backtest import backtest
 from reviewer.config import config_from_dict
-from reviewer.sim import ALL_KINDS, Labels, simulate
 from rules import REGISTRY
 from store.sqlite import SQLiteStore
 from store.timeutil import parse_duration, parse_ts
+
+if TYPE_CHECKING:
+    from reviewer.sim import Labels
+# reviewer.sim is imported where the simulated family runs, so --family independent
+# also runs against checkouts whose simulator lives elsewhere
 
 SIZES = {"small": 20, "medium": 80, "large": 300}
 Key = tuple[str, str]
@@ -84,6 +91,8 @@ def run_history(
     t0 = time.monotonic()
     db = workdir / "store.db"
     with SQLiteStore(db) as store:
+        from reviewer.sim import simulate
+
         labels = simulate(
             store,
             workspace=workdir,
@@ -154,7 +163,23 @@ def score(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    family = argparse.ArgumentParser(add_help=False)
+    family.add_argument("--family", choices=["simulated", "independent"], default="simulated")
+    known, rest = family.parse_known_args(argv)
+    if known.family == "independent":
+        # the second, independently written family (bench/quality_independent.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from quality_independent import main as independent
+
+        return independent(rest)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--family",
+        choices=["simulated", "independent"],
+        default="simulated",
+        help="simulated: reviewer.simulate's histories; independent: bench/indep_pipelines.py",
+    )
     parser.add_argument("--sizes", default="small,medium,large", help="of " + ", ".join(SIZES))
     parser.add_argument("--seeds", type=int, default=1, help="histories per size and noise")
     parser.add_argument("--noise", default="0.3,0.8", help="noise levels, 0 (calm) to 1")
@@ -215,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                             scores[(e["rule"], e["kind"])].clean += 1
                             keep = {k: e[k] for k in ("rule", "kind", "subject", "summary")}
                             clean_findings.append({"where": where, **keep})
+
+    from reviewer.sim import ALL_KINDS
 
     kinds: list[Key] = list(ALL_KINDS) + sorted(k for k in scores if k not in ALL_KINDS)
     print()
