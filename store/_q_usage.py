@@ -14,8 +14,10 @@ USAGE_DIMENSIONS = ("model", "executor", "task_type")
 # "not reported" never reads as "zero tokens".
 _TOKENS = (
     "CASE WHEN tokens_in IS NULL AND tokens_out IS NULL THEN NULL"
-    " ELSE COALESCE(tokens_in, 0) + COALESCE(tokens_out, 0) END"
+    " ELSE COALESCE(tokens_in, 0) * 1.0 + COALESCE(tokens_out, 0) END"
 )
+# (In floats: two 64-bit counts, or a sum of them, can pass 2**63 - 1, and SQLite's
+# integer SUM() then fails with "integer overflow"; PostgreSQL sums them as numeric.)
 _PEER_GROUP = "COALESCE(task_type, '') = :task_type AND COALESCE(model, '') = :model"
 
 
