@@ -20,6 +20,7 @@ class App:
         self.config = config
         self.store = store
         self.state = ReviewerState(store)
+        self.clock = clock
         self.engine = Engine(config, store, clock=clock)
 
     @classmethod
@@ -42,3 +43,19 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_silence(rule: str, subject: str, until: datetime, now: datetime) -> None:
+    """Refuse a silence that names no rule or no subject, or has already expired.
+
+    Raises ``ValueError("<field>: why")``; the CLI and the API both ask here."""
+    import fnmatch
+
+    from rules import REGISTRY
+
+    if not rule.strip() or not any(fnmatch.fnmatchcase(r, rule) for r in REGISTRY):
+        raise ValueError(f"rule: {rule!r} matches no rule; known rules: {', '.join(REGISTRY)}")
+    if not subject.strip():
+        raise ValueError("subject: must name a subject (a glob, like 'task-12*')")
+    if until <= now:
+        raise ValueError("until: must be in the future")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import zoneinfo
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rules import REGISTRY
 from store import Approval, Severity
 from store.goals import RATE_WINDOW, RUNNING_WEIGHT
-from store.timeutil import Duration
+from store.timeutil import Duration, fmt_duration
 
 CONFIG_ENV = "REVIEWER_CONFIG"
 TOKEN_ENV = "REVIEWER_API_TOKEN"
@@ -28,6 +29,10 @@ TOKEN_ENV = "REVIEWER_API_TOKEN"
 
 class ConfigError(Exception):
     """The configuration is unusable; the message says where and what to write instead."""
+
+
+# The shortest schedule interval accepted.
+MIN_INTERVAL = timedelta(seconds=10)
 
 
 class ReviewerSettings(BaseModel):
@@ -58,12 +63,37 @@ class ReviewerSettings(BaseModel):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8787, ge=0, le=65535)
     api_token: str | None = None
+    # Whether a holder of the token may name the audit actor with X-Reviewer-Actor
+    # (a bot acting for people); otherwise every change is recorded as "api".
+    api_token_sets_actor: bool = False
+    # The largest request body the API reads (a JUnit upload, a metrics batch); 413 above.
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
-    def _check_cron(self) -> ReviewerSettings:
-        if self.cron is not None and len(self.cron.split()) != 5:
+    def _check_schedule(self) -> ReviewerSettings:
+        # What the daemon would die on at start is refused here, so `config check`
+        # (the systemd unit's ExecStartPre) catches it.
+        try:
+            zone = zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
             raise ValueError(
-                f"cron must have five fields (minute hour day month weekday), got {self.cron!r}"
+                f"timezone {self.timezone!r} is not an IANA time zone, like UTC or Europe/Berlin"
+            ) from None
+        if self.cron is not None:
+            if len(self.cron.split()) != 5:
+                raise ValueError(
+                    f"cron must have five fields (minute hour day month weekday), got {self.cron!r}"
+                )
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone=zone)
+            except ValueError as exc:
+                raise ValueError(f"cron {self.cron!r} is not valid: {exc}") from None
+        if self.interval < MIN_INTERVAL:
+            raise ValueError(
+                f"interval must be at least {MIN_INTERVAL.total_seconds():g}s "
+                f"(a review is a full pass over the store), got {fmt_duration(self.interval)}"
             )
         return self
 
@@ -190,9 +220,16 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     p = Path(path) if path is not None else None
     if p is not None:
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found") from None
+        except UnicodeDecodeError as exc:
+            line = p.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{p}:{line}: not valid UTF-8 (a config file is UTF-8 text)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
     return config_from_dict(data, p, overrides)
@@ -209,6 +246,12 @@ def config_from_dict(
             f"{_where(path)}: unknown table [{unknown[0]}]; "
             f"known tables: {', '.join(sorted(known_tables))}"
         )
+    for name in known_tables:
+        if not isinstance(data.get(name, {}), dict):
+            raise ConfigError(
+                f"{_where(path)}: {name} must be a table, written [{name}], "
+                f"not a value (got {type(data[name]).__name__})"
+            )
     raw_reviewer = dict(data.get("reviewer", {}))
     raw_reviewer.update(overrides or {})
     try:
@@ -250,7 +293,7 @@ def config_from_dict(
         rules[rule_id] = RuleConfig(id=rule_id, settings=rule_settings, options=options)
 
     base_dir = (path.parent if path is not None else Path.cwd()).resolve()
-    return Config(
+    config = Config(
         path=path,
         base_dir=base_dir,
         reviewer=settings,
@@ -258,3 +301,12 @@ def config_from_dict(
         goals=dict(data.get("goals", {})),
         experiments=dict(data.get("experiments", {})),
     )
+    templates = config.resolve(settings.templates_dir)
+    if templates is not None and not templates.is_dir():
+        raise ConfigError(
+            f"{_where(path)}: [reviewer] option 'templates_dir': {templates} is not a folder"
+        )
+    from reviewer.experiments import experiment_settings
+
+    experiment_settings(config)  # a bad [experiments] table is refused here, not later
+    return config

@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -33,12 +34,55 @@ from store.timeutil import parse_ts, utcnow
 
 log = logging.getLogger("reviewer.daemon")
 
+# A wall-clock jump larger than this (against the monotonic clock) is a step.
+CLOCK_TOLERANCE = timedelta(seconds=60)
+CLOCK_CHECK_S = 5.0
+
+
+class WallClockCron(CronTrigger):
+    """APScheduler 3's CronTrigger, once per wall-clock time across DST changes.
+
+    A cron schedule means wall-clock times in ``[reviewer] timezone``. On the
+    fall-back night 02:30 happens twice (CEST, then CET); APScheduler 3.11 fires
+    both, and asked again after the second it answers the second again (a time
+    not after ``now``). Here a wall time equal to the previous fire's is the same
+    occurrence and is skipped, and an answer not after ``now`` is asked again an
+    hour on. On the spring-forward night a missing time (02:30) fires once at the
+    first instant after the gap (03:30 CEST), as APScheduler does.
+    """
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        # Compare in UTC: aware datetimes of one zone compare by wall time, fold ignored.
+        now_utc = now.astimezone(UTC)
+        prev_wall = (
+            previous_fire_time.astimezone(self.timezone).replace(tzinfo=None, fold=0)
+            if previous_fire_time is not None
+            else None
+        )
+        probe, since = now, previous_fire_time
+        step = timedelta(minutes=1)
+        for _ in range(48):
+            nxt = super().get_next_fire_time(since, probe)
+            if nxt is None:
+                return None
+            nxt_utc = nxt.astimezone(UTC)
+            wall = nxt.astimezone(self.timezone).replace(tzinfo=None, fold=0)
+            if nxt_utc > now_utc and wall != prev_wall:
+                return nxt
+            # Ask again from later on (APScheduler starts from previous + 1 µs when
+            # given a previous fire time, so leave it out), further each time.
+            probe, since = max(nxt_utc, now_utc) + step, None
+            step += timedelta(hours=1)
+        return None
+
 
 def make_trigger(config: Config) -> BaseTrigger:
     """The schedule from ``[reviewer]``: ``cron`` when set, else ``interval``."""
     r = config.reviewer
     if r.cron:
-        return CronTrigger.from_crontab(r.cron, timezone=r.timezone)
+        return WallClockCron.from_crontab(r.cron, timezone=r.timezone)
     return IntervalTrigger(seconds=max(1, int(r.interval.total_seconds())), timezone=r.timezone)
 
 
@@ -51,6 +95,14 @@ def first_run_time(config: Config, last_mark: datetime | None, now: datetime) ->
     """
     if last_mark is None:
         return now
+    if last_mark > now + CLOCK_TOLERANCE:
+        # The clock stepped back since the last run: waiting for last + interval
+        # could mean hours with no review. Review now.
+        log.warning(
+            "the clock is behind the last run's start: it stepped back; reviewing now",
+            extra={"last_run_started": last_mark.isoformat(), "now": now.isoformat()},
+        )
+        return now
     trigger = make_trigger(config)
     if isinstance(trigger, IntervalTrigger):
         due = last_mark + config.reviewer.interval
@@ -60,6 +112,30 @@ def first_run_time(config: Config, last_mark: datetime | None, now: datetime) ->
     return now if due <= now else due
 
 
+def review_lag(config: Config, last_started: datetime | None, now: datetime) -> str | None:
+    """Why a daemon on this schedule is not reviewing, or None when it is on time.
+
+    A run whose start lies ahead of the clock means the clock stepped back; a
+    run due more than the misfire grace (at least a minute) ago means cycles
+    are not happening."""
+    if last_started is None:
+        return None
+    if last_started > now + CLOCK_TOLERANCE:
+        return (
+            f"the last review started at {last_started.isoformat()}, after now: "
+            "the clock stepped back"
+        )
+    trigger = make_trigger(config)
+    if isinstance(trigger, IntervalTrigger):
+        due: datetime | None = last_started + config.reviewer.interval
+    else:
+        due = trigger.get_next_fire_time(None, last_started + timedelta(seconds=1))
+    grace = max(timedelta(minutes=config.reviewer.misfire_grace_minutes), timedelta(minutes=1))
+    if due is not None and now > due + grace:
+        return f"no review since {last_started.isoformat()}; one was due at {due.isoformat()}"
+    return None
+
+
 class Daemon:
     """Scheduler and cycle function; the API server is run around it."""
 
@@ -67,6 +143,44 @@ class Daemon:
         self.app = app
         self.scheduler = BackgroundScheduler(timezone=app.config.reviewer.timezone)
         self.cycles = 0
+        self._clock_ref = (utcnow(), time.monotonic())
+        self._watching = threading.Event()
+
+    def check_clock(self, wall: datetime | None = None, mono: float | None = None) -> float:
+        """Compare the wall clock with the monotonic one; returns the step in seconds.
+
+        APScheduler waits on wall-clock times, so after a backward step the next
+        cycle would wait for the old time to come round again: the cycle is
+        rescheduled to run now (and the step logged). A forward step needs
+        nothing: missed runs are coalesced into one, never replayed.
+        """
+        wall = wall if wall is not None else utcnow()
+        mono = mono if mono is not None else time.monotonic()
+        wall0, mono0 = self._clock_ref
+        self._clock_ref = (wall, mono)
+        step = (wall - wall0).total_seconds() - (mono - mono0)
+        if step < -CLOCK_TOLERANCE.total_seconds():
+            log.warning(
+                "the system clock stepped back by %.0f s; the next review runs now",
+                -step,
+                extra={"step_seconds": step},
+            )
+            if self.scheduler.get_job("review") is not None:
+                self.scheduler.modify_job("review", next_run_time=wall)
+        elif step > CLOCK_TOLERANCE.total_seconds():
+            log.warning(
+                "the system clock stepped forward by %.0f s; missed reviews are not replayed",
+                step,
+                extra={"step_seconds": step},
+            )
+        return step
+
+    def _watch_clock(self) -> None:
+        while not self._watching.wait(CLOCK_CHECK_S):  # Event.wait is monotonic
+            try:
+                self.check_clock()
+            except Exception:
+                log.exception("clock check failed")
 
     def cycle(self) -> None:
         """One scheduled review; never raises, so one bad cycle cannot stop the next."""
@@ -87,6 +201,12 @@ class Daemon:
 
     def start(self) -> datetime:
         cfg = self.app.config
+        with self.app.store.transaction():
+            interrupted = self.app.state.mark_interrupted()
+        if interrupted:
+            log.warning(
+                "%d review run(s) left running by a stopped process: interrupted", interrupted
+            )
         last = self.app.state.last_run(completed=False)
         last_mark = parse_ts(last.started_at) if last else None
         first = first_run_time(cfg, last_mark, utcnow())
@@ -102,6 +222,8 @@ class Daemon:
             replace_existing=True,
         )
         self.scheduler.start()
+        self._clock_ref = (utcnow(), time.monotonic())
+        threading.Thread(target=self._watch_clock, name="clock-watch", daemon=True).start()
         log.info(
             "scheduler started",
             extra={
@@ -113,6 +235,7 @@ class Daemon:
 
     def stop(self) -> None:
         """Stop scheduling, cancel a running cycle at its next rule, and wait for it."""
+        self._watching.set()
         self.app.engine.cancel.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
@@ -167,9 +290,9 @@ def _serve_api(app: App, host: str, port: int) -> None:
 
     from reviewer.api import create_app
 
-    config: Any = uvicorn.Config(
-        create_app(app), host=host, port=port, log_config=None, access_log=False
-    )
+    web = create_app(app)
+    web.state.scheduled = True  # /healthz then also says when cycles are not happening
+    config: Any = uvicorn.Config(web, host=host, port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     log.info("API listening", extra={"url": f"http://{host}:{port}/"})
     # uvicorn installs its own SIGTERM/SIGINT handlers and returns after a graceful stop.

@@ -93,6 +93,16 @@ def task_id_for(proposal: Proposal) -> str:
     return f"reviewer-{proposal.id}"
 
 
+def _log_failure(message: str, run_id: int | None, exc: BaseException) -> None:
+    """A store error says what happened and what to do: no traceback for it."""
+    from store import StoreError
+
+    if isinstance(exc, StoreError):
+        log.error(message + ": %s", run_id, exc)
+    else:
+        log.exception(message, run_id)
+
+
 class Engine:
     """Runs review cycles and proposal decisions against one store."""
 
@@ -121,12 +131,27 @@ class Engine:
         started = time.monotonic()
         at = parse_ts(now) if now is not None else self.clock()
         at_ts = fmt_ts(at)
+        past_note = None
+        if now is not None and not dry_run:
+            # A look at the past never rewrites the present: before the last recorded
+            # run, the cycle is a dry run and says so.
+            latest = self.state.latest_now()
+            if latest is not None and at_ts < latest:
+                dry_run = True
+                past_note = (
+                    f"--now {at_ts} is before the last recorded review ({latest}): "
+                    "reviewed read-only, nothing was written"
+                )
         run_id = None
         if not dry_run:
             with self.store.transaction():
                 run_id = self.state.start_run(fmt_ts(self.clock()), at_ts, trigger)
         result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
+        if past_note:
+            result.notes.append(past_note)
+            log.warning(past_note)
 
+        finished = False
         try:
             findings, failed_rules = self.run_rules(at, result)
             self._check_cancel("saving")
@@ -135,7 +160,7 @@ class Engine:
             result.status = "cancelled"
             result.notes.append(f"cancelled {exc}: the reviewer is stopping; nothing was saved")
         except Exception as exc:  # the store could not be read: nothing to judge this cycle
-            log.exception("review cycle %s could not read the store", run_id)
+            _log_failure("review cycle %s could not read the store", run_id, exc)
             result.status = "failed"
             result.errors.append({"rule": None, "stage": "read", "error": _describe(exc)})
         else:
@@ -144,28 +169,21 @@ class Engine:
                     self._apply(findings, failed_rules, at, result)
                     if dry_run:
                         raise _Rollback
+                    # The run's counts commit with its findings and proposals, or not at all.
+                    self._finish(run_id, result, started)
+                    finished = True
             except _Rollback:
                 pass
             except Exception as exc:  # the cycle failed where it failed; the next one is on time
-                log.exception("review cycle %s failed while saving its results", run_id)
+                _log_failure("review cycle %s failed while saving its results", run_id, exc)
                 result.status = "failed"
                 result.errors.append({"rule": None, "stage": "save", "error": _describe(exc)})
+        if run_id is not None and not finished:
+            with self.store.transaction():
+                self._finish(run_id, result, started)
         if result.status == "ok" and result.errors:
             result.status = "partial"
         result.duration_ms = int((time.monotonic() - started) * 1000)
-        if run_id is not None:
-            with self.store.transaction():
-                self.state.finish_run(
-                    run_id,
-                    status=result.status,
-                    finished_at=fmt_ts(self.clock()),
-                    findings=len(result.findings),
-                    new_proposals=sum(1 for p in result.proposals if p.get("change") == "created"),
-                    held_back=result.held_back,
-                    resolved=len(result.resolved),
-                    duration_ms=result.duration_ms,
-                    errors=result.errors,
-                )
         log.info(
             "review done",
             extra={
@@ -180,6 +198,24 @@ class Engine:
             },
         )
         return result
+
+    def _finish(self, run_id: int | None, result: ReviewResult, started: float) -> None:
+        if result.status == "ok" and result.errors:
+            result.status = "partial"
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        if run_id is None:
+            return
+        self.state.finish_run(
+            run_id,
+            status=result.status,
+            finished_at=fmt_ts(self.clock()),
+            findings=len(result.findings),
+            new_proposals=sum(1 for p in result.proposals if p.get("change") == "created"),
+            held_back=result.held_back,
+            resolved=len(result.resolved),
+            duration_ms=result.duration_ms,
+            errors=result.errors,
+        )
 
     def run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
         """Every enabled rule's findings as of ``at`` (deduplicated by fingerprint) and the

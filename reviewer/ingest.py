@@ -8,10 +8,13 @@ entity expansion bombs are refused instead of followed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
@@ -38,20 +41,70 @@ class IngestReport:
 
     stored: int = 0
     rejected: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # Records dated after the load (stored, but no rule sees them before that time).
+    future: int = 0
+    latest_future: str | None = None
+    first_future_at: str = ""
+
+    def saw(self, row: dict[str, Any], now: str, where: str) -> None:
+        """Count a stored row whose timestamps lie ahead of ``now`` (beyond 5 minutes)."""
+        ahead = max((v for k, v in row.items() if k in _TIME_FIELDS and v), default=None)
+        if ahead is not None and ahead > _grace(now):
+            self.future += 1
+            if self.latest_future is None or ahead > self.latest_future:
+                self.latest_future = ahead
+                self.first_future_at = where
+
+    def finish(self, now: str) -> None:
+        if self.future:
+            self.warnings.append(
+                f"{self.future} record(s) are dated after now ({now}), the latest "
+                f"{self.latest_future} ({self.first_future_at}); they are stored, but no rule "
+                "sees them until that time: check the pipeline's clock and time zone"
+            )
 
     @property
     def ok(self) -> bool:
         return not self.rejected
 
     def public(self) -> dict[str, Any]:
-        return {"stored": self.stored, "rejected": len(self.rejected), "errors": self.rejected}
+        out: dict[str, Any] = {
+            "stored": self.stored,
+            "rejected": len(self.rejected),
+            "errors": self.rejected,
+        }
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
+
+
+_TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at", "ran_at")
+
+
+def _grace(now: str) -> str:
+    from store.timeutil import fmt_ts, parse_ts
+
+    return fmt_ts(parse_ts(now) + timedelta(minutes=5))
+
+
+# Rows per write transaction: a file of any size never holds the store's write lock
+# for longer than one batch takes (a few seconds at most), so the pipeline's own
+# writers and the reviewer's other commands get their turn between batches.
+INGEST_BATCH = 5000
 
 
 def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterator[dict[str, Any]]:
     model = RECORD_MODELS[kind]
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            text = line.strip()
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                report.rejected.append(
+                    f"{path}:{lineno}: not valid UTF-8 (byte {exc.start + 1} of the line)"
+                )
+                continue
             if not text:
                 continue
             try:
@@ -60,6 +113,9 @@ def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterat
                 report.rejected.append(
                     f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})"
                 )
+                continue
+            except RecursionError:
+                report.rejected.append(f"{path}:{lineno}: JSON nested too deeply")
                 continue
             if not isinstance(data, dict):
                 report.rejected.append(
@@ -75,6 +131,7 @@ def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterat
             row = record.row()
             if kind == "tasks" and not row["created_at"]:
                 row["created_at"] = now
+            report.saw(row, now, f"{path}:{lineno}")
             yield row
 
 
@@ -87,11 +144,12 @@ def ingest_jsonl(store: Store, path: str | Path, kind: str, *, now: str) -> Inge
     if not p.is_file():
         report.rejected.append(f"{p}: file not found")
         return report
+    upsert = store.upsert_tasks if kind == "tasks" else store.upsert_metrics
+    # One transaction per batch: what was committed stays stored if a later batch fails.
     rows = _jsonl_rows(p, kind, now, report)
-    if kind == "tasks":
-        report.stored = store.upsert_tasks(rows)
-    else:
-        report.stored = store.upsert_metrics(rows)
+    while batch := list(itertools.islice(rows, INGEST_BATCH)):
+        report.stored += upsert(batch)
+    report.finish(now)
     return report
 
 
@@ -114,9 +172,11 @@ def store_records(
             report.rejected.extend(f"{where}{msg}" for msg in describe_errors(exc))
     if report.rejected:
         return report
-    for row in rows:
+    for i, row in enumerate(rows):
         if kind == "tasks" and not row["created_at"]:
             row["created_at"] = now
+        report.saw(row, now, f"[{i}]")
+    report.finish(now)
     report.stored = store.upsert_tasks(rows) if kind == "tasks" else store.upsert_metrics(rows)
     return report
 
@@ -153,9 +213,11 @@ def _testcase_row(case: Element, suite: Element, ran_at: str) -> dict[str, Any]:
             outcome = "flaky"  # failed, then passed on a rerun within the same run
             message = _message(reruns[0]) or None
     try:
-        duration = float(case.get("time") or 0)
+        duration: float | None = float((case.get("time") or "0").replace(",", ""))
     except ValueError:
         duration = None
+    if duration is not None and not (math.isfinite(duration) and duration >= 0):
+        duration = None  # time="1e999" or a negative time: no duration, not inf or < 0
     return {
         "test_id": f"{classname}::{name}",
         "classname": classname,
@@ -263,5 +325,6 @@ def ingest_junit(
     stored = _stored_times(store, run_id) if undated else {}
     for row in undated:
         row["ran_at"] = stored.get(row["test_id"], now)
-    report.stored = store.upsert_test_results(rows)
+    for start in range(0, len(rows), INGEST_BATCH):
+        report.stored += store.upsert_test_results(rows[start : start + INGEST_BATCH])
     return report

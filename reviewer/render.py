@@ -10,6 +10,7 @@ from reaching into Python objects.
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,16 @@ from store import Proposal, Severity
 from store.timeutil import fmt_ts
 
 _MAX_EVIDENCE_CHARS = 400
+
+
+def shell_words(*words: object) -> str:
+    """A command for a person to paste: every word quoted with ``shlex.quote``.
+
+    The one place printed commands are built; templates reach it as the
+    ``shquote`` filter. Pipeline text (a task id, a model name) is data, and a
+    hostile id like ``evil'; touch PWNED; echo '`` stays one harmless word.
+    """
+    return " ".join(shlex.quote(str(w)) for w in words)
 
 
 class TemplateError(Exception):
@@ -58,6 +69,7 @@ class Renderer:
             trim_blocks=True,
         )
         self.env.filters["evidence"] = _evidence
+        self.env.filters["shquote"] = shell_words
 
     def _template(self, names: list[str]) -> jinja2.Template:
         try:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         TEST_RESULT_COLUMNS,
     )
     from store._view import BacklogView, json_list
-    from store.base import DaemonLockedError, Row, Store, StoreError
+    from store.base import DaemonLockedError, Row, Store, StoreError, StoreLockedError
     from store.models import (
         ACTIVE_PROPOSAL_STATES,
         Approval,
@@ -60,6 +60,7 @@ _PUBLIC: dict[str, str] = {
     "Silence": "store.models",
     "Store": "store.base",
     "StoreError": "store.base",
+    "StoreLockedError": "store.base",
     "TASK_COLUMNS": "store._schema",
     "TEST_RESULT_COLUMNS": "store._schema",
     "USAGE_DIMENSIONS": "store._q_usage",
@@ -128,6 +129,7 @@ __all__ = [
     "Silence",
     "Store",
     "StoreError",
+    "StoreLockedError",
     "goal_link",
     "json_list",
     "open_store",

@@ -67,10 +67,10 @@ class MetricQueries(QueryBase):
                        COUNT(*) AS runs,
                        COUNT(duration_seconds) AS timed,
                        SUM(duration_seconds) AS duration_sum,
-                       SUM(tokens_in) AS tokens_in,
-                       SUM(tokens_out) AS tokens_out,
+                       SUM(tokens_in * 1.0) AS tokens_in,
+                       SUM(tokens_out * 1.0) AS tokens_out,
                        SUM(cost_usd) AS cost_usd,
-                       SUM(api_calls) AS api_calls
+                       SUM(api_calls * 1.0) AS api_calls
                 FROM {{metrics}}
                 WHERE {where}
                 GROUP BY task_type, model, executor, status""",

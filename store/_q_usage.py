@@ -11,10 +11,12 @@ from store._q_base import QueryBase, Row
 USAGE_DIMENSIONS = ("model", "executor", "task_type")
 
 # A task's tokens: in + out, NULL only when the pipeline reported neither, so
-# "not reported" never reads as "zero tokens".
+# "not reported" never reads as "zero tokens". In floats: two 64-bit counts, or a
+# sum of them, can pass 2**63 - 1, and SQLite's integer SUM() then fails with
+# "integer overflow"; PostgreSQL sums them as numeric.
 _TOKENS = (
     "CASE WHEN tokens_in IS NULL AND tokens_out IS NULL THEN NULL"
-    " ELSE COALESCE(tokens_in, 0) + COALESCE(tokens_out, 0) END"
+    " ELSE COALESCE(tokens_in, 0) * 1.0 + COALESCE(tokens_out, 0) END"
 )
 
 

@@ -338,9 +338,11 @@ _CANONICAL = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:
 def _sqlite_norm(col: str) -> str:
     return (
         f"CASE WHEN {col} IS NULL OR {col} GLOB {_CANONICAL} THEN {col}"
-        # Unix seconds: a TEXT column stores a written number as its digits.
+        # Unix seconds: a TEXT column stores a written number as its digits; from
+        # 1e11 on (year 5138 in seconds) it is Unix milliseconds. Out of range: kept.
         f" WHEN {col} NOT GLOB '*[^0-9.]*'"
-        f" THEN strftime('%Y-%m-%dT%H:%M:%SZ', {col}, 'unixepoch')"
+        f" THEN COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', CASE WHEN CAST({col} AS REAL) >= 1e11"
+        f" THEN CAST({col} AS REAL) / 1000 ELSE {col} END, 'unixepoch'), {col})"
         f" ELSE COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', {col}), {col}) END"
     )
 
@@ -371,7 +373,10 @@ BEGIN
     IF v IS NULL OR v ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$' THEN
         RETURN v;
     ELSIF v ~ '^\d+(\.\d+)?$' THEN
-        RETURN to_char(to_timestamp(v::double precision) AT TIME ZONE 'UTC',
+        -- Unix seconds, or from 1e11 on (year 5138 in seconds) Unix milliseconds.
+        RETURN to_char(to_timestamp(CASE WHEN v::double precision >= 1e11
+                                         THEN v::double precision / 1000
+                                         ELSE v::double precision END) AT TIME ZONE 'UTC',
                        'YYYY-MM-DD"T"HH24:MI:SS"Z"');
     ELSIF v ~ '(Z|z|[+-]\d\d(:?\d\d)?)$' THEN
         RETURN to_char(v::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
@@ -451,6 +456,14 @@ _V_SCALE: list[str | dict[str, str]] = [
     """,
 ]
 
+# Unix milliseconds written directly were turned into NULL: the triggers again,
+# reading them (the function is replaced in place on PostgreSQL).
+_V_TS_MILLIS: list[str | dict[str, str]] = [{"postgresql": _PG_NORM_FUNCTION}]
+for _table, _cols in [*TIMESTAMP_COLUMNS.items(), ("coverage", ("recorded_at",))]:
+    for _event in ("insert", "update"):
+        _V_TS_MILLIS.append({"sqlite": f"DROP TRIGGER IF EXISTS {_table}_normalise_ts_{_event}"})
+    _V_TS_MILLIS += _sqlite_ts_triggers(_table, _cols)
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -461,5 +474,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_TIMESTAMPS,
     _V_COVERAGE,
     _V_SCALE,
+    _V_TS_MILLIS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,6 +15,10 @@ class StoreError(Exception):
     """A store could not be opened, read or written; the message says where and why."""
 
 
+class StoreLockedError(StoreError):
+    """Another writer held the store's write lock for longer than the busy timeout."""
+
+
 class DaemonLockedError(StoreError):
     """Another daemon already reviews this store."""
 

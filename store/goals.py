@@ -53,7 +53,7 @@ class GoalDef(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     title: str = Field(min_length=1)
-    target: int | None = Field(default=None, ge=1)
+    target: int | None = Field(default=None, ge=1, le=2**63 - 1)
     deadline: str | None = None
     label: str | None = None
     spec: str | None = None

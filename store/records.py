@@ -8,11 +8,27 @@ fields kept in ``extra``. Used by ``reviewer ingest`` and the HTTP API alike.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.timeutil import norm_ts
+
+# Bounded values (issue 9): every integer fits a 64-bit column, every float is finite,
+# no text holds a NUL (PostgreSQL refuses one, and then the whole batch with it).
+INT64_MAX = 2**63 - 1
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text must not contain a NUL character")
+    if isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+    return value
+
 
 TaskStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 Priority = Literal["low", "normal", "high", "critical"]
@@ -25,12 +41,16 @@ def _ts(value: Any) -> str | None:
         raise ValueError("expected an ISO 8601 timestamp string")
     try:
         return norm_ts(value)
-    except ValueError:
+    except ValueError as exc:
+        if "outside" in str(exc):
+            raise ValueError(f"timestamp {exc}") from None
         raise ValueError("expected an ISO 8601 timestamp, like 2026-03-01T12:00:00Z") from None
 
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    no_nul = field_validator("*", mode="after")(_no_nul)
 
     def row(self) -> dict[str, Any]:
         """The store row: declared fields, JSON text for lists, unknown fields in ``extra``."""
@@ -56,7 +76,7 @@ class TaskRecord(_Record):
     updated_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
-    attempts: int = Field(default=0, ge=0)
+    attempts: Count = 0
     depends_on: list[str] = Field(default_factory=list)
     goal_id: str | None = None
     spec: str | None = None
@@ -89,15 +109,15 @@ class MetricRecord(_Record):
     task_type: str | None = None
     model: str | None = None
     executor: str | None = None
-    duration_seconds: float = Field(ge=0)
+    duration_seconds: Amount
     status: Literal["completed", "failed"]
     created_at: str
     prompt_variant: str | None = None
     skill_version: str | None = None
-    tokens_in: int | None = Field(default=None, ge=0)
-    tokens_out: int | None = Field(default=None, ge=0)
-    cost_usd: float | None = Field(default=None, ge=0)
-    api_calls: int | None = Field(default=None, ge=0)
+    tokens_in: Count | None = None
+    tokens_out: Count | None = None
+    cost_usd: Amount | None = None
+    api_calls: Count | None = None
     error: str | None = None
 
     normalise_timestamps = field_validator("created_at", mode="before")(_ts)

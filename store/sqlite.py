@@ -13,6 +13,7 @@ workers share a store object).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -34,7 +35,7 @@ from store._schema import (
     TASK_COLUMNS,
 )
 from store._view import BacklogView
-from store.base import DaemonLockedError, Row, StoreError
+from store.base import DaemonLockedError, Row, StoreError, StoreLockedError
 
 BUSY_TIMEOUT_S = 30.0
 _BATCH = 1000
@@ -59,7 +60,7 @@ class SQLiteStore(SQLStoreCommon):
 
     dialect = SQLITE
 
-    def __init__(self, path: str | Path, *, workspace: Any = None, create: bool = True):
+    def __init__(self, path: str | Path, *, workspace: Any = None, create: bool = False):
         self.path = str(path)
         self.memory = self.path == ":memory:"
         self.url = "sqlite://" + ("/:memory:" if self.memory else "/" + self.path)
@@ -68,13 +69,19 @@ class SQLiteStore(SQLStoreCommon):
             parent = Path(self.path).parent
             if not parent.exists():
                 if not create:
-                    raise StoreError(f"store {self.path}: folder {parent} does not exist")
+                    raise StoreError(
+                        f"store {self.path}: folder {parent} does not exist; create it, "
+                        "or point [reviewer] store at an existing folder"
+                    )
                 parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._shared: sqlite3.Connection | None = None
-        self._lock_file: IO[str] | None = None
+        self._lock_file: IO[bytes] | None = None
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        if not self.memory:
+            # Owner-only: SQLite gives the -wal and -shm files the database file's mode.
+            _private(self.path)
         self.migrate()
 
     # -- connections --------------------------------------------------------
@@ -159,15 +166,28 @@ class SQLiteStore(SQLStoreCommon):
             # Nested: the outer transaction already holds the lock.
             yield
             return
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise self._locked(exc) from exc
             raise
-        else:
-            conn.execute("COMMIT")
+
+    def _locked(self, exc: BaseException) -> StoreLockedError:
+        return StoreLockedError(
+            f"store {self.path} is locked: another process has held its write lock for over "
+            f"{BUSY_TIMEOUT_S:g} s (a long ingest, or a pipeline's open transaction). "
+            "Nothing was written; run the command again once that writer has finished "
+            f"({exc})"
+        )
 
     # -- schema -------------------------------------------------------------
     def schema_version(self) -> int:
@@ -178,15 +198,44 @@ class SQLiteStore(SQLStoreCommon):
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def _read_version(self) -> int:
+        """The schema version, read without writing (0 for a new file)."""
+        conn = self.conn
+        try:
+            known = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reviewer_meta'"
+            ).fetchone()
+            if not known:
+                return 0
+            row = conn.execute(
+                "SELECT value FROM reviewer_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise self._locked(exc) from exc
+            raise StoreError(f"cannot read store {self.path}: {exc}") from exc
+        return int(row[0]) if row else 0
+
+    def _check_version(self, current: int) -> None:
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {current}, newer than this reviewer "
+                f"understands ({SCHEMA_VERSION}); upgrade reviewer"
+            )
+
     def migrate(self) -> None:
-        """Bring the schema forward to ``SCHEMA_VERSION``, one migration at a time."""
+        """Bring the schema forward to ``SCHEMA_VERSION``, one migration at a time.
+
+        An up-to-date store is only read: opening one never takes the write lock,
+        so a long write elsewhere does not stop read-only commands.
+        """
+        current = self._read_version()
+        self._check_version(current)
+        if current == SCHEMA_VERSION:
+            return
         with self.transaction():
             current = self.schema_version()
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"store {self.path} has schema version {current}, newer than this reviewer "
-                    f"understands ({SCHEMA_VERSION}); upgrade reviewer"
-                )
+            self._check_version(current)
             for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version]:
                     ddl = SQLITE.ddl(statement)
@@ -203,6 +252,8 @@ class SQLiteStore(SQLStoreCommon):
         try:
             cursor = self.conn.execute(sql, params)
         except sqlite3.Error as exc:
+            if _is_locked(exc):
+                raise self._locked(exc) from exc
             raise StoreError(f"query failed on {self.path}: {exc}\n{sql}") from exc
         for row in cursor:
             yield dict(row)
@@ -219,6 +270,8 @@ class SQLiteStore(SQLStoreCommon):
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
+            if _is_locked(exc):
+                raise self._locked(exc) from exc
             raise StoreError(f"write failed on {self.path}: {exc}") from exc
         return int(cursor.lastrowid or 0)
 
@@ -251,29 +304,47 @@ class SQLiteStore(SQLStoreCommon):
         """
         if self.memory or self._lock_file is not None:
             return
-        lock_path = self.path + ".lock"
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+        # The lock is taken on the database file itself (flock, which SQLite's own
+        # POSIX locks do not touch): it belongs to the file's device and inode, so
+        # a symlink or a hard link to the same store meets the same lock. The
+        # ".lock" file beside the real path only tells who holds it.
+        real = os.path.realpath(self.path)
+        db_handle = open(real, "rb")  # noqa: SIM115 - held for the daemon's lifetime
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(db_handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
+            db_handle.close()
+            try:
+                holder = Path(real + ".lock").read_text().strip() or "another process"
+            except OSError:
+                holder = "another process"
             raise DaemonLockedError(
                 f"another reviewer daemon ({holder}) is already running on {self.path}; "
                 "stop it first, or point this one at another store"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        self._lock_file = handle
+        try:
+            _private(real + ".lock")
+            Path(real + ".lock").write_text(f"pid {os.getpid()}")
+        except OSError:
+            pass  # who holds it is a courtesy; the lock itself is held
+        self._lock_file = db_handle
 
     def release_daemon_lock(self) -> None:
         if self._lock_file is not None:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
+
+
+def _private(path: str) -> None:
+    """Create ``path`` readable and writable by its owner only (0600), if absent."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def _is_locked(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 class _Counter:

@@ -116,6 +116,21 @@ class ReviewerState:
             f"UPDATE reviewer_runs SET {sets} WHERE id = :id", {**fields, "id": run_id}
         )
 
+    def mark_interrupted(self) -> int:
+        """Mark runs left ``running`` by a killed process ``interrupted``; how many.
+
+        Called by a daemon once it holds the store's daemon lock, so no run of
+        this store can be under way in another process's daemon."""
+        rows = self.store.query(
+            "UPDATE reviewer_runs SET status = 'interrupted' WHERE status = 'running' RETURNING id"
+        )
+        return len(rows)
+
+    def latest_now(self) -> str | None:
+        """The latest instant any recorded review looked at (``now``), if any."""
+        rows = self.store.query("SELECT MAX(now) AS now FROM reviewer_runs")
+        return rows[0]["now"] if rows else None
+
     def runs(self, limit: int = 20) -> list[ReviewRun]:
         rows = self.store.query(
             "SELECT * FROM reviewer_runs ORDER BY id DESC LIMIT :n", {"n": limit}

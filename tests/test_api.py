@@ -19,7 +19,15 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, App]]:
-    cfg = make_config({"reviewer": {"store": f"sqlite:///{tmp_path / 'p.db'}", "api_token": TOKEN}})
+    cfg = make_config(
+        {
+            "reviewer": {
+                "store": f"sqlite:///{tmp_path / 'p.db'}",
+                "api_token": TOKEN,
+                "api_token_sets_actor": True,
+            }
+        }
+    )
     app = App.from_config(cfg)
     app.store.upsert_tasks(
         task_rows(

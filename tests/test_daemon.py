@@ -40,7 +40,7 @@ def test_first_run_keeps_the_schedule_after_a_quick_restart() -> None:
 
 def test_cron_schedule_catch_up() -> None:
     cfg = make_config({"reviewer": {"cron": "0 * * * *"}})
-    assert make_trigger(cfg).__class__.__name__ == "CronTrigger"
+    assert make_trigger(cfg).__class__.__name__ == "WallClockCron"  # a CronTrigger, DST-safe
     # Last run 11:00; 12:00 was missed while down → run now.
     assert first_run_time(cfg, parse_ts("2026-03-10T11:00:00Z"), NOW) == NOW
     # Last run 12:00 → next 13:00.

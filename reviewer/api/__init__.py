@@ -17,6 +17,7 @@ from reviewer.api import (
     experiments,
     findings,
     goals,
+    guard,
     health,
     page,
     proposals,
@@ -62,6 +63,7 @@ def create_app(app: App) -> FastAPI:
     def _conflict(request: Request, exc: InvalidTransition) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
+    guard.install(api, app.config.reviewer.api_max_body_bytes)
     for router in ROUTERS:
         api.include_router(router)
     return api

@@ -43,4 +43,4 @@ def post_metrics(
     report = store_records(app.store, "metrics", items, now=fmt_ts(now_of(app)))
     if report.rejected:
         raise HTTPException(UNPROCESSABLE, report.rejected)
-    return {"stored": report.stored}
+    return {"stored": report.stored, **({"warnings": report.warnings} if report.warnings else {})}

@@ -24,9 +24,11 @@ def require_token(
 ) -> str:
     """Guard for routes that change state: a bearer token from config or env.
 
-    Returns the actor name recorded in the audit log (``api``, or the value of
-    an ``X-Reviewer-Actor`` header). With no token configured every change is
-    refused, so a forgotten token never leaves the API open.
+    Returns the actor name recorded in the audit log: ``api``, or the value of
+    an ``X-Reviewer-Actor`` header when ``[reviewer] api_token_sets_actor`` allows
+    the token to name one (otherwise the header is ignored). With no token
+    configured every change is refused, so a forgotten token never leaves the
+    API open.
     """
     app = get_app(request)
     expected = app.config.api_token
@@ -43,4 +45,6 @@ def require_token(
             "missing or wrong bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return request.headers.get("X-Reviewer-Actor", "api")
+    if app.config.reviewer.api_token_sets_actor:
+        return request.headers.get("X-Reviewer-Actor", "").strip()[:200] or "api"
+    return "api"

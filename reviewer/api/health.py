@@ -14,12 +14,23 @@ router = APIRouter()
 
 
 @router.get("/healthz")
-def healthz(a: App = Depends(get_app)) -> dict[str, Any]:  # noqa: B008
+def healthz(request: Request, a: App = Depends(get_app)) -> dict[str, Any]:  # noqa: B008
+    from reviewer.daemon import review_lag
+    from store.timeutil import parse_ts
+
     last = a.state.last_run()
-    return {
-        "status": "ok" if last is None or last.status == "ok" else "degraded",
-        "last_run": last.public() if last else None,
-    }
+    status = "ok" if last is None or last.status == "ok" else "degraded"
+    lag = None
+    if getattr(request.app.state, "scheduled", False):
+        # Under the daemon: say so when cycles are not happening.
+        latest = a.state.last_run(completed=False)
+        lag = review_lag(a.config, parse_ts(latest.started_at) if latest else None, a.clock())
+        if lag:
+            status = "not-reviewing"
+    body: dict[str, Any] = {"status": status, "last_run": last.public() if last else None}
+    if lag:
+        body["problem"] = lag
+    return body
 
 
 @router.get("/metrics")

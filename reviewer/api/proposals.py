@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
 from reviewer.api.deps import get_app, require_token
+from reviewer.api.guard import RowId
 from reviewer.app import App
 
 router = APIRouter()
@@ -32,14 +33,14 @@ def proposals(
 
 
 @router.get("/api/proposals/{proposal_id}")
-def proposal(proposal_id: int, a: App = Depends(get_app)) -> dict[str, Any]:  # noqa: B008
+def proposal(proposal_id: RowId, a: App = Depends(get_app)) -> dict[str, Any]:  # noqa: B008
     p = a.state.proposal(proposal_id)
     return {**p.public(), "audit": a.state.audit_log(proposal_id)}
 
 
 @router.post("/api/proposals/{proposal_id}/approve")
 def approve(
-    proposal_id: int,
+    proposal_id: RowId,
     decision: Decision | None = Body(default=None),  # noqa: B008
     actor: str = Depends(require_token),
     a: App = Depends(get_app),  # noqa: B008
@@ -50,7 +51,7 @@ def approve(
 
 @router.post("/api/proposals/{proposal_id}/reject")
 def reject(
-    proposal_id: int,
+    proposal_id: RowId,
     decision: Decision | None = Body(default=None),  # noqa: B008
     actor: str = Depends(require_token),
     a: App = Depends(get_app),  # noqa: B008

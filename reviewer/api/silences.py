@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict
 
 from reviewer.api.deps import get_app, require_token
+from reviewer.api.guard import RowId
 from reviewer.app import App
 from store.timeutil import fmt_ts, parse_ts, utcnow
 
@@ -34,10 +35,17 @@ def add_silence(
     actor: str = Depends(require_token),
     a: App = Depends(get_app),  # noqa: B008
 ) -> dict[str, Any]:
+    from reviewer.app import check_silence
+
     try:
-        until = fmt_ts(parse_ts(body.until))
+        until_at = parse_ts(body.until)
+        until = fmt_ts(until_at)
     except ValueError:
         raise HTTPException(422, "until: expected an ISO 8601 time") from None
+    try:
+        check_silence(body.rule, body.subject, until_at, utcnow())
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     with a.store.transaction():
         s = a.state.add_silence(
             rule=body.rule,
@@ -52,7 +60,7 @@ def add_silence(
 
 @router.post("/api/silences/{silence_id}/expire")
 def expire_silence(
-    silence_id: int,
+    silence_id: RowId,
     actor: str = Depends(require_token),
     a: App = Depends(get_app),  # noqa: B008
 ) -> dict[str, Any]:

@@ -52,7 +52,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Turn the errors a user can meet into messages and exit codes."""
+    """Turn the errors a user can meet into messages and exit codes.
+
+    The one error-to-message layer of the command line: ``ReviewerGroup`` runs
+    every command inside it, so no command prints a traceback. A store locked
+    by another writer, a store error, a bad config: each becomes one line
+    saying what to do, exit 1 (2 for bad usage or config).
+    """
+    import sqlite3
+
     from reviewer.config import ConfigError
     from reviewer.render import TemplateError
     from store.base import StoreError
@@ -64,6 +72,24 @@ def handled() -> Iterator[None]:
         fail(str(exc), 2)
     except (NotFound, InvalidTransition, StoreError, TemplateError) as exc:
         fail(str(exc), 1)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            fail(
+                f"the store is locked by another writer ({exc}); nothing was written. "
+                "Run the command again once that writer has finished.",
+                1,
+            )
+        fail(f"store error: {exc}", 1)
+    except (OSError, UnicodeError, ValueError, OverflowError, RecursionError) as exc:
+        fail(f"{type(exc).__name__}: {exc}", 1)
+
+
+class ReviewerGroup(click.Group):
+    """The command group: every subcommand runs inside ``handled()``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with handled():
+            return super().invoke(ctx)
 
 
 def emit_json(data: Any) -> None:
@@ -115,7 +141,7 @@ def who() -> str:
         return "cli"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ReviewerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -124,7 +150,13 @@ def who() -> str:
     help="Config file (default: $REVIEWER_CONFIG, then ./config.toml, then built-in defaults).",
 )
 @click.option("--store", "store_url", default=None, help="Store URL; overrides [reviewer] store.")
-@click.option("--log-level", default="WARNING", show_default=True, help="Logging level.")
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    help="Logging level.",
+)
 @click.version_option(package_name="reviewer")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, store_url: str | None, log_level: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -28,10 +29,19 @@ def config_group() -> None:
 def config_check(ctx: Context, as_json: bool) -> None:
     """Validate config.toml and the proposal templates."""
     from reviewer.render import Renderer
+    from store.postgres import redact
 
     with handled():
         cfg = ctx.config
         problems = Renderer(cfg.resolve(cfg.reviewer.templates_dir)).check()
+    url = cfg.store_url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        folder = Path(url[len("sqlite:///") :]).parent
+        if not folder.is_dir():
+            problems.append(
+                f"store {url}: folder {folder} does not exist; create it, "
+                "or point [reviewer] store at an existing folder"
+            )
     if problems:
         for p in problems:
             click.echo(f"reviewer: {p}", err=True)
@@ -46,7 +56,7 @@ def config_check(ctx: Context, as_json: bool) -> None:
     }
     summary = {
         "config": str(cfg.path) if cfg.path else None,
-        "store": cfg.store_url,
+        "store": redact(cfg.store_url),
         "rules": rules_summary,
     }
     if as_json:

@@ -29,6 +29,8 @@ def _report_ingest(report: Any, as_json: bool) -> None:
     else:
         for msg in report.rejected:
             click.echo(f"rejected: {msg}", err=True)
+        for msg in report.warnings:
+            click.echo(f"warning: {msg}", err=True)
         click.echo(f"stored {report.stored} record(s), rejected {len(report.rejected)}")
     if report.rejected:
         sys.exit(1)

@@ -43,18 +43,15 @@ def silence_add(
     as_json: bool,
 ) -> None:
     """Add a silence."""
-    from rules import REGISTRY
+    from reviewer.app import check_silence
     from store.timeutil import fmt_ts, utcnow
 
     now = utcnow()
-    if until <= now:
-        raise click.BadParameter("must be in the future", param_hint="--until")
-    import fnmatch
-
-    if not any(fnmatch.fnmatchcase(r, rule) for r in REGISTRY):
-        raise click.BadParameter(
-            f"{rule!r} matches no rule; known rules: {', '.join(REGISTRY)}", param_hint="--rule"
-        )
+    try:
+        check_silence(rule, subject, until, now)
+    except ValueError as exc:
+        field, _, why = str(exc).partition(": ")
+        raise click.BadParameter(why, param_hint=f"--{field}") from None
     with handled(), open_app(ctx) as app, app.store.transaction():
         s = app.state.add_silence(
             rule=rule,
