@@ -75,7 +75,7 @@ Options (defaults shown)::
     fallback_timeout = "6h"       # neither configured nor learned; "0s" stays silent
     history = "30d"               # run times are learned from tasks completed this recently
     stuck_escalate_after = 3.0    # running this many times the timeout → severity "error"
-    stall_window = "6h"           # open work with no task finished this long: stalled
+    stall_window = "6h"           # ready work waited this long, and outflow in it is judged
     min_open = 3                  # running + ready pending tasks a stalled phase holds at least
     stall_chance = 0.001          # so little outflow must be at most this likely (Poisson tail)
     timeout_window = "24h"
