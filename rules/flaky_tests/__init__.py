@@ -22,11 +22,13 @@ Kinds
     failure rate over that window with its 95% Jeffreys interval. It recovers,
     and the finding clears, only when its pass streak since the last failure
     is improbable for a test still that flaky: ``(1 - p)^k`` below
-    ``recover_chance``, where ``k`` is the streak and ``p`` the low end of the
-    interval of its failure rate before the streak (a 5%-flaky test passes 10
-    in a row 60% of the time; that clears nothing). Or when it has not failed
-    for ``recover_after`` (the quiet period: rare flakes fail less often than
-    any streak could show). A steady flake therefore stays one open finding.
+    ``recover_chance``, where ``k`` is the streak and ``p`` its failure rate
+    over the window, streak included (a 5%-flaky test passes 10 in a row 60%
+    of the time; that clears nothing). As the streak grows ``(1 - p)^k`` tends
+    to ``e^-failures``, so a streak can clear only a test seen failing at
+    least 5 times in its window (at 0.01); a rarer flake recovers when it has
+    not failed for ``recover_after`` (the quiet period). A steady flake
+    therefore stays one open finding.
 ``broken`` (proposes a fix)
     Its last ``broken_after`` runs (or more) all failed, none of the commits
     of that failing streak ever passed, and the streak is not plausibly the
@@ -142,20 +144,15 @@ def failure_rate(failures: int, runs: int) -> tuple[float, float, float]:
     return failures / runs, low, high
 
 
-def rate_before_streak(row: Row) -> tuple[float, float, float]:
-    """The failure rate (and interval) over the window's runs up to the last failure."""
-    streak = int(row["passes_since_failure"] or 0)
-    return failure_rate(int(row["failures"]), int(row["runs"]) - streak)
+def window_rate(row: Row) -> tuple[float, float, float]:
+    """The test's failure rate over its window, with the 95% Jeffreys interval."""
+    return failure_rate(int(row["failures"]), int(row["runs"]))
 
 
 def streak_chance(row: Row) -> float:
-    """How likely the passes since the last failure are for a test as flaky as it was.
-
-    Judged at the low end of the interval: the streak must be improbable for
-    every failure rate the test's runs allow, not just the likeliest one.
-    """
-    _, low, _ = rate_before_streak(row)
-    return float((1.0 - low) ** int(row["passes_since_failure"] or 0))
+    """How likely the passes since the last failure are at the test's own failure rate."""
+    rate, _, _ = window_rate(row)
+    return float((1.0 - rate) ** int(row["passes_since_failure"] or 0))
 
 
 def _recovered(row: Row, options: Options) -> bool:
@@ -195,5 +192,5 @@ def check(options: Options, view: BacklogView) -> Iterator[Finding]:
         details.setdefault(d["test_id"], []).append(d)
     for row in flaky:
         found = details.get(row["test_id"], [])
-        rate, chance = rate_before_streak(row), streak_chance(row)
+        rate, chance = window_rate(row), streak_chance(row)
         yield flaky_finding(row, found, options.window, options.max_messages, rate, chance)

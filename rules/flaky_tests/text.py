@@ -73,9 +73,9 @@ def flaky_finding(
     failures = int(row["failures"])
     streak = int(row["passes_since_failure"])
     reasons.append(
-        f"failed {failures} of its {runs - streak} runs up to its last failure, "
-        f"{_pcts(rate_interval)}; the {streak} pass(es) since would come by chance "
-        f"{streak_chance:.2g} of the time even at {rate_interval[1]:.1%}, so it has not recovered"
+        f"failed {failures} of {runs} runs, {_pcts(rate_interval)}; the {streak} pass(es) "
+        f"since its last failure come by chance {streak_chance:.2g} of the time at that rate, "
+        "so it has not recovered"
     )
     message_text = "; ".join(f"{_quote(m.get('message', ''))} ×{m['count']}" for m in messages)
     if distinct > len(messages):
