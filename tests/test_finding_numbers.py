@@ -17,7 +17,7 @@ import pytest
 from reviewer.app import App
 from reviewer.backtest import backtest
 from reviewer.config import config_from_dict
-from reviewer.simulate import simulate
+from reviewer.sim import simulate
 from store.sqlite import SQLiteStore
 
 # "inf", "nan", "-inf", "infinity" as a word: a number that could not be computed.

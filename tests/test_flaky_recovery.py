@@ -8,9 +8,7 @@ streak that is improbable for the test's own failure rate.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,13 +30,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.at
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "pipeline.db")
-    yield s
-    s.close()
 
 
 def _ci(store: SQLiteStore, fail_rate: float, seed: int) -> None:
