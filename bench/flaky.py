@@ -168,7 +168,6 @@ def measure(store: Any, repeat: int) -> tuple[dict[str, float], Counter[str], li
             lambda: view.test_outcome_summaries(
                 window=options.window,
                 failed_since=options.recover_after,
-                max_passes_since_failure=options.recover_after_passes,
                 broken_after=options.broken_after,
                 min_runs=options.min_runs,
                 flip_rate=options.flip_rate,

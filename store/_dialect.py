@@ -104,6 +104,15 @@ class Dialect:
             )
         return f"strftime('%Y-%m-%dT%H:%M:%SZ', {expr}, '-' || {seconds_param} || ' seconds')"
 
+    def hour_index(self, expr: str) -> str:
+        """Whole UTC hours since the Unix epoch of an ISO timestamp expression (an integer)."""
+        # Half a second in: stored times are whole seconds, and SQLite's julianday
+        # arithmetic lands an exact hour a hair below it.
+        if self.name == "postgresql":
+            # A cast to bigint rounds in PostgreSQL; FLOOR first so both dialects truncate.
+            return f"CAST(FLOOR(({self.epoch(expr)} + 0.5) / 3600.0) AS BIGINT)"
+        return f"CAST(({self.epoch(expr)} + 0.5) / 3600.0 AS INTEGER)"
+
     def hour_bucket(self, expr: str) -> str:
         """The stored-form start of the UTC hour that ``expr`` falls in."""
         if self.name == "postgresql":

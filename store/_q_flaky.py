@@ -40,8 +40,13 @@ ranked AS (
     FROM {{test_results}} r
     WHERE r.outcome <> 'skipped' AND r.test_id IN ({tests})
 ),
-win AS (SELECT * FROM ranked WHERE rn <= :window)
-"""
+anchored AS (
+    SELECT ranked.*,
+           MIN(CASE WHEN outcome IN {bad} THEN rn END) OVER (PARTITION BY test_id) AS first_bad
+    FROM ranked
+),
+win AS (SELECT * FROM anchored WHERE rn < COALESCE(first_bad, 1) + :window)
+""".replace("{bad}", _BAD)
 
 
 class FlakyQueries(QueryBase):
@@ -52,17 +57,18 @@ class FlakyQueries(QueryBase):
         *,
         window: int,
         failed_since: timedelta,
-        max_passes_since_failure: int,
         broken_after: int,
         min_runs: int,
         flip_rate: float,
     ) -> list[Row]:
-        """One row per test that may be flaky or broken, over its last ``window`` runs.
+        """One row per test that may be flaky or broken, over its window of runs.
 
-        Only tests with a failure in the last ``failed_since`` are looked at (a
+        A test's window is its last ``window`` non-skipped runs up to its latest
+        failure, and the passes since (so a pass streak does not push the proof
+        out of sight; the caller judges whether the streak clears it). Only
+        tests with a failure in the last ``failed_since`` are looked at (a
         healthy suite's tests never reach the window functions), and only those
-        that failed within their last ``max_passes_since_failure`` runs and show
-        a sign of trouble come back: a failing streak of ``broken_after`` runs, a
+        that show a sign of trouble come back: a failing streak of ``broken_after`` runs, a
         commit that both passed and failed, a rerun-flaky run, or more than
         ``flip_rate`` flips per transition over at least ``min_runs`` runs.
         Columns: ``runs``, ``failures``, ``flips``, ``rerun_flaky``,
@@ -72,7 +78,6 @@ class FlakyQueries(QueryBase):
         """
         bounds = {
             "window": window,
-            "max_passes": max_passes_since_failure,
             "broken_after": broken_after,
             "min_runs": min_runs,
             "flip_rate": flip_rate,
@@ -137,8 +142,7 @@ class FlakyQueries(QueryBase):
                t.passes_since_failure, t.last_failure_at, t.last_run_at,
                c.mixed_commits, c.streak_commits_passed
         FROM per_test t JOIN by_commit c ON c.test_id = t.test_id
-        WHERE t.passes_since_failure < :max_passes
-          AND (t.streak >= :broken_after OR c.mixed_commits > 0 OR t.rerun_flaky > 0
+        WHERE (t.streak >= :broken_after OR c.mixed_commits > 0 OR t.rerun_flaky > 0
                OR (t.runs >= :min_runs AND t.flips > :flip_rate * (t.runs - 1)))
         ORDER BY t.test_id
         """

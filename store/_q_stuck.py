@@ -116,6 +116,32 @@ class StuckQueries(QueryBase):
         )
         return str(value) if value is not None else None
 
+    def phase_outflow_by_hour_of_week(
+        self, phase: str, since: str, until: str
+    ) -> tuple[list[Row], str | None]:
+        """Tasks of ``phase`` that finished (in any way) in ``[since, until)``, per hour of week.
+
+        Rows: ``hour_of_week`` (0-167: whole UTC hours since the Unix epoch, modulo
+        168, so 0 is Thursday 00:00 UTC) and ``outflow``. Also returns when the
+        phase's first task was created (None when it has none), so a caller can
+        tell how much of the span the phase existed for.
+        """
+        left_at = "COALESCE(t.finished_at, t.updated_at, t.created_at)"
+        hour = self.dialect.hour_index(left_at)
+        rows = self.rows(
+            f"""SELECT ({hour}) % 168 AS hour_of_week, COUNT(*) AS outflow
+                FROM {{tasks}} t
+                WHERE t.phase = :phase AND t.state IN {_FINAL}
+                  AND {left_at} >= :since AND {left_at} < :until
+                GROUP BY ({hour}) % 168
+                ORDER BY hour_of_week""",
+            {"phase": phase, "since": since, "until": until},
+        )
+        first = self.scalar(
+            "SELECT MIN(t.created_at) FROM {tasks} t WHERE t.phase = :phase", {"phase": phase}
+        )
+        return rows, (str(first) if first is not None else None)
+
     def timeout_failures(
         self, window: timedelta, baseline: timedelta, patterns: Sequence[str]
     ) -> list[Row]:

@@ -1126,18 +1126,16 @@ def simulate(
         )  # fmt: skip
         if starved_from is not None:
             label("stale-queue", "starved", "task-starved-01", starved_from)
-    # -- stuck-phases stalled-phase: from when a phase meets the documented definition. The
-    # injected outage stalls its phase; other injections can stall one too (a stuck task
-    # and a task the workers skip in a quiet phase overnight), and that is as real.
-    if wanted:
-        stalled, outage = faults.stalled_phase or ("", H)
-        for phase in PHASES:
-            t0 = outage if phase == stalled else H - 30 * hour
-            spans = _stall_spans(p, task_rows + extra_tasks, phase, t0)
-            if spans:
-                labels.append(
-                    _span_label(p, "stuck-phases", "stalled-phase", f"phase:{phase}", spans)
-                )
+    # -- stuck-phases stalled-phase: the injected outage, from when its ready work has waited
+    # a whole 6h window with nothing leaving the phase. A stuck task is its own problem
+    # (labelled stuck), and a quiet phase that waits overnight is not an outage.
+    if wanted and faults.stalled_phase is not None:
+        stalled, outage = faults.stalled_phase
+        spans = _stall_spans(p, task_rows + extra_tasks, stalled, outage)
+        if spans:
+            labels.append(
+                _span_label(p, "stuck-phases", "stalled-phase", f"phase:{stalled}", spans)
+            )
 
     task_rows.extend(extra_tasks)
     store.upsert_tasks(task_rows)
@@ -1393,22 +1391,14 @@ def _starved_at(
 def _stall_spans(p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float) -> _Spans:
     """When (to the minute) from ``t0`` ``phase`` is stalled: ``[from, until)`` spans.
 
-    Stalled, as stuck-phases documents it: at least 3 open tasks (running, or
-    pending and ready: every dependency completed), none of the phase's tasks
-    finished in the last 6h, the oldest open task open longer than the phase's p95
-    run time (the whole 6h when fewer than 20 completed runs give one), and a
-    phase with only pending work must have finished a task before.
+    Stalled: at least 3 open tasks (running, or pending and ready: every
+    dependency completed), none of the phase's tasks finished in the last 6h, the
+    oldest open task open the whole 6h, and a phase with only pending work must
+    have finished a task before.
     """
     window, min_open = 6 * 3600.0, 3
     by_id = {r["id"]: r for r in rows}
     mine = [r for r in rows if r["phase"] == phase]
-    runs = sorted(
-        _secs(p, r["finished_at"]) - _secs(p, r["started_at"])
-        for r in mine
-        if r["status"] == "completed" and r["started_at"] and r["finished_at"]
-        and r["finished_at"] >= r["started_at"]
-    )  # fmt: skip
-    typical = runs[(95 * len(runs) + 99) // 100 - 1] if len(runs) >= 20 else window
     oldest = p.ts(t0 - window - 86400.0)
     live = [r for r in mine if r["status"] not in _FINAL or _left_at(r) >= oldest]
     ever = min((_left_at(r) for r in mine if r["status"] in _FINAL), default=None)
@@ -1431,6 +1421,6 @@ def _stall_spans(p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float
                     opened.append(max([r["created_at"], *(_left_at(d) for d in deps if d)]))
         served = running > 0 or (ever is not None and ever <= now)
         stalled = not outflow and running + ready >= min_open and served
-        _mark(spans, t, stalled and t - _secs(p, min(opened)) >= typical)
+        _mark(spans, t, stalled and t - _secs(p, min(opened)) >= window)
         t += 60.0
     return spans

@@ -16,9 +16,19 @@ Kinds
     on a rerun (outcome ``flaky``): either is proof. Or, with at least
     ``min_runs`` runs, it flipped between pass and fail in more than
     ``flip_rate`` of consecutive runs (skipped runs ignored; ties in
-    ``ran_at`` are ordered by run id). It recovers, and the finding clears,
-    after ``recover_after_passes`` passes in a row since its last failure or
-    when it has not failed for ``recover_after``.
+    ``ran_at`` are ordered by run id). The window is the test's last
+    ``window`` runs up to its latest failure, plus the passes since, so passes
+    alone never push the proof out of sight. The finding reports the test's
+    failure rate over that window with its 95% Jeffreys interval. It recovers,
+    and the finding clears, only when its pass streak since the last failure
+    is improbable for a test still that flaky: ``(1 - p)^k`` below
+    ``recover_chance``, where ``k`` is the streak and ``p`` its failure rate
+    over the window, streak included (a 5%-flaky test passes 10 in a row 60%
+    of the time; that clears nothing). As the streak grows ``(1 - p)^k`` tends
+    to ``e^-failures``, so a streak can clear only a test seen failing at
+    least 5 times in its window (at 0.01); a rarer flake recovers when it has
+    not failed for ``recover_after`` (the quiet period). A steady flake
+    therefore stays one open finding.
 ``broken`` (proposes a fix)
     Its last ``broken_after`` runs (or more) all failed, none of the commits
     of that failing streak ever passed, and the streak is not plausibly the
@@ -38,7 +48,7 @@ Options (defaults shown)::
     window = 30                  # judge each test on its last 30 non-skipped runs
     min_runs = 8                 # fewest runs for the flip-rate test
     flip_rate = 0.2              # flips / (runs - 1) above this is flaky
-    recover_after_passes = 10    # this many passes in a row since the last failure clears it
+    recover_chance = 0.01        # a pass streak this unlikely for the test's failure rate clears it
     recover_after = "7d"         # ... and so does this long without a failure
     broken_after = 3             # this many failed runs in a row, on commits that never passed
     broken_max_chance = 0.001    # a likelier streak is chance, i.e. flakiness (0.3^4 = 0.008)
@@ -61,11 +71,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from pydantic import Field, model_validator
+from scipy.stats import beta
 
 from rules.contract import Finding, RuleOptions
 from rules.flaky_tests.text import broken_finding, flaky_finding, holdout_finding
 from store import BacklogView, Row
-from store.timeutil import Duration, fmt_duration, parse_ts
+from store.timeutil import Duration, parse_ts
 
 ID = "flaky-tests"
 # `reviewer demo` files this rule's proposals on auto, to show the auto path.
@@ -78,7 +89,7 @@ class Options(RuleOptions):
     window: int = Field(default=30, ge=2)
     min_runs: int = Field(default=8, ge=2)
     flip_rate: float = Field(default=0.2, ge=0.0, lt=1.0)
-    recover_after_passes: int = Field(default=10, ge=1)
+    recover_chance: float = Field(default=0.01, gt=0.0, lt=1.0)
     recover_after: Duration = timedelta(days=7)
     broken_after: int = Field(default=3, ge=1)
     broken_max_chance: float = Field(default=0.001, ge=0.0, le=1.0)
@@ -87,7 +98,7 @@ class Options(RuleOptions):
 
     @model_validator(mode="after")
     def _fit_the_window(self) -> Options:
-        for name in ("min_runs", "recover_after_passes", "broken_after"):
+        for name in ("min_runs", "broken_after"):
             if getattr(self, name) > self.window:
                 raise ValueError(
                     f"{name} ({getattr(self, name)}) cannot exceed window ({self.window}): "
@@ -98,18 +109,21 @@ class Options(RuleOptions):
         return self
 
 
-def _is_broken(row: Row, options: Options) -> bool:
+def _streak_chance_if_flaky(row: Row) -> float:
+    """How likely the current failing streak is from the test's failure rate before it."""
     streak = int(row["streak"])
-    runs = int(row["runs"])
-    failures = int(row["failures"])
-    if streak < options.broken_after or row["streak_commits_passed"]:
+    before = int(row["runs"]) - streak
+    rate = (int(row["failures"]) - streak) / before if before else 0.0
+    return float(rate**streak)
+
+
+def _is_broken(row: Row, options: Options) -> bool:
+    if int(row["streak"]) < options.broken_after or row["streak_commits_passed"]:
         return False
     # How likely is a streak this long from the test's own earlier failure rate?
     # A test that rarely failed before and now always fails broke; one that
     # failed a third of the time can fail three times running by chance.
-    before = runs - streak
-    rate = (failures - streak) / before if before else 0.0
-    return bool(rate**streak <= options.broken_max_chance)
+    return _streak_chance_if_flaky(row) <= options.broken_max_chance
 
 
 def _is_flaky(row: Row, options: Options) -> bool:
@@ -120,17 +134,41 @@ def _is_flaky(row: Row, options: Options) -> bool:
     return runs >= options.min_runs and flips > options.flip_rate * (runs - 1)
 
 
+def failure_rate(failures: int, runs: int) -> tuple[float, float, float]:
+    """The failure rate and its 95% Jeffreys interval (0, 0, 1 without runs)."""
+    if runs <= 0:
+        return 0.0, 0.0, 1.0
+    a, b = failures + 0.5, runs - failures + 0.5
+    low = float(beta.ppf(0.025, a, b)) if failures > 0 else 0.0
+    high = float(beta.ppf(0.975, a, b)) if failures < runs else 1.0
+    return failures / runs, low, high
+
+
+def window_rate(row: Row) -> tuple[float, float, float]:
+    """The test's failure rate over its window, with the 95% Jeffreys interval."""
+    return failure_rate(int(row["failures"]), int(row["runs"]))
+
+
+def streak_chance(row: Row) -> float:
+    """How likely the passes since the last failure are at the test's own failure rate."""
+    rate, _, _ = window_rate(row)
+    return float((1.0 - rate) ** int(row["passes_since_failure"] or 0))
+
+
+def _recovered(row: Row, options: Options) -> bool:
+    return streak_chance(row) < options.recover_chance
+
+
 def check(options: Options, view: BacklogView) -> Iterator[Finding]:
     held_out: set[str] = set()
     for row in view.long_skipped_tests(options.skipped_for):
         held_out.add(row["test_id"])
         skipped = view.now - parse_ts(row["skipped_since"])
-        yield holdout_finding(row, fmt_duration(skipped), options.skipped_for)
+        yield holdout_finding(row, skipped, options.skipped_for)
 
     summaries = view.test_outcome_summaries(
         window=options.window,
         failed_since=options.recover_after,
-        max_passes_since_failure=options.recover_after_passes,
         broken_after=options.broken_after,
         min_runs=options.min_runs,
         flip_rate=options.flip_rate,
@@ -142,16 +180,17 @@ def check(options: Options, view: BacklogView) -> Iterator[Finding]:
             continue
         if _is_broken(row, options):
             broken.append(row)
-        elif _is_flaky(row, options):
+        elif _is_flaky(row, options) and not _recovered(row, options):
             flaky.append(row)
 
     streaks = {r["test_id"]: r for r in view.failing_streaks([r["test_id"] for r in broken])}
     for row in broken:
-        yield broken_finding(row, streaks.get(row["test_id"]))
+        yield broken_finding(row, streaks.get(row["test_id"]), _streak_chance_if_flaky(row))
 
     details: dict[str, list[Row]] = {}
     for d in view.test_failure_details([r["test_id"] for r in flaky], window=options.window):
         details.setdefault(d["test_id"], []).append(d)
     for row in flaky:
         found = details.get(row["test_id"], [])
-        yield flaky_finding(row, found, options.window, options.max_messages)
+        rate, chance = window_rate(row), streak_chance(row)
+        yield flaky_finding(row, found, options.window, options.max_messages, rate, chance)

@@ -41,7 +41,19 @@ def _messages(details: list[Row], limit: int) -> tuple[list[dict[str, Any]], int
     return shown, len(rows)
 
 
-def flaky_finding(row: Row, details: list[Row], window: int, max_messages: int) -> Finding:
+def _pcts(rate: tuple[float, float, float]) -> str:
+    point, low, high = rate
+    return f"{point:.1%} (95% interval {low:.1%}–{high:.1%})"
+
+
+def flaky_finding(
+    row: Row,
+    details: list[Row],
+    window: int,
+    max_messages: int,
+    rate_interval: tuple[float, float, float],
+    streak_chance: float,
+) -> Finding:
     """A ``flaky`` finding: the proof, the messages, and a quarantine to propose."""
     test = row["test_id"]
     runs, flips = int(row["runs"]), int(row["flips"])
@@ -58,6 +70,13 @@ def flaky_finding(row: Row, details: list[Row], window: int, max_messages: int) 
     if row["rerun_flaky"]:
         reasons.append(f"failed then passed on a rerun in {row['rerun_flaky']} run(s)")
     reasons.append(f"flipped between pass and fail {flips} time(s) in {runs} runs (rate {rate})")
+    failures = int(row["failures"])
+    streak = int(row["passes_since_failure"])
+    reasons.append(
+        f"failed {failures} of {runs} runs, {_pcts(rate_interval)}; the {streak} pass(es) "
+        f"since its last failure come by chance {streak_chance:.2g} of the time at that rate, "
+        "so it has not recovered"
+    )
     message_text = "; ".join(f"{_quote(m.get('message', ''))} ×{m['count']}" for m in messages)
     if distinct > len(messages):
         message_text += f"; and {distinct - len(messages)} other message(s)"
@@ -70,6 +89,10 @@ def flaky_finding(row: Row, details: list[Row], window: int, max_messages: int) 
             "failures": int(row["failures"]),
             "flips": flips,
             "flip_rate": rate,
+            "failure_rate": round(rate_interval[0], 4),
+            "failure_rate_low": round(rate_interval[1], 4),
+            "failure_rate_high": round(rate_interval[2], 4),
+            "streak_chance": float(f"{streak_chance:.3g}"),
             "window": window,
             "mixed_commits": [d["value"] for d in commits],
             "rerun_flaky_runs": int(row["rerun_flaky"]),
@@ -102,7 +125,7 @@ def flaky_finding(row: Row, details: list[Row], window: int, max_messages: int) 
     )
 
 
-def broken_finding(row: Row, streak: Row | None) -> Finding:
+def broken_finding(row: Row, streak: Row | None, chance: float) -> Finding:
     """A ``broken`` finding: where the failing began, and a fix to propose."""
     test = row["test_id"]
     runs = int(streak["streak_runs"]) if streak else int(row["streak"])
@@ -118,7 +141,10 @@ def broken_finding(row: Row, streak: Row | None) -> Finding:
     return Finding(
         kind="broken",
         subject=test,
-        summary=f"{test} has failed all {runs} runs {since} ({first_at}); {last_pass}.",
+        summary=(
+            f"{test} has failed all {runs} runs {since} ({first_at}); {last_pass}. A streak "
+            f"that long would come by chance {chance:.2g} of the time at its earlier failure rate."
+        ),
         evidence={
             "failing_runs": runs,
             "first_failing_commit": first_commit,
@@ -126,6 +152,7 @@ def broken_finding(row: Row, streak: Row | None) -> Finding:
             "last_passing_commit": passed_commit,
             "last_passed_at": streak["last_passed_at"] if streak else None,
             "last_run_at": row["last_run_at"],
+            "streak_chance": float(f"{chance:.3g}"),
         },
         title=f"Fix broken test {test} (failing since {_sha(first_commit)})",
         why=(
@@ -146,22 +173,28 @@ def broken_finding(row: Row, streak: Row | None) -> Finding:
     )
 
 
-def holdout_finding(row: Row, skipped: str, limit: timedelta) -> Finding:
+def holdout_finding(row: Row, skipped_for: timedelta, limit: timedelta) -> Finding:
     """A ``holdout`` finding: how long the test has been skipped, and why it says."""
     test = row["test_id"]
     reason = row["message"] or ""
+    skipped_days = skipped_for.total_seconds() / 86400
+    limit_days = limit.total_seconds() / 86400
     return Finding(
         kind="holdout",
         subject=test,
         summary=(
-            f"{test} has been skipped in all {row['skipped_runs']} runs for {skipped} "
-            f"(since {row['skipped_since']}; limit {fmt_duration(limit)}): {_quote(reason)}."
+            f"{test} has been skipped in all {row['skipped_runs']} runs for "
+            f"{fmt_duration(skipped_for)} "
+            f"(since {row['skipped_since']}; limit {fmt_duration(limit)}, "
+            f"{skipped_days / limit_days:.1f}× the limit): {_quote(reason)}."
         ),
         evidence={
             "skipped_since": row["skipped_since"],
             "skipped_runs": int(row["skipped_runs"]),
             "last_ran_at": row["last_ran_at"],
             "skip_message": reason or None,
+            "skipped_days": round(skipped_days, 1),
+            "limit_days": round(limit_days, 1),
         },
         title=f"Re-enable or delete long-skipped test {test}",
         why=(

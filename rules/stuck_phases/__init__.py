@@ -16,18 +16,25 @@ Kinds
     them, never below ``min_timeout``); else ``fallback_timeout`` (set it to
     "0s" to stay silent on work with too little history). Proposes a heal task.
 ``stalled-phase`` (subject: ``phase:<phase>``)
-    A phase holding open work (at least ``min_open`` tasks running in it or
-    pending and ready for it: no dependency, or all completed) of which no task
-    has finished, in any way, within the last ``stall_window``. It stays stalled
-    for as long as that holds, however long ago work last started; a phase with
-    no open work is idle, never stalled. The oldest open task must have waited
-    longer than the phase's p95 run time when that is known, so a slow but
-    healthy phase stays quiet, and the whole ``stall_window`` when it is not.
-    A phase with only pending work that has never finished a task is unserved,
-    not stalled (nothing there stopped; stale-queue sees its waiting tasks).
-    Its stuck tasks are not reported one by one: the finding lists them (and is
-    severity "error" when one of them would be) so they are healed together.
-    Tasks without a phase are not counted.
+    A phase whose ready work waited the whole ``stall_window`` while improbably
+    little left it, judged against the phase's own throughput. It holds at least
+    ``min_open`` open tasks (running in it, or pending and ready for it: no
+    dependency, or all completed), the oldest opened at least ``stall_window``
+    ago, and none of its running tasks is within its timeout (a task running
+    within its normal time is progress). The expected outflow of the window
+    comes from the phase's ``history`` before it: tasks finished per hour of
+    the week (UTC), each hour of the week shrunk toward the same hour of the
+    day over all days (weight 1 hour), and that toward the phase's overall
+    hourly rate (weight 2 hours), so quiet nights and weekends expect little.
+    It fires when the Poisson chance of the observed outflow or less is below
+    ``stall_chance``, over the last ``stall_window`` or over the whole time the
+    oldest open task has waited (up to 7 days), whichever is less likely: a
+    quiet phase shows a stall only over a longer wait. The finding states that
+    chance and the expected and observed outflow. A phase that never finished
+    a task expects nothing and is never stalled (stale-queue sees its waiting
+    tasks). Stuck tasks of a stalled phase keep their own ``stuck`` findings;
+    the stall names them in its evidence. Tasks without a phase are not
+    counted.
 ``timeout-pattern`` (subject: ``task_type:<type>``)
     Executions failing by timeout (error text containing one of
     ``timeout_patterns``, any case) more often in the last ``timeout_window``
@@ -40,14 +47,23 @@ Kinds
     or that many failed runs since its last success while not completed or
     cancelled. The seed's dead letter: proposes escalation, not another retry.
 ``error-rate`` (subject: ``executor:<name>``, ``model:<name>`` or ``task_type:<name>``)
-    An executor or model that failed more than ``max_error_rate`` of at least
-    ``min_runs`` runs in ``error_window`` (8 of 16 at 0.5 does not fire, 9 of 16
-    does): the seed's circuit breaker. Proposes pausing it; severity "critical"
-    at or above ``critical_error_rate``. The worst scope
-    is judged first and the rest without its runs, so a broken executor is not
-    also reported as the models it ran. Task types (in ``error_scopes``) are
-    judged too: when one task type fails wherever it runs, that is reported
-    (hold its tasks) instead of every executor and model that happened to run it.
+    An executor, model or task type (in ``error_scopes``) that failed more
+    than ``max_error_rate`` of at least ``min_runs`` runs in ``error_window``
+    (8 of 16 at 0.5 does not fire, 9 of 16 does): the seed's circuit breaker.
+    Proposes pausing it (holding a task type's work); severity "critical" at or
+    above ``critical_error_rate``. The finding says how unusual it is: its
+    failures against every other run of the window (one-sided Fisher exact
+    p). The cause is the scope that stays anomalous once the other
+    candidate's runs are left out: for each scope past the breaker, the scope
+    of each other dimension carrying most of its failures is left out and the
+    rest compared with the runs of neither (Fisher p below ``alpha``). An
+    executor failing 12 of 22 runs where model m-alpha failed 8 of 13, mostly
+    on it, is the cause when it still fails without m-alpha while m-alpha is
+    normal without it: m-alpha is explained and not reported. When neither is
+    anomalous without the other (every run of a failing task type ran on one
+    executor), the data cannot tell them apart: one finding names both. When
+    nothing normal is left to compare with, the worst scope is judged first
+    and the rest without its runs.
 
 Options (defaults shown)::
 
@@ -59,8 +75,9 @@ Options (defaults shown)::
     fallback_timeout = "6h"       # neither configured nor learned; "0s" stays silent
     history = "30d"               # run times are learned from tasks completed this recently
     stuck_escalate_after = 3.0    # running this many times the timeout → severity "error"
-    stall_window = "6h"           # open work with no task finished this long: stalled
+    stall_window = "6h"           # ready work waited this long, and outflow in it is judged
     min_open = 3                  # running + ready pending tasks a stalled phase holds at least
+    stall_chance = 0.001          # so little outflow must be at most this likely (Poisson tail)
     timeout_window = "24h"
     timeout_baseline = "7d"       # the window just before timeout_window
     timeout_patterns = ["timeout", "timed out", "deadline exceeded"]
@@ -114,6 +131,7 @@ class Options(RuleOptions):
     stuck_escalate_after: float = Field(default=3.0, gt=1.0)
     stall_window: Duration = timedelta(hours=6)
     min_open: int = Field(default=3, ge=1)
+    stall_chance: float = Field(default=0.001, gt=0.0, lt=1.0)
     timeout_window: Duration = timedelta(hours=24)
     timeout_baseline: Duration = timedelta(days=7)
     timeout_patterns: list[str] = Field(
@@ -163,9 +181,8 @@ class Options(RuleOptions):
 def check(options: Options, view: BacklogView) -> Iterator[Finding]:
     durations = running.learned_durations(options, view)
     found = running.stuck_tasks(options, view, durations)
-    stalled = running.stalled_phases(options, view, durations, found)
-    yield from running.stuck(options, found, {f.evidence["phase"] for f in stalled})
-    yield from stalled
+    yield from running.stuck(found)
+    yield from running.stalled_phases(options, view, found)
     yield from failures.timeout_patterns(options, view)
     yield from failures.repeated_failures(options, view)
     yield from failures.error_rates(options, view)

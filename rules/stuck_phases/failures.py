@@ -206,25 +206,52 @@ class _Tally:
 SCOPES = ("executor", "model", "task_type")
 
 
-def _tally(cells: list[dict[str, Any]], scope: str, name: str, skip: dict[str, set[str]]) -> _Tally:
-    """The scope's runs, leaving out cells of scopes already taken in other dimensions."""
+def _tally(cells: list[dict[str, Any]], keep: Any) -> _Tally:
     tally = _Tally()
     for cell in cells:
-        if cell[scope] != name:
-            continue
-        if any(cell[other] in names for other, names in skip.items() if other != scope):
-            continue
-        tally.add(cell)
+        if keep(cell):
+            tally.add(cell)
     return tally
 
 
-def _breakers(options: Settings, view: BacklogView) -> Iterator[tuple[str, str, _Tally, _Tally]]:
-    """Executors, models and task types past the breaker, each with its raw tally and own share.
+Scope = tuple[str, str]
 
-    A broken executor fails on every model it runs (and a broken model on every
-    executor); a task type that times out fails on all of them. The worst scope
-    is taken first, and the next ones are judged without the runs of the scopes
-    already taken in the other dimensions, so only causes are reported.
+
+@dataclass
+class _Verdict:
+    """What the data says about one scope past the breaker."""
+
+    scope: Scope
+    tally: _Tally
+    elsewhere: _Tally
+    p_value: float | None
+    # The scope of another dimension carrying most of its failures, and how each fares
+    # without the other's runs.
+    checked: list[tuple[Scope, _Tally, _Tally, bool, bool]]
+    confounded_with: Scope | None = None
+    explains: list[Scope] | None = None
+    own_rate: float = 0.0
+
+
+def _greater_or_none(tally: _Tally, base: _Tally) -> float | None:
+    if not tally.runs or not base.runs:
+        return None
+    return _greater_p(
+        tally.failures, tally.runs - tally.failures, base.failures, base.runs - base.failures
+    )
+
+
+def _breakers(options: Settings, view: BacklogView) -> list[_Verdict]:
+    """Executors, models and task types past the breaker that the data names as a cause.
+
+    The cause is the scope that stays anomalous once the other candidate's runs
+    are left out: for each scope past the breaker, the scope of every other
+    dimension that carries most of its failures is left out, and the rest is
+    compared with the runs of neither (one-sided Fisher exact p below
+    ``alpha``). A scope that is normal without the other, while the other
+    still fails without it, is explained by the other and not reported. When
+    neither stays anomalous without the other (all runs of a failing type ran
+    on one executor), the data cannot tell them apart: one finding names both.
     """
     cells = view.failure_cells(options.error_window)
     scopes = [s for s in SCOPES if s in options.error_scopes]
@@ -233,40 +260,142 @@ def _breakers(options: Settings, view: BacklogView) -> Iterator[tuple[str, str, 
     def passes(t: _Tally) -> bool:
         return t.runs >= options.min_runs and t.rate > options.max_error_rate
 
-    raw = {key: _tally(cells, *key, {}) for key in sorted(names)}
+    def anomalous(t: _Tally, base: _Tally) -> bool:
+        p = _greater_or_none(t, base)
+        return p is not None and p < options.alpha
+
+    raw = {key: _tally(cells, lambda c, k=key: c[k[0]] == k[1]) for key in sorted(names)}
+    ranked = sorted(
+        (kv for kv in raw.items() if passes(kv[1])),
+        key=lambda kv: (-kv[1].rate, -kv[1].failures, kv[0]),
+    )
+    candidates = {key for key, _ in ranked}
+    verdicts: dict[Scope, _Verdict] = {}
+    explained: dict[Scope, Scope] = {}
+    handled: set[Scope] = set()
     taken: dict[str, set[str]] = {scope: set() for scope in SCOPES}
-    ranked = sorted(raw.items(), key=lambda kv: (-kv[1].rate, -kv[1].failures, kv[0]))
-    for (scope, name), tally in ranked:
-        if not passes(tally):
+    for key, tally in ranked:
+        if key in handled:
             continue
-        own = _tally(cells, scope, name, taken)
-        if passes(own):
-            taken[scope].add(name)
-            yield scope, name, tally, own
+        scope, name = key
+        elsewhere = _tally(cells, lambda c, s=scope, n=name: c[s] != n)
+        verdict = _Verdict(key, tally, elsewhere, _greater_or_none(tally, elsewhere), [])
+        explained_by: Scope | None = None
+        confounded: Scope | None = None
+        for other in scopes:
+            if other == scope:
+                continue
+            mine = [c for c in cells if c[scope] == name and c[other]]
+            by_other: dict[str, tuple[int, int]] = {}
+            for c in mine:
+                f, r = by_other.get(c[other], (0, 0))
+                by_other[c[other]] = (f + int(c["failures"] or 0), r + int(c["runs"]))
+            if not by_other:
+                continue
+            top = max(sorted(by_other), key=lambda n: by_other[n])
+            if by_other[top][0] == 0:
+                continue
+            d: Scope = (other, top)
+            c_d = _tally(cells, lambda c, s=scope, n=name, o=other, t=top: c[s] == n and c[o] != t)
+            d_c = _tally(cells, lambda c, s=scope, n=name, o=other, t=top: c[o] == t and c[s] != n)
+            base = _tally(cells, lambda c, s=scope, n=name, o=other, t=top: c[s] != n and c[o] != t)
+            if base.runs < options.min_runs or base.rate > options.max_error_rate:
+                continue  # nothing normal left to compare with: the pair cannot be judged
+            ca, da = anomalous(c_d, base), anomalous(d_c, base)
+            verdict.checked.append((d, c_d, d_c, ca, da))
+            if ca:
+                continue
+            if da and d in candidates:
+                explained_by = explained_by or d
+            else:
+                confounded = confounded or d
+        if explained_by is not None:
+            explained[key] = explained_by
+            continue
+        own = _tally(
+            cells,
+            lambda c, s=scope, n=name: (
+                c[s] == n and not any(c[o] in taken[o] for o in SCOPES if o != s)
+            ),
+        )
+        if not passes(own):
+            continue  # what is left of it once the causes already named are left out is fine
+        if confounded is not None:
+            verdict.confounded_with = confounded
+            handled.add(confounded)
+        taken[scope].add(name)
+        verdict.own_rate = own.rate
+        verdicts[key] = verdict
+    for key, by in explained.items():
+        if by in verdicts:
+            verdicts[by].explains = [*(verdicts[by].explains or []), key]
+    return [verdicts[key] for key, _ in ranked if key in verdicts]
+
+
+def _label(key: Scope) -> str:
+    scope, name = key
+    return f"{scope.replace('_', ' ')} {name}"
+
+
+def _unusual(v: _Verdict) -> str:
+    """How unusual the scope's failures are against every other run in the window."""
+    if v.p_value is None:
+        return "no other runs in the window to compare with"
+    e = v.elsewhere
+    return (
+        f"against {e.failures} of {e.runs} runs elsewhere "
+        f"(one-sided Fisher exact p = {v.p_value:.2g})"
+    )
+
+
+def _attribution(v: _Verdict) -> str:
+    parts = []
+    if v.confounded_with is not None:
+        d, c_d, d_c = next(
+            (d, c_d, d_c) for d, c_d, d_c, _, _ in v.checked if d == v.confounded_with
+        )
+        parts.append(
+            f"the data cannot tell it from {_label(d)}: without {_label(d)} it failed "
+            f"{c_d.failures} of {c_d.runs} runs, and {_label(d)} without it failed "
+            f"{d_c.failures} of {d_c.runs}; neither stays anomalous without the other, so "
+            "either (or the two together) may be the cause"
+        )
+    else:
+        for d, c_d, _, ca, _ in v.checked:
+            if ca:
+                parts.append(f"without {_label(d)} it still fails {c_d.failures} of {c_d.runs}")
+    if v.explains:
+        names = ", ".join(_label(k) for k in v.explains)
+        parts.append(f"it explains the failures of {names}, normal without it")
+    return "; ".join(parts)
 
 
 def error_rates(options: Settings, view: BacklogView) -> Iterator[Finding]:
     """Executors, models and task types failing at circuit-breaker rates."""
     window = fmt_duration(options.error_window)
-    for scope, name, tally, own in _breakers(options, view):
+    for v in _breakers(options, view):
+        (scope, name), tally = v.scope, v.tally
         runs, failures, rate = tally.runs, tally.failures, tally.rate
         critical = rate >= options.critical_error_rate
         error = tally.sample_error
         example = f"; e.g. {error[:200]}" if error else ""
+        why_more = _attribution(v)
+        attribution = f"; {why_more}" if why_more else ""
         if scope == "task_type":
-            yield _task_type_breaker(options, name, tally, own, window, example)
+            yield _task_type_breaker(options, v, window, example, attribution)
             continue
+        also = f" and {_label(v.confounded_with)}" if v.confounded_with else ""
         yield Finding(
             kind="error-rate",
             subject=f"{scope}:{name}",
             severity=Severity.critical if critical else None,
             summary=(
                 f"{scope.capitalize()} {name} failed {failures} of {runs} runs ({rate:.0%}) in the "
-                f"last {window}, above the {options.max_error_rate:.0%} circuit-breaker "
-                f"limit{example}"
+                f"last {window}, {_unusual(v)}, above the {options.max_error_rate:.0%} "
+                f"circuit-breaker limit{attribution}{example}"
             ),
-            evidence=_breaker_evidence(options, scope, name, tally, own),
-            title=f"Pause {scope} {name}: {rate:.0%} of its runs fail",
+            evidence=_breaker_evidence(options, v),
+            title=f"Pause {scope} {name}{also}: {rate:.0%} of its runs fail",
             why=(
                 f"When more than {options.max_error_rate:.0%} of what {_article(scope)} {scope} "
                 "runs fails, each "
@@ -277,23 +406,46 @@ def error_rates(options: Settings, view: BacklogView) -> Iterator[Finding]:
                 f"Pause {scope} {name} (route its tasks elsewhere), find the common cause in its "
                 "recent errors (credentials, quota, outage, a bad release), fix it, and resume "
                 "with a few tasks before full load."
+                + (
+                    f" Check {_label(v.confounded_with)} too: the data cannot tell the two apart."
+                    if v.confounded_with
+                    else ""
+                )
             ),
             remedy="pause",
             task_type="heal",
         )
 
 
-def _breaker_evidence(
-    options: Settings, scope: str, name: str, tally: _Tally, own: _Tally
-) -> dict[str, Any]:
+def _breaker_evidence(options: Settings, v: _Verdict) -> dict[str, Any]:
+    (scope, name), tally = v.scope, v.tally
     return {
         "scope": scope,
         "name": name,
         "runs": tally.runs,
         "failures": tally.failures,
         "failure_rate": round(tally.rate, 3),
-        "own_failure_rate": round(own.rate, 3),
+        "own_failure_rate": round(v.own_rate, 3),
         "limit": options.max_error_rate,
+        "runs_elsewhere": v.elsewhere.runs,
+        "failures_elsewhere": v.elsewhere.failures,
+        "p_value": float(f"{v.p_value:.3g}") if v.p_value is not None else None,
+        "without": [
+            {
+                "scope": f"{d[0]}:{d[1]}",
+                "runs": c_d.runs,
+                "failures": c_d.failures,
+                "still_anomalous": ca,
+                "other_runs": d_c.runs,
+                "other_failures": d_c.failures,
+                "other_anomalous": da,
+            }
+            for d, c_d, d_c, ca, da in v.checked
+        ],
+        "confounded_with": f"{v.confounded_with[0]}:{v.confounded_with[1]}"
+        if v.confounded_with
+        else None,
+        "explains": [f"{k[0]}:{k[1]}" for k in v.explains or []],
         "first_run_at": tally.first_at,
         "last_run_at": tally.last_at,
         "sample_error": tally.sample_error,
@@ -305,31 +457,41 @@ def _article(word: str) -> str:
 
 
 def _task_type_breaker(
-    options: Settings, name: str, tally: _Tally, own: _Tally, window: str, example: str
+    options: Settings, v: _Verdict, window: str, example: str, attribution: str
 ) -> Finding:
     """A task type failing wherever it runs: hold its work, do not blame the runners."""
+    name, tally = v.scope[1], v.tally
     runs, failures, rate = tally.runs, tally.failures, tally.rate
+    where = (
+        f", {_unusual(v)}" if v.confounded_with else f" across executors and models, {_unusual(v)}"
+    )
     return Finding(
         kind="error-rate",
         subject=f"task_type:{name}",
         severity=Severity.critical if rate >= options.critical_error_rate else None,
         summary=(
-            f"{name} tasks failed {failures} of {runs} runs ({rate:.0%}) in the last {window}, "
-            f"across executors and models, above the {options.max_error_rate:.0%} "
-            f"circuit-breaker limit{example}"
+            f"{name} tasks failed {failures} of {runs} runs ({rate:.0%}) in the last {window}"
+            f"{where}, above the {options.max_error_rate:.0%} circuit-breaker "
+            f"limit{attribution}{example}"
         ),
-        evidence=_breaker_evidence(options, "task_type", name, tally, own),
+        evidence=_breaker_evidence(options, v),
         title=f"Hold {name} tasks: {rate:.0%} of their runs fail",
         why=(
-            f"When more than {options.max_error_rate:.0%} of the runs of one task type fail on "
-            "every executor and model, the cause is in the work itself (its inputs, a tool or "
-            "service it needs, its time limit), so pausing executors or models would not help; "
-            "every retry spends a run and pushes tasks toward the dead-letter limit."
+            f"When more than {options.max_error_rate:.0%} of the runs of one task type fail and "
+            "it stays anomalous wherever it runs, the cause is in the work itself (its inputs, "
+            "a tool or service it needs, its time limit), so pausing executors or models would "
+            "not help; every retry spends a run and pushes tasks toward the dead-letter limit."
         ),
         action=(
             f"Hold new {name} tasks (or cap their retries), read their recent errors to find the "
             "common cause (see timeout-pattern and repeated-failure findings of the same tasks), "
             "fix it, and release a few tasks before the rest."
+            + (
+                f" Check {_label(v.confounded_with)} too: every such run went through it, so the "
+                "data cannot tell the two apart."
+                if v.confounded_with
+                else ""
+            )
         ),
         remedy="pause",
         task_type="heal",

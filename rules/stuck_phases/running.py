@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from rules.contract import Finding, Severity
+from rules.stuck_phases import throughput as _stuck_throughput
 from store import BacklogView, json_list
 from store.timeutil import fmt_duration, parse_ts
 
@@ -41,6 +42,9 @@ class Settings(Protocol):
 
     @property
     def min_open(self) -> int: ...
+
+    @property
+    def stall_chance(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -127,12 +131,10 @@ def stuck_tasks(options: Settings, view: BacklogView, durations: Durations) -> l
     return out
 
 
-def stuck(options: Settings, found: list[StuckTask], stalled: set[str]) -> Iterator[Finding]:
-    """A finding per stuck task, except those of a stalled phase: its finding covers them."""
+def stuck(found: list[StuckTask]) -> Iterator[Finding]:
+    """A finding per stuck task, each with its own heal proposal (a stall never swallows it)."""
     for item in found:
         task, limit, running = item.task, item.limit, item.running
-        if task["phase"] and task["phase"] in stalled:
-            continue
         group = _group(task["task_type"], task["phase"])
         where = f" on executor {task['executor']}" if task["executor"] else ""
         config_key = task["phase"] or task["task_type"] or "<phase>"
@@ -143,7 +145,7 @@ def stuck(options: Settings, found: list[StuckTask], stalled: set[str]) -> Itera
             summary=(
                 f"{group} task {task['id']} has been running{where} for {fmt_duration(running)} "
                 f"since {task['started_at']}, past its timeout of {fmt_duration(limit)} "
-                f"({item.how})"
+                f"({item.how}; {running / limit:.1f}× the timeout)"
             ),
             evidence={
                 "title": task["title"],
@@ -155,6 +157,7 @@ def stuck(options: Settings, found: list[StuckTask], stalled: set[str]) -> Itera
                 "running_minutes": round(running.total_seconds() / 60, 1),
                 "timeout_minutes": round(limit.total_seconds() / 60, 1),
                 "timeout_source": item.source,
+                "times_timeout": round(running / limit, 2),
                 "attempts": task["attempts"],
             },
             title=f"Heal stuck task {task['id']}: {task['title']}",
@@ -177,6 +180,8 @@ def stuck(options: Settings, found: list[StuckTask], stalled: set[str]) -> Itera
 # Pending tasks with dependencies examined per phase, and stuck tasks listed per finding.
 _MAX_DEPENDENT = 500
 _MAX_LISTED = 20
+# The longest wait judged as one span.
+_MAX_WAIT = timedelta(days=7)
 
 
 def _ready_pending(view: BacklogView, phase: str) -> tuple[int, str | None]:
@@ -195,14 +200,11 @@ def _ready_pending(view: BacklogView, phase: str) -> tuple[int, str | None]:
     return ready, since
 
 
-def stalled_phases(
-    options: Settings, view: BacklogView, durations: Durations, found: list[StuckTask]
-) -> list[Finding]:
-    """Phases holding open work that nothing has left for ``stall_window``."""
+def stalled_phases(options: Settings, view: BacklogView, found: list[StuckTask]) -> list[Finding]:
+    """Phases whose ready work waited all of ``stall_window`` while improbably little left."""
+    cutoff = view.now - options.stall_window
     out = []
     for row in view.phase_flow(options.stall_window):
-        if int(row["outflow"] or 0) > 0:
-            continue
         phase = row["phase"]
         running = int(row["running"] or 0)
         pending = int(row["pending_free"] or 0)
@@ -213,55 +215,58 @@ def stalled_phases(
             opened += [since] if since else []
         if running + pending < options.min_open or not opened:
             continue
-        last_out = view.phase_last_outflow(phase) if running == 0 else None
-        if running == 0 and last_out is None:
-            continue  # nothing runs and nothing ever finished: unserved, not stalled
         open_since = min(opened)
-        waiting = view.now - parse_ts(open_since)
-        typical = max((r.p95 for (_, p), r in durations.items() if p == phase), default=None)
-        # A phase whose tasks normally outlast the wait so far is slow, not stalled; without
-        # run times to judge by, the work must have waited the whole window.
-        if waiting < (typical if typical is not None else options.stall_window):
+        if parse_ts(open_since) > cutoff:
+            continue  # the work has not waited the whole window yet
+        stuck_here = [s for s in found if s.task["phase"] == phase]
+        if running > len(stuck_here):
+            continue  # a task running within its normal time is progress
+        flow = _stuck_throughput.expected_outflow(
+            view, phase, options.stall_window, options.history, int(row["outflow"] or 0)
+        )
+        # A quiet phase shows a stall only over a longer wait: judge the whole wait too.
+        waited = min(view.now - parse_ts(open_since), _MAX_WAIT)
+        if waited > options.stall_window:
+            longer = _stuck_throughput.expected_outflow(view, phase, waited, options.history, None)
+            flow = min(flow, longer, key=lambda f: f.chance)
+        if flow.chance >= options.stall_chance:
             continue
-        out.append(_stalled(options, view, row, running, pending, open_since, typical, found))
+        out.append(_stalled(options, view, phase, running, pending, open_since, flow, stuck_here))
     return out
 
 
 def _stalled(
     options: Settings,
     view: BacklogView,
-    row: dict[str, Any],
+    phase: str,
     running: int,
     pending: int,
     open_since: str,
-    typical: timedelta | None,
-    found: list[StuckTask],
+    flow: _stuck_throughput.Throughput,
+    hung: list[StuckTask],
 ) -> Finding:
-    phase, window = row["phase"], fmt_duration(options.stall_window)
+    window = fmt_duration(flow.window)
     last_out = view.phase_last_outflow(phase)
-    hung = [s for s in found if s.task["phase"] == phase]
     waiting = view.now - parse_ts(open_since)
-    usual = f"; its tasks usually finish within {fmt_duration(typical)}" if typical else ""
     left = f"the last left at {last_out}" if last_out else "none has ever left it"
+    days = flow.history_hours / 24
     stuck_note = ""
     if hung:
         ids = ", ".join(s.task["id"] for s in hung[:_MAX_LISTED])
         more = f" and {len(hung) - _MAX_LISTED} more" if len(hung) > _MAX_LISTED else ""
-        stuck_note = f"; {len(hung)} of them are past their timeout: {ids}{more}"
-    heal = (
-        f"Heal its {len(hung)} stuck tasks together (listed in the evidence): stop and re-queue "
-        "them once the cause is fixed, rather than one by one."
-        if hung
-        else "Then re-queue the tasks that hung."
-    )
+        stuck_note = (
+            f"; {len(hung)} of its running tasks are stuck (their own findings): {ids}{more}"
+        )
     return Finding(
         kind="stalled-phase",
         subject=f"phase:{phase}",
-        severity=Severity.error if any(s.escalate for s in hung) else None,
         summary=(
             f"Phase {phase} holds {running} running and {pending} ready pending tasks, open "
-            f"for {fmt_duration(waiting)} since {open_since}, and no task has left it in the "
-            f"last {window} ({left}){usual}{stuck_note}"
+            f"for {fmt_duration(waiting)} since {open_since}, and {flow.observed} tasks left it "
+            f"in the last {window} ({left}) where its last {days:.1f} days at these hours of the "
+            f"week give {flow.expected:.1f} expected ({flow.history_outflow} finished, "
+            f"{flow.hourly_rate:.2f} an hour overall): a chance of {flow.chance:.2g} of so few"
+            f"{stuck_note}"
         ),
         evidence={
             "phase": phase,
@@ -269,25 +274,30 @@ def _stalled(
             "pending_ready": pending,
             "open_since": open_since,
             "last_left_at": last_out,
-            "window_hours": round(options.stall_window.total_seconds() / 3600, 1),
-            "typical_p95_minutes": round(typical.total_seconds() / 60, 1) if typical else None,
+            "window_hours": round(flow.window.total_seconds() / 3600, 1),
+            "observed_outflow": flow.observed,
+            "expected_outflow": round(flow.expected, 2),
+            "probability": float(f"{flow.chance:.3g}"),
+            "history_days": round(days, 1),
+            "history_outflow": flow.history_outflow,
+            "hourly_rate": round(flow.hourly_rate, 3),
             "stuck": len(hung),
             "stuck_tasks": [
                 {"id": s.task["id"], "since": s.task["started_at"]} for s in hung[:_MAX_LISTED]
             ],
         },
-        title=f"Heal stalled phase {phase}: nothing has left it in {window}",
+        title=f"Heal stalled phase {phase}: {flow.observed} tasks left it in {window}",
         why=(
-            "When a phase holds work and finishes nothing, whatever drives it has stopped (a "
-            "crashed or hung worker, an exhausted quota, a broken hand-off); the backlog behind "
-            "it grows and every task in it waits. Its stuck tasks share that one cause."
+            "When a phase holds ready work and finishes far less than it usually does at this "
+            "time of the week, whatever drives it has stopped (a crashed or hung worker, an "
+            "exhausted quota, a broken hand-off); the backlog behind it grows and every task "
+            "in it waits."
         ),
         action=(
             f"Check the workers and the hand-off of phase {phase}: are its executors alive, do "
             "its tasks make progress, does its output reach the next phase? Restart or fix what "
-            f"is broken. {heal}"
+            "is broken, then re-queue the tasks that hung (stuck tasks have their own findings)."
         ),
         remedy="heal",
         task_type="heal",
-        related=[s.task["id"] for s in hung[:_MAX_LISTED]],
     )
