@@ -92,7 +92,7 @@ from pydantic import Field, field_validator, model_validator
 
 from rules.contract import Finding, RuleOptions
 from rules.usage_spikes import findings as text
-from rules.usage_spikes.spike import SpikeParams, find_spikes
+from rules.usage_spikes.spike import ShiftParams, SpikeParams, find_spikes
 from rules.usage_spikes.stats import Thresholds, log_reference
 from store import USAGE_DIMENSIONS, BacklogView
 from store.timeutil import Duration
@@ -131,6 +131,9 @@ class Options(RuleOptions):
     spike_min_cost_usd: float = Field(default=2.0, ge=0)
     spike_open_after: int = Field(default=2, ge=1)
     spike_close_after: int = Field(default=3, ge=1)
+    spike_shift_limit: float = Field(default=8.0, ge=0)
+    spike_shift_slack: float = Field(default=1.0, gt=0)
+    spike_shift_ratio: float = Field(default=1.5, ge=1.0)
     spike_lookback: Duration = timedelta(hours=24)
     daily_budget_usd: float = Field(default=0.0, ge=0)
     budgets: dict[str, float] = Field(default_factory=dict)
@@ -240,6 +243,11 @@ def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
         lookback=options.spike_lookback // timedelta(hours=1),
         open_after=options.spike_open_after,
         volume_score=options.spike_volume_score,
+        shift=ShiftParams(
+            options.spike_shift_slack, options.spike_shift_limit, options.spike_shift_ratio
+        )
+        if options.spike_shift_limit > 0
+        else None,
         close_after=options.spike_close_after,
         dimensions=tuple(options.spike_dimensions),
         limits={

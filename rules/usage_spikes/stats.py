@@ -257,6 +257,10 @@ class HourlySeries:
         """The series without each hour's largest single task (NaN where ``values`` is)."""
         return self.values() - self._top
 
+    def top(self) -> np.ndarray:
+        """Each hour's largest single task."""
+        return self._top
+
     def tasks(self) -> np.ndarray:
         """Tasks that reported the measure, per hour, NaN where ``values`` is."""
         out = self._tasks.copy()
