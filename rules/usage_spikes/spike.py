@@ -65,6 +65,7 @@ class SpikeParams:
     limits: dict[str, Thresholds]
     volume_score: float  # how unlikely the hour's count or per-task usage must be
     shift: ShiftParams | None = None  # sustained rises over several hours (CUSUM)
+    level_hours: int = 168  # recent hours a growing scope's baseline is scaled by
     min_weeks: int = 3
     dimensions: tuple[str, ...] = DIMENSIONS
 
@@ -279,7 +280,7 @@ def _judge(
 ) -> list[HourVerdict]:
     idx = np.array([s.index(h) for h in hours])
     values, rest, tasks, top = s.values(), s.rest(), s.tasks(), s.top()
-    bases = s.baselines(idx, p.days, p.weeks, p.min_days, p.min_weeks)
+    bases = s.baselines(idx, p.days, p.weeks, p.min_days, p.min_weeks, p.level_hours)
     mean, var = s.per_task(int(idx.min()) if idx.size else 0)
     verdicts = []
     shift = p.shift
