@@ -233,9 +233,9 @@ def score_file(s: Series, detections: list[datetime], weights: dict[str, float])
     rows = sorted({int(r) for r in at})
     rows = [r for r in rows if r >= probation]
     bounds = []
-    for a, b in s.windows:
-        left = int(np.searchsorted(times, a.timestamp()))
-        right = int(np.searchsorted(times, b.timestamp(), side="right")) - 1
+    for opens, closes in s.windows:
+        left = int(np.searchsorted(times, opens.timestamp()))
+        right = int(np.searchsorted(times, closes.timestamp(), side="right")) - 1
         bounds.append((left, right))
     result = FileScore(windows=len(bounds))
     best: dict[int, float] = {}
