@@ -20,8 +20,8 @@ def backtest(
     engine: Engine, start: datetime, end: datetime, step: timedelta
 ) -> list[dict[str, Any]]:
     """One entry per finding: the finding as first seen, plus ``first_fired_at``,
-    ``last_fired_at``, ``cleared_at`` (None while still firing at ``end``) and
-    ``fired_steps``."""
+    ``last_fired_at``, ``cleared_at`` (None while still firing at ``end``),
+    ``fired_steps`` and ``fired_at`` (the step each episode of firing began at)."""
     seen: dict[str, dict[str, Any]] = {}
     at = start
     while at <= end:
@@ -37,11 +37,13 @@ def backtest(
                     "first_fired_at": fmt_ts(at),
                     "cleared_at": None,
                     "fired_steps": 0,
+                    "fired_at": [fmt_ts(at)],
                 }
                 seen[f.fingerprint] = entry
             elif entry["cleared_at"] is not None:
                 entry["cleared_at"] = None  # fired again: cleared only if it stays clear
                 entry["refired"] = entry.get("refired", 0) + 1
+                entry["fired_at"].append(fmt_ts(at))
             entry["fired_steps"] += 1
             entry["last_fired_at"] = fmt_ts(at)
         for fp, entry in seen.items():

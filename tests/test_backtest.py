@@ -57,6 +57,8 @@ def test_review_at_each_step_matches_the_backtest(tmp_path: Path) -> None:
     assert by_subject["late"]["first_fired_at"] == fmt_ts(T0 + timedelta(days=3))
     assert by_subject["late"]["cleared_at"] == fmt_ts(T0 + timedelta(days=6))
     assert by_subject["crit"]["cleared_at"] is None
+    # One episode each here: fired_at lists when each began.
+    assert all(e["fired_at"] == [e["first_fired_at"]] for e in events)
 
     at = T0
     while at <= end:

@@ -9,6 +9,7 @@ tests/cases/README.md for the format.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,11 +126,16 @@ def test_rule_case(
     assert got == want, "\n".join(f"{f.kind} {f.subject}: {f.summary}" for f in findings)
     for f in findings:
         assert f.summary and f.evidence, f"{f.kind} {f.subject}: summary and evidence are required"
+        # A person cannot use inf or NaN: never in the text, never in the evidence.
+        json.dumps(f.evidence, allow_nan=False, default=str)
+        assert not re.search(r"\b(inf|nan)\b", f.summary, re.IGNORECASE), f.summary
     for expected in case["expect"]:
         match = next(
             f for f in findings if (f.kind, f.subject) == (expected["kind"], expected["subject"])
         )
         for key, value in expected.get("evidence", {}).items():
             assert match.evidence.get(key) == value, f"evidence {key}: {match.evidence.get(key)!r}"
+        if "summary_contains" in expected:
+            assert expected["summary_contains"] in match.summary, match.summary
         if "severity" in expected:
             assert match.severity is not None and match.severity.value == expected["severity"]

@@ -21,22 +21,34 @@ Kinds
 ``spike`` (subject ``model:NAME``, ``executor:NAME`` or ``task_type:NAME``)
     Hourly tokens or cost of a scope far above what is normal for that hour:
     the same hour (±1 h) on earlier days, or of the week once three weeks of
-    history exist. An hour is anomalous when it meets ``spike_score``,
+    history exist, so daily and weekly peaks are part of normal. An hour is
+    anomalous in one of two ways. On its own: it meets ``spike_score``,
     ``spike_min_ratio`` and the hourly floor, and its volume makes it unlikely
     by chance (``spike_volume_score``): far more tasks than that hour usually
     has (Poisson), or far more usage per task than the scope's usual tasks
     (their mean and spread), so a quiet night where a few ordinary large tasks
-    meet is not a spike. An hour counts only if it does so without its single
-    largest task: one runaway task is a ``task-outlier``. The spike opens after
+    meet is not a spike. Or as part of a sustained rise (a level shift no single
+    hour shows): a one-sided CUSUM adds each hour's robust score less
+    ``spike_shift_slack`` (one hour adds at most half of ``spike_shift_limit``
+    plus the slack, so one wild hour is never enough) and, once the sum reaches
+    ``spike_shift_limit``, the hours of the rise together must be
+    ``spike_shift_ratio`` times their usual amount, above it by twice the hourly
+    floor, and unlikely by chance by the same volume test
+    (``spike_shift_limit = 0`` turns this off). An hour counts only if it does
+    so without its single largest task (a rise, without the rise's largest
+    task): one runaway task is a ``task-outlier``. The spike opens after
     ``spike_open_after`` anomalous complete hours in a row and stays open until
     ``spike_close_after`` normal hours in a row, all read from the data, so the
     answer at any instant is the same on every replay. A scope needs
-    ``spike_min_history`` of data first. One event often raises several scopes
-    (a retry loop of impl tasks also raises the models and executors that ran
-    them): the scope with the largest excess is reported, every other spiking
-    scope is judged again without its tasks, and those that no longer spike are
-    named in its finding as explained by it; those that still do are causes of
-    their own, reported in turn.
+    ``spike_min_history`` of data first. The finding gives the peak hour
+    against its usual amount (ratio and robust score; "no usage at this hour
+    before" where the usual is nothing), the episode's total against its usual
+    one, and the chance of the evidence under normal conditions. One event
+    often raises several scopes (a retry loop of impl tasks also raises the
+    models and executors that ran them): the scope with the largest excess is
+    reported, every other spiking scope is judged again without its tasks, and
+    those that no longer spike are named in its finding as explained by it;
+    those that still do are causes of their own, reported in turn.
 ``budget`` (subject ``all`` or the scope)
     Spend since 00:00 UTC today above ``daily_budget_usd`` or a scope's entry
     in ``budgets``; spend at ``budget_escalate_at`` times the budget is an error.
@@ -70,16 +82,23 @@ Options (defaults shown)::
     spike_min_cost_usd = 2.0         # hourly cost above normal, at least
     spike_open_after = 2             # anomalous complete hours in a row to fire
     spike_close_after = 3            # normal hours in a row to stop firing
+    spike_shift_limit = 8.0          # CUSUM of robust scores for a sustained rise; 0 = off
+    spike_shift_slack = 1.0          # robust score an hour must pass to add to it
+    spike_shift_ratio = 1.5          # the rise's hours together, times their usual amount
     spike_lookback = "24h"           # recent hours replayed for the hysteresis
     daily_budget_usd = 0.0           # all tasks together; 0 = no global budget
     budgets = {}                     # per scope, e.g. { "model:claude" = 50.0 }
     budget_escalate_at = 2.0
 
 Fires: model ``claude`` normally spends about $4 an hour at 14:00 UTC; from
-13:00 it spent $30 an hour, and the review at 15:10 sees two such hours.
+13:00 it spent $30 an hour, and the review at 15:10 sees two such hours. Or a
+model that spends $5 an hour in ten tasks runs sixteen tasks an hour from
+10:00 ($8 an hour, 1.6×, no hour near 3×): the review at 15:10 reports a
+sustained rise since 13:00, "by chance about 1 in 11,000".
 
-Silent: the same $30 in one hour only, followed by a normal hour; or a $30
-hour at 14:00 that happens every weekday.
+Silent: the same $30 in one hour only, followed by a normal hour; a $30
+hour at 14:00 that happens every weekday; or twelve tasks an hour instead of
+ten (1.2×) however long it lasts.
 """
 
 from __future__ import annotations
@@ -92,7 +111,7 @@ from pydantic import Field, field_validator, model_validator
 
 from rules.contract import Finding, RuleOptions
 from rules.usage_spikes import findings as text
-from rules.usage_spikes.spike import SpikeParams, find_spikes
+from rules.usage_spikes.spike import ShiftParams, SpikeParams, find_spikes
 from rules.usage_spikes.stats import Thresholds, log_reference
 from store import USAGE_DIMENSIONS, BacklogView
 from store.timeutil import Duration
@@ -131,6 +150,9 @@ class Options(RuleOptions):
     spike_min_cost_usd: float = Field(default=2.0, ge=0)
     spike_open_after: int = Field(default=2, ge=1)
     spike_close_after: int = Field(default=3, ge=1)
+    spike_shift_limit: float = Field(default=8.0, ge=0)
+    spike_shift_slack: float = Field(default=1.0, gt=0)
+    spike_shift_ratio: float = Field(default=1.5, ge=1.0)
     spike_lookback: Duration = timedelta(hours=24)
     daily_budget_usd: float = Field(default=0.0, ge=0)
     budgets: dict[str, float] = Field(default_factory=dict)
@@ -240,6 +262,11 @@ def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
         lookback=options.spike_lookback // timedelta(hours=1),
         open_after=options.spike_open_after,
         volume_score=options.spike_volume_score,
+        shift=ShiftParams(
+            options.spike_shift_slack, options.spike_shift_limit, options.spike_shift_ratio
+        )
+        if options.spike_shift_limit > 0
+        else None,
         close_after=options.spike_close_after,
         dimensions=tuple(options.spike_dimensions),
         limits={

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
+
+from scipy.stats import norm
 
 from rules.contract import Finding, Severity
 from rules.usage_spikes.spike import Spike
@@ -22,9 +25,32 @@ def amount(measure: str, value: float | None) -> str:
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
-    if value is None or value == float("inf"):
+    if value is None or not math.isfinite(value):
         return None
     return round(value, digits)
+
+
+# Chances below this are all "less than one in a billion": the tails of the
+# models behind them are not accurate that far out.
+_MIN_CHANCE = 1e-9
+
+
+def chance(z: float) -> float:
+    """The upper-tail probability of a normal-equivalent z, floored at one in a billion."""
+    p = 1.0 if z == float("-inf") else float(norm.sf(z)) if math.isfinite(z) else 0.0
+    return float(f"{max(p, _MIN_CHANCE):.2g}")
+
+
+def odds(p: float) -> str:
+    """A probability as people read it: ``about 1 in 3,000``."""
+    if p <= _MIN_CHANCE:
+        return "less than 1 in a billion"
+    return f"about 1 in {_sig(1.0 / p)}"
+
+
+def _sig(x: float) -> str:
+    digits = max(0, len(str(int(x))) - 2)
+    return f"{round(x, -digits):,.0f}"
 
 
 def task_outlier(
@@ -41,17 +67,26 @@ def task_outlier(
     ref, value = refs[measure], values[measure]
     ratio = ref.ratio(value)
     task_id = task["task_id"]
+    if ref.median > 0:
+        against = (
+            f"{ratio:.1f}× the median of {amount(measure, ref.median)} over {ref.samples} peers "
+            f"(robust score {ref.score(value):.1f})"
+        )
+        times = f"{ratio:.1f}× the usual"
+    else:
+        against = f"while most of its {ref.samples} peers used none"
+        times = "far more than the usual"
     group = f"{task_type or 'untyped'} tasks on {model or 'an unnamed model'}"
     what = "tokens" if measure == "tokens" else "cost"
     if action == _THROTTLE:
-        title = f"Cap per-task {what} of {group}: task {task_id} used {ratio:.1f}× the usual"
+        title = f"Cap per-task {what} of {group}: task {task_id} used {times}"
         act = (
             f"Set a per-task {what} limit for {group} near {amount(measure, ref.median * 3)} "
             f"(3× the median) so a runaway run is stopped early, then read the run log of "
             f"{task_id} to find why it ran away."
         )
     else:
-        title = f"Investigate why task {task_id} used {ratio:.1f}× the usual {what}"
+        title = f"Investigate why task {task_id} used {times} {what}"
         act = (
             f"Read the run log of {task_id}: look for repeated tool calls, a context that kept "
             f"growing, or retries inside the run. Fix the prompt or task description behind it, "
@@ -60,11 +95,7 @@ def task_outlier(
     return Finding(
         kind="task-outlier",
         subject=f"task:{task_id}",
-        summary=(
-            f"Task {task_id} ({group}) used {amount(measure, value)}, {ratio:.1f}× the median "
-            f"of {amount(measure, ref.median)} over {ref.samples} peers "
-            f"(robust score {ref.score(value):.1f})"
-        ),
+        summary=f"Task {task_id} ({group}) used {amount(measure, value)}, {against}",
         evidence={
             "task_id": task_id,
             "task_type": task_type or None,
@@ -116,12 +147,29 @@ def spike(s: Spike, action: str) -> Finding:
         "normal for a few hours"
     )
     usual = amount(s.measure, peak.baseline.median)
+    if peak.baseline.median > 0:
+        against = f"against a usual {usual} ({ratio:.1f}×, robust score {score:.1f})"
+        level = f"{ratio:.1f}× normal"
+    else:
+        against = "with no usage at this hour before"
+        level = "up from none"
+    total, normal = s.totals()
+    hours = len(s.episode)
+    sustained = any(h.sustained for h in s.episode)
+    if sustained and hours > 1:
+        rise = f"{total / normal:.1f}× " if normal > 0 else ""
+        against += (
+            f"; the {hours} hours since hold {amount(s.measure, total)}, {rise}their usual "
+            f"{amount(s.measure, normal)}, a sustained rise"
+        )
+    p_chance = chance(s.z)
+    odd = odds(p_chance)
     own = (
         f" (its tasks outside {_names(s.excluding)}, reported on their own)" if s.excluding else ""
     )
     also = f"; this also explains the rise of {_names(s.explains)}" if s.explains else ""
     if action == _THROTTLE:
-        title = f"Throttle {s.subject}: hourly {what} {ratio:.1f}× normal since {since}"
+        title = f"Throttle {s.subject}: hourly {what} {level} since {since}"
         act = (
             f"Pause {s.subject} or rate-limit it to its usual level (about {usual} an hour) "
             "until the cause is found, then lift the limit once hourly usage is normal again."
@@ -144,8 +192,8 @@ def spike(s: Spike, action: str) -> Finding:
         subject=s.subject,
         summary=(
             f"Hourly {what} of {s.subject}{own} far above normal since {since}: peak "
-            f"{amount(s.measure, peak.value)} in the hour from {hour_label(peak.hour)} against "
-            f"a usual {usual} ({ratio:.1f}×, robust score {score:.1f}); {state}{also}"
+            f"{amount(s.measure, peak.value)} in the hour from {hour_label(peak.hour)} "
+            f"{against}; by chance {odd}; {state}{also}"
         ),
         evidence={
             "scope": s.subject,
@@ -158,6 +206,11 @@ def spike(s: Spike, action: str) -> Finding:
             "robust_sd": _round(peak.baseline.scale, 4),
             "ratio": _round(ratio),
             "score": _round(score),
+            "chance": p_chance,
+            "sustained": sustained,
+            "episode_hours": hours,
+            "episode_value": _round(total, 4),
+            "episode_baseline": _round(normal, 4),
             "baseline_days": peak.baseline.samples,
             "excluding": s.excluding,
             "explains": s.explains,

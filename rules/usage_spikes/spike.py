@@ -23,6 +23,7 @@ from rules.usage_spikes.stats import (
     HourlySeries,
     Thresholds,
     open_since,
+    volume_score,
 )
 from store.timeutil import parse_ts
 
@@ -30,6 +31,26 @@ MEASURES = ("tokens", "cost")
 DIMENSIONS = ("model", "executor", "task_type")
 # How many recent hours a finding shows; enough to see the spike's shape.
 SERIES_HOURS = 12
+
+
+@dataclass(frozen=True)
+class ShiftParams:
+    """A one-sided CUSUM of the hours' robust scores, for rises no single hour shows.
+
+    Each hour adds its robust score against its own baseline, less ``slack``
+    (capped at ``cap``, so one wild hour is never enough), and the sum never goes
+    below zero; at ``limit`` the rise is sustained. The hours of the rise together
+    must then be ``ratio`` times their baselines, above them by twice the hourly
+    floor, and unlikely by chance given their task counts and sizes.
+    """
+
+    slack: float
+    limit: float
+    ratio: float
+
+    @property
+    def cap(self) -> float:
+        return self.limit / 2 + self.slack
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,8 @@ class SpikeParams:
     close_after: int
     limits: dict[str, Thresholds]
     volume_score: float  # how unlikely the hour's count or per-task usage must be
+    shift: ShiftParams | None = None  # sustained rises over several hours (CUSUM)
+    level_hours: int = 168  # recent hours a growing scope's baseline is scaled by
     min_weeks: int = 3
     dimensions: tuple[str, ...] = DIMENSIONS
 
@@ -63,6 +86,10 @@ class HourVerdict:
     value: float | None
     baseline: HourlyExpectation | None
     anomalous: bool
+    sustained: bool = False  # anomalous by the CUSUM of several hours, not the hour alone
+    # How unlikely the evidence that made it anomalous is by chance, as a
+    # normal-equivalent z (the hour's, or its run's when sustained); -inf if normal.
+    z: float = float("-inf")
 
 
 @dataclass
@@ -87,6 +114,19 @@ class Spike:
         return max(
             (h for h in self.episode if h.anomalous and h.value is not None),
             key=lambda h: h.value or 0.0,
+        )
+
+    @property
+    def z(self) -> float:
+        """The strongest evidence of the episode (normal-equivalent z)."""
+        return max(h.z for h in self.episode)
+
+    def totals(self) -> tuple[float, float]:
+        """The episode's usage and what its hours usually hold, summed."""
+        hours = [h for h in self.episode if h.value is not None and h.baseline is not None]
+        return (
+            sum(h.value or 0.0 for h in hours),
+            sum(h.baseline.median for h in hours if h.baseline is not None),
         )
 
     @property
@@ -239,9 +279,12 @@ def _judge(
     s: HourlySeries, hours: list[datetime], p: SpikeParams, limit: Thresholds
 ) -> list[HourVerdict]:
     idx = np.array([s.index(h) for h in hours])
-    values, rest = s.values(), s.rest()
-    bases = s.baselines(idx, p.days, p.weeks, p.min_days, p.min_weeks)
+    values, rest, tasks, top = s.values(), s.rest(), s.tasks(), s.top()
+    bases = s.baselines(idx, p.days, p.weeks, p.min_days, p.min_weeks, p.level_hours)
+    mean, var = s.per_task(int(idx.min()) if idx.size else 0)
     verdicts = []
+    shift = p.shift
+    cusum, run = 0.0, _Run()
     for hour, i, base in zip(hours, idx, bases, strict=True):
         value = None if np.isnan(values[i]) else float(values[i])
         # Far above normal even without the hour's largest task: one runaway task
@@ -252,8 +295,60 @@ def _judge(
             and limit.exceeded(float(rest[i]), base)
             and base.volume_score >= p.volume_score
         )
-        verdicts.append(HourVerdict(hour, value, base, anomalous))
+        sustained, z_rise = False, float("-inf")
+        if shift is not None:
+            if value is None or base is None:
+                cusum, run = 0.0, _Run()
+            else:
+                z = min(base.score(value), shift.cap) if base.scale > 0 else 0.0
+                if cusum <= 0:
+                    run = _Run()
+                cusum = max(0.0, cusum + z - shift.slack)
+                if cusum > 0:
+                    run.add(value, base, float(tasks[i]), float(top[i]))
+                if cusum >= shift.limit and z >= shift.slack:
+                    z_rise = run.rise(shift.ratio, 2 * limit.excess, mean, var)
+                    sustained = z_rise >= p.volume_score
+        z_hour = base.volume_score if anomalous and base is not None else float("-inf")
+        verdicts.append(
+            HourVerdict(
+                hour,
+                value,
+                base,
+                anomalous or sustained,
+                sustained and not anomalous,
+                max(z_hour, z_rise if sustained else float("-inf")),
+            )
+        )
     return verdicts
+
+
+@dataclass
+class _Run:
+    """The hours of a CUSUM run: their sums, baselines, task counts and largest task."""
+
+    value: float = 0.0
+    baseline: float = 0.0
+    tasks: float = 0.0
+    expected_tasks: float = 0.0
+    top: float = 0.0
+
+    def add(self, value: float, base: HourlyExpectation, tasks: float, top: float) -> None:
+        self.value += value
+        self.baseline += base.median
+        self.tasks += tasks
+        self.expected_tasks += base.expected_tasks
+        self.top = max(self.top, top)
+
+    def rise(self, ratio: float, excess: float, mean: float, var: float) -> float:
+        """How unlikely the run is by chance (a normal-equivalent z), or -inf when too small.
+
+        As for one hour, the run's largest task is left out of the evidence.
+        """
+        rest = self.value - self.top
+        if rest - self.baseline < excess or rest < ratio * self.baseline:
+            return float("-inf")
+        return volume_score(rest, int(self.tasks) - 1, self.expected_tasks, mean, var)
 
 
 def _strength(spike: Spike) -> float:

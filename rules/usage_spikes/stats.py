@@ -257,6 +257,10 @@ class HourlySeries:
         """The series without each hour's largest single task (NaN where ``values`` is)."""
         return self.values() - self._top
 
+    def top(self) -> np.ndarray:
+        """Each hour's largest single task."""
+        return self._top
+
     def tasks(self) -> np.ndarray:
         """Tasks that reported the measure, per hour, NaN where ``values`` is."""
         out = self._tasks.copy()
@@ -273,7 +277,13 @@ class HourlySeries:
         return mean, max(var, 0.0)
 
     def baselines(
-        self, idx: np.ndarray, days: int, weeks: int, min_days: int, min_weeks: int
+        self,
+        idx: np.ndarray,
+        days: int,
+        weeks: int,
+        min_days: int,
+        min_weeks: int,
+        level_hours: int = 0,
     ) -> list[HourlyExpectation | None]:
         """What is normal for each hour in ``idx``: the same hour (±1, for jitter) on earlier days.
 
@@ -281,23 +291,75 @@ class HourlySeries:
         so a weekday peak is not judged against quiet weekends. None where the
         history is too short. The volume score is of the hour without its largest
         task (see ``rest``): one task, however large, does not make a spike.
+
+        With ``level_hours``, a growing scope's baseline grows with it: the
+        medians of earlier days lag a trend, so they are scaled by how far the
+        ``level_hours`` before ``idx`` stood above their own medians (see
+        ``growth``).
         """
         values, tasks, rest = self.values(), self.tasks(), self.rest()
-        daily = _lagged(values, tasks, idx, 24, days, min_days)
-        weekly = _lagged(values, tasks, idx, 168, weeks, min_weeks)
-        mean, var = self.per_task(int(idx.min()) if idx.size else 0)
+        refs = self._references(values, tasks, idx, days, weeks, min_days, min_weeks)
+        start = int(idx.min()) if idx.size else 0
+        grow = 1.0
+        if level_hours > 0:
+            before = np.arange(max(start - level_hours, self._first), start)
+            grow = growth(
+                values[before],
+                self._references(values, tasks, before, days, weeks, min_days, min_weeks),
+            )
+        mean, var = self.per_task(start)
         out: list[HourlyExpectation | None] = []
-        for i, d, w in zip(idx, daily, weekly, strict=True):
-            ref = w if w is not None and d is not None else d
-            if ref is None or np.isnan(values[i]):
-                out.append(ref)
+        for i, ref in zip(idx, refs, strict=True):
+            if ref is None:
+                out.append(None)
+                continue
+            median, scale = ref.median * grow, ref.scale * grow
+            if np.isnan(values[i]):
+                out.append(HourlyExpectation(median, scale, ref.samples, ref.expected_tasks))
                 continue
             n = int(tasks[i])
             score = volume_score(float(rest[i]), n - 1, ref.expected_tasks, mean, var)
-            out.append(
-                HourlyExpectation(ref.median, ref.scale, ref.samples, ref.expected_tasks, n, score)
-            )
+            out.append(HourlyExpectation(median, scale, ref.samples, ref.expected_tasks, n, score))
         return out
+
+    @staticmethod
+    def _references(
+        values: np.ndarray,
+        tasks: np.ndarray,
+        idx: np.ndarray,
+        days: int,
+        weeks: int,
+        min_days: int,
+        min_weeks: int,
+    ) -> list[HourlyExpectation | None]:
+        daily = _lagged(values, tasks, idx, 24, days, min_days)
+        weekly = _lagged(values, tasks, idx, 168, weeks, min_weeks)
+        return [
+            w if w is not None and d is not None else d for d, w in zip(daily, weekly, strict=True)
+        ]
+
+
+# A trend is followed up to this factor; beyond it the recent past itself was
+# unusual, and an event is not to be absorbed into normal.
+MAX_GROWTH = 2.0
+
+
+def growth(values: np.ndarray, refs: Sequence[HourlyExpectation | None]) -> float:
+    """How far recent hours stood above their baselines, as a factor in [1, MAX_GROWTH].
+
+    The sum of the hours over the sum of their medians, where both are known and
+    at least a day of hours is; 1 otherwise. Only growth is followed: a shrinking
+    scope keeps the higher baseline, which errs toward silence.
+    """
+    pairs = [
+        (float(v), r.median)
+        for v, r in zip(values, refs, strict=True)
+        if r is not None and not np.isnan(v)
+    ]
+    normal = sum(m for _, m in pairs)
+    if len(pairs) < 24 or normal <= 0:
+        return 1.0
+    return min(max(sum(v for v, _ in pairs) / normal, 1.0), MAX_GROWTH)
 
 
 def _expected_count(counts: np.ndarray) -> np.ndarray:
