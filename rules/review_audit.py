@@ -33,7 +33,9 @@ Kinds
     Among the reviews completed within ``window`` (at least ``min_reviews``),
     the share without a recorded decision or without a rationale is above
     ``max_undocumented_share``. Subject ``task_type:review``; the evidence
-    gives the binomial probability of seeing that many at the limit share.
+    gives the binomial probability of seeing that many at the limit share. A
+    pipeline none of whose reviews in the window records a decision does not
+    use the convention and is not judged.
 ``impl-vs-spec``
     A completed impl task (``impl_task_types``, finished within ``window``)
     whose spec lists files (its files section, read with spec-drift's parser)
@@ -199,6 +201,10 @@ def _no_decision(options: Options, reviews: list[dict[str, Any]]) -> Iterator[Fi
         for r in reviews
         if _decision(r) is not None and not (r["review_rationale"] or "").strip()
     ]
+    if len(missing_decision) == n:
+        # A pipeline that records no decision at all does not use the convention; the
+        # share is judged once some reviews record one (otherwise it fires forever).
+        return
     k = len(missing_decision) + len(missing_reason)
     share = k / n
     if share <= options.max_undocumented_share:

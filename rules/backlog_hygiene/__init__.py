@@ -41,9 +41,9 @@ Kinds
 ``low-value``
     A pending item of ``low_priorities``, untouched for ``low_value_idle``,
     whose goal is done or cancelled: the backlog task whose id is its
-    ``goal_id`` is completed or cancelled, or (when there is no such task)
-    every other item of that goal outside ``low_priorities`` has ended and at
-    least one completed.
+    ``goal_id`` is completed or cancelled. A goal whose only open work is
+    low-priority is not done (that work is what is left of it), so it is not
+    judged.
 
 The reviewer's own tasks (``source = "reviewer"``) are skipped unless
 ``include_own_tasks``.
@@ -56,7 +56,7 @@ Options (defaults shown)::
     failure_min_count = 3         # failures of one signature in one task type
     failure_min_tasks = 2         # ... of this many tasks (one task retrying is a retry loop)
     failure_max_error = 2000      # characters of each error text read
-    failure_max_chance = 0.01     # ... and that many is this unlikely from the other types' mix
+    failure_max_chance = 0.001    # ... and that many is this unlikely from the other types' mix
     max_words = 1500              # description words from which an item is oversized
     max_requirements = 15         # list items in the description
     max_files = 12                # paths named in the description
@@ -116,7 +116,7 @@ class Options(RuleOptions):
     failure_min_count: int = Field(default=3, ge=2)
     failure_min_tasks: int = Field(default=2, ge=1)
     failure_max_error: int = Field(default=2000, ge=50)
-    failure_max_chance: float = Field(default=0.01, gt=0.0, lt=1.0)
+    failure_max_chance: float = Field(default=0.001, gt=0.0, lt=1.0)
     max_words: int = Field(default=1500, ge=1)
     max_requirements: int = Field(default=15, ge=1)
     max_files: int = Field(default=12, ge=1)
@@ -314,12 +314,9 @@ def _low_value(options: Options, view: BacklogView) -> Iterator[Finding]:
             if goal_state not in ("completed", "cancelled"):
                 continue
             how = f"goal task {task['goal_id']} is {goal_state}"
-        elif int(task["open_other"]) == 0 and int(task["done"]) > 0:
-            how = (
-                f"all other work of goal {task['goal_id']} has ended ({task['done']} completed, "
-                f"{task['cancelled']} cancelled, 0 open)"
-            )
         else:
+            # A goal whose only open work is this task is not done: the task is what is
+            # left of it. Only a goal recorded as ended makes its leftovers low-value.
             continue
         idle = view.now - parse_ts(task["last_activity"])
         yield Finding(
