@@ -91,9 +91,9 @@ def run_history(
     t0 = time.monotonic()
     db = workdir / "store.db"
     with SQLiteStore(db) as store:
-        from reviewer.sim import simulate
+        from sim_labels import simulate_labelled
 
-        labels = simulate(
+        labels = simulate_labelled(
             store,
             workspace=workdir,
             seed=seed,

@@ -116,7 +116,7 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
         f"Built a demo pipeline in {db_path} ({build_s:.1f} s): {c['tasks']} tasks, "
         f"{c['metrics']} task runs, {c['test_results']} test results, {c['specs']} specs "
         f"from {labels.start:%Y-%m-%d} to {labels.end:%Y-%m-%d %H:%M} UTC, with "
-        f"{len(labels.labels)} injected problems."
+        f"{len(labels.labels) + len(labels.injections)} injected problems."
     )
     click.echo(f"Workspace and config: {config_path.parent}")
     click.echo("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -15,6 +16,10 @@ from reviewer.app import App
 from reviewer.config import Config
 from store import Store
 from store.sqlite import SQLiteStore
+
+# bench/ is not in the wheel; tests that need the simulator's judged labels import its
+# labeller (``from sim_labels import simulate_labelled``), so it goes on the path here.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 RouterClient = Callable[..., AbstractContextManager[TestClient]]
 

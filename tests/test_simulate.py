@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sim_labels import simulate_labelled as simulate  # the judged labels (bench/)
 
 from reviewer.cli import cli
-from reviewer.sim import ALL_KINDS, Labels, simulate
+from reviewer.sim import ALL_KINDS, Labels
 from store.sqlite import SQLiteStore
 
 SMALL: dict[str, Any] = {"days": 10, "tasks_per_day": 16, "noise": 0.5}

@@ -19,10 +19,9 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import math
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,10 +44,6 @@ GOALS = {
     "g-selfheal": "Self-healing pipeline",
 }
 MAX_ATTEMPTS = 2  # the pipeline retries a failed run once; three failures is a problem
-# A usage spike is labelled from the hour it is this far above normal: 100,000 tokens or
-# $2 (the definition the README documents). The labeller keeps its own figures: it never
-# reads a rule's options, so tuning a rule does not move the labels it is judged on.
-SPIKE_FLOORS = (100000.0, 2.0)
 
 ALL_KINDS: tuple[tuple[str, str], ...] = (
     ("stale-queue", "stale"),
@@ -157,15 +152,51 @@ class Label:
         return (self.rule, self.kind, self.subject)
 
 
+@dataclass(frozen=True)
+class Injection:
+    """A fault the generator injected whose label is judged from the records (bench/)."""
+
+    rule: str
+    kind: str
+    subject: str
+    at: str
+
+
+@dataclass
+class SimRecord:
+    """The generated records as the labeller in ``bench/sim_labels.py`` judges them.
+
+    ``pipeline`` gives the time axis (``ts``, ``at``, ``start``, ``horizon``) and the
+    metric runs with their simulation time ``_t`` and fault share ``_fault_share``;
+    ``spike_metrics`` are those runs before the task outlier was inflated.
+    """
+
+    pipeline: Any
+    task_rows: list[dict[str, Any]]
+    spike_metrics: list[dict[str, Any]]
+    breaker_since: float | None
+
+
+# The stalled-phase definition the generator may be given: (pipeline, task rows,
+# phase, outage start) -> whether the outage stalled the phase.
+StallCheck = Callable[[Any, list[dict[str, Any]], str, float], bool]
+
+
 @dataclass
 class Labels:
-    """What ``simulate()`` made: the labels, the history's span, and its config needs."""
+    """What ``simulate()`` made: the labels, the history's span, and its config needs.
+
+    ``labels`` are the problems whose label is what was injected; ``injections`` the
+    faults whose labels ``bench/sim_labels.py`` judges from ``record``.
+    """
 
     labels: list[Label]
     start: datetime
     end: datetime
     specs_dir: Path
     repo_dir: Path
+    injections: list[Injection] = field(default_factory=list)
+    record: SimRecord | None = field(default=None, repr=False, compare=False)
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     goals: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
@@ -199,6 +230,7 @@ class Labels:
             "start": _ts(self.start),
             "end": _ts(self.end),
             "labels": [asdict(label) for label in self.labels],
+            "injections": [asdict(injection) for injection in self.injections],
             "counts": self.counts,
         }
 
@@ -822,6 +854,7 @@ def simulate(
     noise: float = 0.5,
     problems: bool | list[str] = True,
     start: datetime | None = None,
+    stall_check: StallCheck | None = None,
 ) -> Labels:
     """Write a pipeline history into ``store`` and ``workspace``; return the injected problems.
 
@@ -830,6 +863,12 @@ def simulate(
     The workspace gets ``repo/`` (the code) with ``repo/specs/`` (the specs) inside it.
     History runs from ``start`` (default 2026-03-05, so 28 days end on a Wednesday) to
     18:00 UTC of its last day.
+
+    The problems that hold over spans judged from the records (a circuit breaker,
+    a stalled phase, a usage spike) are recorded only as ``injections``; the
+    labeller in ``bench/sim_labels.py`` turns them into labels. ``stall_check``
+    (that labeller's stalled-phase definition) lets a quiet pipeline's outage
+    start earlier until it stalls the phase; without it the first outage is kept.
     """
     if days < 7:
         raise ValueError("simulate needs at least 7 days of history")
@@ -870,12 +909,16 @@ def simulate(
 
         p = _Pipeline(rng, start, days, tasks_per_day, noise, faults)
         p.run(storm)
-        if faults.stalled_phase is None:
+        if faults.stalled_phase is None or stall_check is None:
             break
         rows = [_task_row(p, x) for x in p.tasks.values() if x.created <= H]
-        if _stall_spans(p, rows, *faults.stalled_phase):
+        if stall_check(p, rows, *faults.stalled_phase):
             break
     labels: list[Label] = []
+    injections: list[Injection] = []
+
+    def inject(rule: str, kind: str, subject: str, at: float) -> None:
+        injections.append(Injection(rule, kind, subject, p.ts(min(at, H))))
 
     def label(rule: str, kind: str, subject: str, at: float) -> None:
         labels.append(Label(rule, kind, subject, p.ts(min(at, H))))
@@ -954,18 +997,14 @@ def simulate(
             extra(f"task-dup-{i + 1:02d}", texts[i][0], "heal", times[i], description=texts[i][1])
         label("stale-queue", "duplicate", "task-dup-01", times[1])
 
-    # -- usage-spikes
+    # -- usage-spikes: the runaway loop, and the timeout fault's own usage effect
     if on("spike") and storm:
-        spike_spans = [("impl", _fault_spike(p, "task_type", "impl", storm_from))]
-    else:
-        spike_spans = []
+        inject("usage-spikes", "spike", "task_type:impl", storm_from)
     if on("spike") and faults.timeout_type:
-        # the timeout fault's own usage effect, where it is clearly a spike
         kind_type, t0, _ = faults.timeout_type
-        spike_spans.append((kind_type, _fault_spike(p, "task_type", kind_type, t0)))
-    for task_type, spans in spike_spans:
-        if spans:
-            labels.append(_span_label(p, "usage-spikes", "spike", f"task_type:{task_type}", spans))
+        inject("usage-spikes", "spike", f"task_type:{kind_type}", t0)
+    # the usage as it was before the task outlier below (the spike labeller judges it)
+    spike_metrics = list(p.metrics)
     if on("task-outlier"):
         lo_ts, hi_ts = p.ts(H - 20 * hour), p.ts(H - 6 * hour)
         picks = [
@@ -975,7 +1014,7 @@ def simulate(
         ]  # fmt: skip
         if picks:
             i = picks[len(picks) // 2]
-            m = p.metrics[i]
+            m = p.metrics[i] = dict(p.metrics[i])
             p_in, p_out = _PRICE[m["model"]]
             m["tokens_in"] *= 25
             m["tokens_out"] *= 25
@@ -1058,10 +1097,10 @@ def simulate(
             at = first[kind] + (14 * 86400 if kind == "holdout" else 0)
             label("flaky-tests", kind, f"{cls}::{name}", at)
 
-    # -- every executor, model or task type the faults drove to failing half its runs
-    if wanted:
-        for scope, open_spans in _failing_scopes(p, H - 30 * hour):
-            labels.append(_span_label(p, "stuck-phases", "error-rate", scope, open_spans))
+    # -- the broken executor (the labeller judges every scope it drove past the breaker)
+    if faults.broken:
+        dim, name, t0, _ = faults.broken
+        inject("stuck-phases", "error-rate", f"{dim}:{name}", t0)
 
     # -- rows
     task_rows = [_task_row(p, t) for t in p.tasks.values() if t.created <= H]
@@ -1129,13 +1168,9 @@ def simulate(
     # -- stuck-phases stalled-phase: the injected outage, from when its ready work has waited
     # a whole 6h window with nothing leaving the phase. A stuck task is its own problem
     # (labelled stuck), and a quiet phase that waits overnight is not an outage.
-    if wanted and faults.stalled_phase is not None:
+    if faults.stalled_phase is not None:
         stalled, outage = faults.stalled_phase
-        spans = _stall_spans(p, task_rows + extra_tasks, stalled, outage)
-        if spans:
-            labels.append(
-                _span_label(p, "stuck-phases", "stalled-phase", f"phase:{stalled}", spans)
-            )
+        inject("stuck-phases", "stalled-phase", f"phase:{stalled}", outage)
 
     task_rows.extend(extra_tasks)
     store.upsert_tasks(task_rows)
@@ -1144,6 +1179,13 @@ def simulate(
     labels.sort(key=lambda x: (x.rule, x.kind, x.subject))
     return Labels(
         labels=labels,
+        injections=injections,
+        record=SimRecord(
+            pipeline=p,
+            task_rows=task_rows,
+            spike_metrics=spike_metrics,
+            breaker_since=H - 30 * hour if wanted else None,
+        ),
         start=start,
         end=p.at(H),
         specs_dir=specs_dir,
@@ -1190,155 +1232,6 @@ def _goal_tables(
     return tables
 
 
-# When a problem held: [from, until) in simulation seconds, until None while it lasts.
-_Spans = list[tuple[float, float | None]]
-
-
-def _mark(spans: _Spans, at: float, holds: bool) -> None:
-    """Record the state at ``at``: open a span when the problem starts, close it when it ends."""
-    is_open = bool(spans) and spans[-1][1] is None
-    if holds and not is_open:
-        spans.append((at, None))
-    elif not holds and is_open:
-        spans[-1] = (spans[-1][0], at)
-
-
-def _span_label(p: _Pipeline, rule: str, kind: str, subject: str, spans: _Spans) -> Label:
-    episodes = tuple((p.ts(a), None if b is None else p.ts(min(b, p.horizon))) for a, b in spans)
-    return Label(rule, kind, subject, episodes[0][0], episodes)
-
-
-def _fault_spike(p: _Pipeline, dim: str, name: str, since: float) -> _Spans:
-    """When the injected faults clearly spiked the hourly usage of one scope: spans.
-
-    The runaway loop spikes ``task_type:impl`` and the timeout fault
-    ``task_type:test`` (runs killed at the time limit use more, and each forced
-    retry is a whole extra run). Each run carries the share of its usage the faults
-    caused (``_fault_share``). The scope is labelled when, for two hours in a row,
-    that excess alone (tokens, or cost) is at least twice the scope's usual usage
-    for that hour of day (so three times the usual in all) and at least the rule's
-    documented hourly floor (``spike_min_tokens``, ``spike_min_cost_usd``), and the
-    hour's whole usage is above anything that clock hour (or its neighbours)
-    reached on any earlier day of the same kind: ordinary bursts reach several
-    times the usual too, so only usage beyond what the scope has ever done at that
-    time is clearly a spike. The usual usage is the median of that clock hour over
-    the earlier days of the same kind (weekdays or weekend days) before ``since``.
-    The models and executors that ran the extra work rise too, but the rule reports
-    an event once, under the scope that explains it, so they are not labelled.
-    A span runs from the first of two such hours to the end of the third hour in a
-    row that is not (the rule's hysteresis), ``None`` while it lasts.
-    """
-    floors = SPIKE_FLOORS
-    day0 = int(since // 86400)
-    weekend = p.at(day0 * 86400.0).weekday() >= 5
-    days = [d for d in range(day0) if (p.at(d * 86400.0).weekday() >= 5) == weekend]
-    start = day0 * 86400.0
-    hours = [start + i * 3600.0 for i in range(int((p.horizon - start) // 3600))]
-    usual: list[dict[tuple[int, int], float]] = [{}, {}]  # measure -> (day, hour) -> usage
-    total = [[0.0] * len(hours), [0.0] * len(hours)]
-    excess = [[0.0] * len(hours), [0.0] * len(hours)]
-    for m in p.metrics:
-        if str(m[dim]) != name:
-            continue
-        values = (float(m["tokens_in"] + m["tokens_out"]), float(m["cost_usd"]))
-        if m["_t"] < start:
-            cell = (int(m["_t"] // 86400), int(m["_t"] % 86400 // 3600))
-            for j, v in enumerate(values):
-                usual[j][cell] = usual[j].get(cell, 0.0) + v
-            continue
-        i = int((m["_t"] - start) // 3600)
-        if i >= len(hours):
-            continue
-        share = float(m.get("_fault_share", 0.0))
-        for j, v in enumerate(values):
-            total[j][i] += v
-            excess[j][i] += share * v
-    flags = [False] * len(hours)
-    for j in range(2):
-        for i, extra in enumerate(excess[j]):
-            hod = int(hours[i] % 86400 // 3600)
-            normal = float(np.median([usual[j].get((d, hod), 0.0) for d in days])) if days else 0.0
-            envelope = max(
-                (usual[j].get((d, (hod + k) % 24), 0.0) for d in days for k in (-1, 0, 1)),
-                default=0.0,
-            )
-            clear = extra >= 2 * normal and extra >= floors[j] and total[j][i] > envelope
-            flags[i] = flags[i] or clear
-    spans: _Spans = []
-    run = calm = 0
-    for i, flag in enumerate(flags):
-        run, calm = (run + 1, 0) if flag else (0, calm + 1)
-        is_open = bool(spans) and spans[-1][1] is None
-        if not is_open and run >= 2:
-            spans.append((hours[i - 1], None))
-        elif is_open and calm >= 3:
-            spans[-1] = (spans[-1][0], hours[i] + 3600.0)
-    return spans
-
-
-_BREAKER_SCOPES = ("executor", "model", "task_type")
-
-
-def _tally(
-    cells: dict[tuple[str, ...], list[int]], dim: int, name: str, skip: tuple[set[str], ...]
-) -> tuple[int, int]:
-    """Runs and failures of one scope (``dim`` indexes ``_BREAKER_SCOPES``), leaving out
-    cells of the scopes in ``skip`` taken in the other dimensions."""
-    n = f = 0
-    for cell, (r, x) in cells.items():
-        if cell[dim] != name:
-            continue
-        if any(cell[d] in skip[d] for d in range(len(cell)) if d != dim):
-            continue
-        n, f = n + r, f + x
-    return n, f
-
-
-def _failing_scopes(p: _Pipeline, since: float) -> list[tuple[str, _Spans]]:
-    """Executors, models and task types past the circuit breaker, as the rule documents it.
-
-    Past it: more than half of at least 10 runs in the last 6h failed. The worst
-    scope is judged first and the others without its runs, so a broken executor
-    is not also counted as the models it ran, and a task type that times out
-    everywhere not as every executor and model that ran it. Judged at every
-    quarter hour (the daemon's default schedule): the rate also rises when old
-    successes leave the window, between two runs. Returns each scope's spans
-    past the breaker, ``[from, until)``, ``until`` None while it lasts.
-    """
-    window, min_runs, limit, tick = 6 * 3600.0, 10, 0.5, 900.0
-    runs = sorted(p.metrics, key=lambda m: m["_t"])
-    spans: dict[str, _Spans] = {}
-    lo = hi = 0
-    at = math.ceil(since / tick) * tick
-    none: tuple[set[str], ...] = tuple(set() for _ in _BREAKER_SCOPES)
-    while at <= p.horizon:
-        while hi < len(runs) and runs[hi]["_t"] <= at:
-            hi += 1
-        while lo < hi and runs[lo]["_t"] < at - window:  # the rule counts [at - 6h, at]
-            lo += 1
-        cells: dict[tuple[str, ...], list[int]] = {}  # (executor, model, type) -> [runs, fails]
-        for m in runs[lo:hi]:
-            cell = cells.setdefault(tuple(str(m[d]) for d in _BREAKER_SCOPES), [0, 0])
-            cell[0] += 1
-            cell[1] += m["status"] == "failed"
-        names = sorted({(dim, key[dim]) for key in cells for dim in range(len(_BREAKER_SCOPES))})
-        raw = {key: _tally(cells, key[0], key[1], none) for key in names}
-        taken: tuple[set[str], ...] = tuple(set() for _ in _BREAKER_SCOPES)
-        ranked = sorted(raw.items(), key=lambda kv: (-kv[1][1] / max(kv[1][0], 1), -kv[1][1]))
-        now_failing = set()
-        for (dim, name), (n, f) in ranked:
-            if n < min_runs or f <= limit * n:
-                continue
-            own_n, own_f = _tally(cells, dim, name, taken)
-            if own_n >= min_runs and own_f > limit * own_n:
-                taken[dim].add(name)
-                now_failing.add(f"{_BREAKER_SCOPES[dim]}:{name}")
-        for scope in now_failing | set(spans):
-            _mark(spans.setdefault(scope, []), at, scope in now_failing)
-        at += tick
-    return sorted(spans.items())
-
-
 _FINAL = ("completed", "failed", "cancelled")
 _RUN_STATES = (*_FINAL, "running")
 
@@ -1347,23 +1240,6 @@ def _secs(p: _Pipeline, ts: str) -> float:
     return (
         datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - p.start
     ).total_seconds()
-
-
-def _left_at(row: dict[str, Any]) -> str:
-    return str(row["finished_at"] or row["updated_at"] or row["created_at"])
-
-
-def _state_at(row: dict[str, Any], now: str) -> str | None:
-    """A task row's status at ``now``, rebuilt from its timestamps as the store's view does."""
-    if row["created_at"] > now:
-        return None
-    status = str(row["status"])
-    if status in _FINAL and _left_at(row) <= now:
-        return status
-    if status in _RUN_STATES:
-        began = row["started_at"] or row["updated_at"] or row["created_at"]
-        return "running" if began <= now else "pending"
-    return status
 
 
 def _starved_at(
@@ -1386,41 +1262,3 @@ def _starved_at(
     if len(starts) < 5:
         return None
     return max(created + 6 * 3600.0, _secs(p, starts[4]))
-
-
-def _stall_spans(p: _Pipeline, rows: list[dict[str, Any]], phase: str, t0: float) -> _Spans:
-    """When (to the minute) from ``t0`` ``phase`` is stalled: ``[from, until)`` spans.
-
-    Stalled: at least 3 open tasks (running, or pending and ready: every
-    dependency completed), none of the phase's tasks finished in the last 6h, the
-    oldest open task open the whole 6h, and a phase with only pending work must
-    have finished a task before.
-    """
-    window, min_open = 6 * 3600.0, 3
-    by_id = {r["id"]: r for r in rows}
-    mine = [r for r in rows if r["phase"] == phase]
-    oldest = p.ts(t0 - window - 86400.0)
-    live = [r for r in mine if r["status"] not in _FINAL or _left_at(r) >= oldest]
-    ever = min((_left_at(r) for r in mine if r["status"] in _FINAL), default=None)
-    spans: _Spans = []
-    t = t0
-    while t <= p.horizon:
-        now, cut = p.ts(t), p.ts(t - window)
-        running, ready, opened, outflow = 0, 0, [], False
-        for r in live:
-            state = _state_at(r, now)
-            if state in _FINAL:
-                outflow = outflow or _left_at(r) >= cut
-            elif state == "running":
-                running += 1
-                opened.append(str(r["started_at"] or r["updated_at"] or r["created_at"]))
-            elif state == "pending":
-                deps = [by_id.get(d) for d in json.loads(r["depends_on"] or "[]")]
-                if all(d is not None and _state_at(d, now) == "completed" for d in deps):
-                    ready += 1
-                    opened.append(max([r["created_at"], *(_left_at(d) for d in deps if d)]))
-        served = running > 0 or (ever is not None and ever <= now)
-        stalled = not outflow and running + ready >= min_open and served
-        _mark(spans, t, stalled and t - _secs(p, min(opened)) >= window)
-        t += 60.0
-    return spans
