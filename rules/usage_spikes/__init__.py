@@ -85,7 +85,7 @@ Options (defaults shown)::
     spike_min_cost_usd = 2.0         # hourly cost above normal, at least
     spike_open_after = 2             # anomalous complete hours in a row to fire
     spike_close_after = 3            # normal hours in a row to stop firing
-    spike_shift_limit = 0.0          # CUSUM of robust scores for a sustained rise (try 8.0); 0 = off
+    spike_shift_limit = 0.0          # CUSUM for a sustained rise (try 8.0); 0 = off
     spike_shift_slack = 1.0          # robust score an hour must pass to add to it
     spike_shift_ratio = 1.5          # the rise's hours together, times their usual amount
     spike_lookback = "24h"           # recent hours replayed for the hysteresis
