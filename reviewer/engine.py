@@ -39,6 +39,7 @@ from reviewer.render import Renderer
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
 from store.base import Store
+from store.secrets import redact
 from store.state import InvalidTransition, ReviewerState, silence_for
 from store.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
 
@@ -234,7 +235,7 @@ class Engine:
                 ]
             except Exception as exc:
                 failed.add(rule_cfg.id)
-                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                detail = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())
                 log.error("rule %s failed: %s", rule_cfg.id, detail)
                 result.errors.append(
                     {"rule": rule_cfg.id, "stage": "check", "error": detail, "where": _where(exc)}
@@ -603,7 +604,9 @@ def _subject_is_spec(rule_id: str) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """An error for the run record: the record is shown by ``runs``, ``/healthz`` and
+    ``--json``, so secrets in the message are masked before it is stored."""
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 def _where(exc: BaseException) -> str:

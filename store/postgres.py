@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -57,8 +56,6 @@ from store.base import DaemonLockedError, Row, StoreError
 CONNECT_TIMEOUT_S = 10
 _BATCH = 10_000
 _JSON_TYPES = (list, dict)
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
-_PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
 PgConnection = psycopg.Connection[Row]
 
@@ -375,5 +372,7 @@ def _lock_key(purpose: str, schema: str) -> int:
 
 
 def redact(url: str) -> str:
-    """A store URL without its password, for messages and logs."""
-    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
+    """A store URL without its password, for messages and logs (``store.secrets.redact``)."""
+    from store.secrets import redact as _redact
+
+    return _redact(url)
