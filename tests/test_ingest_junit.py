@@ -210,9 +210,7 @@ def test_a_test_reported_twice_in_one_run_is_one_result(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "stamp", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00", "0001-01-01T00:00:00+05:00"]
 )
-def test_suite_timestamp_out_of_range_is_named_and_results_kept(
-    tmp_path: Path, stamp: str
-) -> None:
+def test_suite_timestamp_out_of_range_is_named_and_results_kept(tmp_path: Path, stamp: str) -> None:
     report_file = tmp_path / "range.xml"
     report_file.write_text(
         "<testsuites>"
