@@ -165,8 +165,25 @@ class PostgresStore(SQLStoreCommon):
         row = self._one("SELECT value FROM reviewer_meta WHERE key = 'schema_version'")
         return int(row["value"]) if row else 0
 
+    def _check_not_newer(self, current: int) -> None:
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self._where} (schema {self.schema}) has schema version {current}, "
+                f"newer than this reviewer understands ({SCHEMA_VERSION}); upgrade reviewer"
+            )
+
     def migrate(self) -> None:
-        """Bring the schema forward to ``SCHEMA_VERSION``, one migration at a time."""
+        """Bring the schema forward to ``SCHEMA_VERSION``, one migration at a time.
+
+        The version is read first, without a lock: a store that is up to date
+        opens without waiting for (or blocking) a writer. Only when a migration
+        is due is the write lock taken, and the version read again under it, in
+        case another process migrated meanwhile.
+        """
+        current = self.schema_version()
+        self._check_not_newer(current)
+        if current == SCHEMA_VERSION:
+            return
         with self.transaction():
             conn = self.conn
             conn.execute(
@@ -175,11 +192,7 @@ class PostgresStore(SQLStoreCommon):
                 )
             )
             current = self.schema_version()
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"store {self._where} (schema {self.schema}) has schema version {current}, "
-                    f"newer than this reviewer understands ({SCHEMA_VERSION}); upgrade reviewer"
-                )
+            self._check_not_newer(current)
             for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version]:
                     ddl = POSTGRESQL.ddl(statement)

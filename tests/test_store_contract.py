@@ -477,3 +477,33 @@ def test_count_after_counts_records_dated_later_in_every_table(store: Store) -> 
     assert state.count_after("2026-03-10T00:00:00Z") == 3
     assert state.count_after("2099-01-15T00:00:00Z") == 1
     assert state.count_after("2100-01-01T00:00:00Z") == 0
+
+
+@pytest.mark.postgres
+def test_postgres_open_takes_no_write_lock_when_no_migration_is_due(pg_schema_url: str) -> None:
+    """An up-to-date store opens while another session holds its write lock.
+
+    The second open runs with lock_timeout=1s: had it asked for the write lock,
+    it would fail with a lock timeout instead of opening.
+    """
+    import psycopg
+
+    from store.postgres import PostgresStore, _lock_key
+
+    impatient = pg_schema_url.replace("options=", "options=-clock_timeout%3D1000%20")
+    first = open_store(pg_schema_url)
+    assert isinstance(first, PostgresStore)
+    try:
+        with psycopg.connect(PG_URL, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (_lock_key("write", first.schema),))
+            second = open_store(impatient)
+            try:
+                assert second.schema_version() == SCHEMA_VERSION
+            finally:
+                second.close()
+            # A store that still needs a migration does wait for the lock (and times out).
+            first.execute("UPDATE reviewer_meta SET value = '1' WHERE key = 'schema_version'")
+            with pytest.raises(StoreError):
+                open_store(impatient)
+    finally:
+        first.close()
