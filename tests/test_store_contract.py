@@ -486,23 +486,17 @@ def test_postgres_open_takes_no_write_lock_when_no_migration_is_due(pg_schema_ur
     The second open runs with lock_timeout=1s: had it asked for the write lock,
     it would fail with a lock timeout instead of opening.
     """
-    import psycopg
-
-    from store.postgres import PostgresStore, _lock_key
-
     impatient = pg_schema_url.replace("options=", "options=-clock_timeout%3D1000%20")
     first = open_store(pg_schema_url)
-    assert isinstance(first, PostgresStore)
     try:
-        with psycopg.connect(PG_URL, autocommit=True) as holder:
-            holder.execute("SELECT pg_advisory_lock(%s)", (_lock_key("write", first.schema),))
+        with first.transaction():  # holds the write lock until the block ends
             second = open_store(impatient)
             try:
                 assert second.schema_version() == SCHEMA_VERSION
+                # A store that still needs a migration does wait for the lock (and times out).
+                second.execute("UPDATE reviewer_meta SET value = '1' WHERE key = 'schema_version'")
             finally:
                 second.close()
-            # A store that still needs a migration does wait for the lock (and times out).
-            first.execute("UPDATE reviewer_meta SET value = '1' WHERE key = 'schema_version'")
             with pytest.raises(StoreError):
                 open_store(impatient)
     finally:
