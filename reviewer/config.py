@@ -309,4 +309,7 @@ def config_from_dict(
     from reviewer.experiments import experiment_settings
 
     experiment_settings(config)  # a bad [experiments] table is refused here, not later
+    from store.secrets import register
+
+    register(settings.api_token)  # masked in every log line and message from now on
     return config

@@ -30,7 +30,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reviewer.config import Config
@@ -39,6 +39,7 @@ from reviewer.render import Renderer
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
 from store.base import Store
+from store.secrets import redact
 from store.state import InvalidTransition, ReviewerState, silence_for
 from store.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
 
@@ -71,6 +72,8 @@ class ReviewResult:
     duration_ms: int = 0
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)
+    # Pipeline records dated after the present (see Engine._future_records).
+    future_records: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class ReviewResult:
             "held_back": self.held_back,
             "resolved": self.resolved,
             "notes": self.notes,
+            "future_records": self.future_records,
             "duration_ms": self.duration_ms,
         }
 
@@ -164,6 +168,8 @@ class Engine:
             result.status = "failed"
             result.errors.append({"rule": None, "stage": "read", "error": _describe(exc)})
         else:
+            # Counted outside the saving transaction: a failed count must not abort it.
+            result.future_records = self._future_records(result)
             try:
                 with self.store.transaction():
                     self._apply(findings, failed_rules, at, result)
@@ -215,7 +221,30 @@ class Engine:
             resolved=len(result.resolved),
             duration_ms=result.duration_ms,
             errors=result.errors,
+            future_records=result.future_records,
         )
+
+    def _future_records(self, result: ReviewResult) -> int:
+        """Records dated after the present (beyond 5 minutes): a note on the run.
+
+        Counted against the wall clock, not the run's ``now``, so a review of a
+        past instant does not count the records that simply came later. A store
+        that cannot answer counts none; the run's own errors say why.
+        """
+        after = fmt_ts(max(self.clock(), parse_ts(result.now)) + timedelta(minutes=5))
+        try:
+            future = self.state.count_after(after)
+        except Exception as exc:
+            log.warning("could not count records dated after now: %s", redact(str(exc)))
+            return 0
+        if future:
+            note = (
+                f"the store holds {future} record(s) dated after {after}: stored, but no "
+                "rule sees them until that time; check the pipeline's clock and time zone"
+            )
+            result.notes.append(note)
+            log.warning(note)
+        return future
 
     def run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
         """Every enabled rule's findings as of ``at`` (deduplicated by fingerprint) and the
@@ -234,7 +263,7 @@ class Engine:
                 ]
             except Exception as exc:
                 failed.add(rule_cfg.id)
-                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                detail = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())
                 log.error("rule %s failed: %s", rule_cfg.id, detail)
                 result.errors.append(
                     {"rule": rule_cfg.id, "stage": "check", "error": detail, "where": _where(exc)}
@@ -603,7 +632,9 @@ def _subject_is_spec(rule_id: str) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """An error for the run record: the record is shown by ``runs``, ``/healthz`` and
+    ``--json``, so secrets in the message are masked before it is stored."""
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 def _where(exc: BaseException) -> str:

@@ -257,8 +257,15 @@ def _merge_rerun(rows: list[dict[str, Any]], seen: dict[str, int], row: dict[str
 _RANK = {"skipped": 0, "passed": 1, "failed": 2, "error": 3, "flaky": 4}
 
 
-def parse_junit(path: Path, *, default_ran_at: str) -> list[dict[str, Any]]:
-    """The test cases of one JUnit XML file; raises ValueError naming file and line."""
+def parse_junit(
+    path: Path, *, default_ran_at: str, warnings: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The test cases of one JUnit XML file; raises ValueError naming file and line.
+
+    A suite whose ``timestamp`` is no usable time (unparseable, or outside the
+    years the store holds) keeps its results, dated ``default_ran_at``; the
+    message naming file and suite goes to ``warnings``.
+    """
     try:
         root = SafeET.parse(str(path)).getroot()
     except ParseError as exc:
@@ -278,8 +285,14 @@ def parse_junit(path: Path, *, default_ran_at: str) -> list[dict[str, Any]]:
         stamp = suite.get("timestamp")
         try:
             ran_at = (norm_ts(stamp) if stamp else None) or default_ran_at
-        except ValueError:
+        except (ValueError, OverflowError) as exc:
             ran_at = default_ran_at
+            if warnings is not None:
+                warnings.append(
+                    f"{path}: <testsuite name={suite.get('name') or ''!r}> attribute "
+                    f"'timestamp': {stamp!r} is not a usable time ({exc}); its results "
+                    "are dated at the load time"
+                )
         for case in suite.findall("testcase"):
             _merge_rerun(rows, seen, _testcase_row(case, suite, ran_at))
     return rows
@@ -312,7 +325,7 @@ def ingest_junit(
             report.rejected.append(f"{p}: file not found")
             continue
         try:
-            cases = parse_junit(p, default_ran_at="")
+            cases = parse_junit(p, default_ran_at="", warnings=report.warnings)
         except ValueError as exc:
             report.rejected.append(str(exc))
             continue

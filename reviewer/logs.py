@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from store.secrets import redact
+
 # Attributes every LogRecord has; anything else was passed in ``extra=`` and is data.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -32,7 +34,7 @@ class JSONFormatter(logging.Formatter):
         entry.update(_fields(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact(json.dumps(entry, default=str))
 
 
 class HumanFormatter(logging.Formatter):
@@ -44,7 +46,7 @@ class HumanFormatter(logging.Formatter):
             line += f"  {extra}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 def setup_logging(level: str = "INFO", *, json_lines: bool | None = None) -> None:

@@ -464,6 +464,12 @@ for _table, _cols in [*TIMESTAMP_COLUMNS.items(), ("coverage", ("recorded_at",))
         _V_TS_MILLIS.append({"sqlite": f"DROP TRIGGER IF EXISTS {_table}_normalise_ts_{_event}"})
     _V_TS_MILLIS += _sqlite_ts_triggers(_table, _cols)
 
+# How many pipeline records a review found dated after the present (a wrong clock
+# or time zone in the pipeline): counted at review time, shown by `runs`.
+_V_RUN_FUTURE: list[str | dict[str, str]] = [
+    "ALTER TABLE reviewer_runs ADD COLUMN future_records INTEGER NOT NULL DEFAULT 0",
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -475,5 +481,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_COVERAGE,
     _V_SCALE,
     _V_TS_MILLIS,
+    _V_RUN_FUTURE,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

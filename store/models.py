@@ -112,6 +112,8 @@ class ReviewRun(BaseModel):
     resolved: int = 0
     duration_ms: int | None = None
     errors: list[dict[str, Any]] = Field(default_factory=list)
+    # Pipeline records dated after the present when the run ran (a wrong clock upstream).
+    future_records: int = 0
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -57,8 +56,6 @@ from store.base import DaemonLockedError, Row, StoreError
 CONNECT_TIMEOUT_S = 10
 _BATCH = 10_000
 _JSON_TYPES = (list, dict)
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
-_PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
 PgConnection = psycopg.Connection[Row]
 
@@ -168,8 +165,25 @@ class PostgresStore(SQLStoreCommon):
         row = self._one("SELECT value FROM reviewer_meta WHERE key = 'schema_version'")
         return int(row["value"]) if row else 0
 
+    def _check_not_newer(self, current: int) -> None:
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self._where} (schema {self.schema}) has schema version {current}, "
+                f"newer than this reviewer understands ({SCHEMA_VERSION}); upgrade reviewer"
+            )
+
     def migrate(self) -> None:
-        """Bring the schema forward to ``SCHEMA_VERSION``, one migration at a time."""
+        """Bring the schema forward to ``SCHEMA_VERSION``, one migration at a time.
+
+        The version is read first, without a lock: a store that is up to date
+        opens without waiting for (or blocking) a writer. Only when a migration
+        is due is the write lock taken, and the version read again under it, in
+        case another process migrated meanwhile.
+        """
+        current = self.schema_version()
+        self._check_not_newer(current)
+        if current == SCHEMA_VERSION:
+            return
         with self.transaction():
             conn = self.conn
             conn.execute(
@@ -178,11 +192,7 @@ class PostgresStore(SQLStoreCommon):
                 )
             )
             current = self.schema_version()
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"store {self._where} (schema {self.schema}) has schema version {current}, "
-                    f"newer than this reviewer understands ({SCHEMA_VERSION}); upgrade reviewer"
-                )
+            self._check_not_newer(current)
             for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version]:
                     ddl = POSTGRESQL.ddl(statement)
@@ -375,5 +385,7 @@ def _lock_key(purpose: str, schema: str) -> int:
 
 
 def redact(url: str) -> str:
-    """A store URL without its password, for messages and logs."""
-    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
+    """A store URL without its password, for messages and logs (``store.secrets.redact``)."""
+    from store.secrets import redact as _redact
+
+    return _redact(url)

@@ -116,6 +116,20 @@ class ReviewerState:
             f"UPDATE reviewer_runs SET {sets} WHERE id = :id", {**fields, "id": run_id}
         )
 
+    def count_after(self, after: str) -> int:
+        """How many pipeline records carry a timestamp later than ``after``."""
+        from store._schema import TIMESTAMP_COLUMNS
+
+        tables = {**TIMESTAMP_COLUMNS, "coverage": ("recorded_at",)}
+        parts = [
+            f"(SELECT COUNT(*) FROM {table} WHERE "
+            + " OR ".join(f"{c} > :after" for c in cols)
+            + ")"
+            for table, cols in tables.items()
+        ]
+        rows = self.store.query(f"SELECT {' + '.join(parts)} AS n", {"after": after})
+        return int(rows[0]["n"] or 0) if rows else 0
+
     def mark_interrupted(self) -> int:
         """Mark runs left ``running`` by a killed process ``interrupted``; how many.
 

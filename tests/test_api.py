@@ -146,3 +146,19 @@ def test_prometheus_metrics(client: tuple[TestClient, App]) -> None:
     assert 'reviewer_findings{rule="stale-queue",state="open"} 2.0' in text
     assert 'reviewer_proposals{rule="stale-queue",state="pending"} 2.0' in text
     assert "reviewer_last_run_success 1.0" in text
+
+
+def test_junit_upload_names_a_suite_timestamp_out_of_range(
+    client: tuple[TestClient, App],
+) -> None:
+    c, _ = client
+    xml = (
+        '<testsuite name="far" timestamp="9999-12-31T23:00:00-05:00">'
+        '<testcase classname="a.B" name="t"/></testsuite>'
+    )
+    r = c.post("/api/test-results?run_id=r9&commit=abc", headers=AUTH, content=xml)
+    assert r.status_code == 200 and r.json()["stored"] == 1
+    (warning,) = r.json()["warnings"]
+    assert warning.startswith("body: <testsuite name='far'> attribute 'timestamp'")
+    assert "9999-12-31T23:00:00-05:00" in warning
+    assert "/tmp" not in warning and "upload.xml" not in warning

@@ -267,3 +267,23 @@ def test_rules_list_and_show(tmp_path: Path) -> None:
     assert code == 0 and "Fires:" in out and 'max_idle = "5d"' in out
     code, _, err = run(["rules", "show", "nope"], cfg)
     assert code == 2 and "known rules: stale-queue" in err
+
+
+def test_runs_list_counts_records_dated_after_the_present(tmp_path: Path) -> None:
+    """A record from the future is stored with a warning; the run says how many the store holds."""
+    cfg = write_config(tmp_path)
+    ingest_tasks(
+        tmp_path,
+        cfg,
+        [*TASKS, {"id": "t9", "title": "From 2099", "created_at": "2099-01-01T00:00:00Z"}],
+    )
+    code, out, err = run(["review", "--once"], cfg)
+    assert code == 0, err
+    assert "the store holds 1 record(s) dated after" in out + err
+    code, out, _ = run(["runs", "list", "--json"], cfg)
+    assert code == 0 and json.loads(out)[0]["future_records"] == 1
+    code, out, _ = run(["runs", "list"], cfg)
+    header, row = out.splitlines()[:2]
+    assert header.split()[9] == "FUTURE_RECORDS" and row.split()[9] == "1"
+    code, out, _ = run(["review", "--once", "--at", "2026-03-05T00:00:00Z"], cfg)
+    assert json.loads(run(["runs", "list", "--json"], cfg)[1])[0]["future_records"] == 1

@@ -205,3 +205,26 @@ def test_a_test_reported_twice_in_one_run_is_one_result(tmp_path: Path) -> None:
     rows = _results(tmp_path / "r.db")
     assert (rows["d1/t.A::net"]["outcome"], rows["d1/t.A::net"]["message"]) == ("flaky", "reset")
     assert (rows["d1/t.A::skip"]["outcome"], rows["d1/t.A::skip"]["message"]) == ("error", "boom")
+
+
+@pytest.mark.parametrize(
+    "stamp", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00", "0001-01-01T00:00:00+05:00"]
+)
+def test_suite_timestamp_out_of_range_is_named_and_results_kept(tmp_path: Path, stamp: str) -> None:
+    report_file = tmp_path / "range.xml"
+    report_file.write_text(
+        "<testsuites>"
+        f'<testsuite name="far" timestamp="{stamp}"><testcase classname="c" name="a"/></testsuite>'
+        '<testsuite name="near" timestamp="2026-03-01T10:00:00">'
+        '<testcase classname="c" name="b"/></testsuite>'
+        "</testsuites>"
+    )
+    result = _ingest(tmp_path, str(report_file), "--run-id", "r1", "--commit", "abc")
+    assert result.exit_code == 0, result.stderr
+    assert f"{report_file}: <testsuite name='far'> attribute 'timestamp'" in result.stderr
+    assert repr(stamp) in result.stderr
+    assert "'near'" not in result.stderr
+    rows = _results(tmp_path / "r.db")
+    assert set(rows) == {"r1/c::a", "r1/c::b"}
+    assert rows["r1/c::b"]["ran_at"] == "2026-03-01T10:00:00Z"
+    assert rows["r1/c::a"]["ran_at"][:4] not in ("9999", "0001")  # the load time

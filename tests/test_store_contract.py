@@ -446,3 +446,58 @@ def test_timestamps_written_directly_are_brought_to_the_stored_form(store: Store
     assert rows["b"]["updated_at"] == "not a time"  # kept as written, never lost
     (metric,) = store.query("SELECT created_at FROM task_metrics")
     assert metric["created_at"] == "2026-03-01T10:00:00Z"
+
+
+def test_count_after_counts_records_dated_later_in_every_table(store: Store) -> None:
+    from store import ReviewerState
+
+    store.upsert_tasks(
+        task_rows(
+            [
+                task("old"),
+                task("late", updated_at="2099-01-01T00:00:00Z"),
+                task("born-late", created_at="2099-02-01T00:00:00Z"),
+            ]
+        )
+    )
+    store.upsert_test_results(
+        [
+            {
+                "run_id": "r",
+                "test_id": "c::t",
+                "classname": "c",
+                "name": "t",
+                "outcome": "passed",
+                "commit_sha": "abc",
+                "ran_at": "2099-01-01T00:00:00Z",
+            }
+        ]
+    )
+    state = ReviewerState(store)
+    assert state.count_after("2026-03-10T00:00:00Z") == 3
+    assert state.count_after("2099-01-15T00:00:00Z") == 1
+    assert state.count_after("2100-01-01T00:00:00Z") == 0
+
+
+@pytest.mark.postgres
+def test_postgres_open_takes_no_write_lock_when_no_migration_is_due(pg_schema_url: str) -> None:
+    """An up-to-date store opens while another session holds its write lock.
+
+    The second open runs with lock_timeout=1s: had it asked for the write lock,
+    it would fail with a lock timeout instead of opening.
+    """
+    impatient = pg_schema_url.replace("options=", "options=-clock_timeout%3D1000%20")
+    first = open_store(pg_schema_url)
+    try:
+        with first.transaction():  # holds the write lock until the block ends
+            second = open_store(impatient)
+            try:
+                assert second.schema_version() == SCHEMA_VERSION
+                # A store that still needs a migration does wait for the lock (and times out).
+                second.execute("UPDATE reviewer_meta SET value = '1' WHERE key = 'schema_version'")
+            finally:
+                second.close()
+            with pytest.raises(StoreError):
+                open_store(impatient)
+    finally:
+        first.close()

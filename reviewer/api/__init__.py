@@ -27,6 +27,7 @@ from reviewer.api import (
 )
 from reviewer.app import App
 from reviewer.promexport import registry_for
+from store.secrets import redact
 from store.state import InvalidTransition, NotFound
 
 # In the order their routes are matched.
@@ -57,11 +58,11 @@ def create_app(app: App) -> FastAPI:
 
     @api.exception_handler(NotFound)
     def _not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+        return JSONResponse({"detail": redact(str(exc))}, status_code=404)
 
     @api.exception_handler(InvalidTransition)
     def _conflict(request: Request, exc: InvalidTransition) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return JSONResponse({"detail": redact(str(exc))}, status_code=409)
 
     guard.install(api, app.config.reviewer.api_max_body_bytes)
     for router in ROUTERS:

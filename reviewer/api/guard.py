@@ -19,7 +19,8 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from store import StoreLockedError
+from store import StoreError, StoreLockedError
+from store.secrets import redact
 
 # A row id in a path: a positive 64-bit integer, so 2**70 is a 422, not a driver error.
 RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
@@ -109,12 +110,18 @@ def install(api: FastAPI, max_body: int) -> None:
 
     @api.exception_handler(StoreLockedError)
     def _busy(request: Request, exc: StoreLockedError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(
+            {"detail": redact(str(exc))}, status_code=503, headers={"Retry-After": "5"}
+        )
+
+    @api.exception_handler(StoreError)
+    def _store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": redact(str(exc))}, status_code=503)
 
     @api.exception_handler(OverflowError)
     def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
         return JSONResponse(
-            {"detail": f"a number is out of range (64-bit integers only): {exc}"},
+            {"detail": redact(f"a number is out of range (64-bit integers only): {exc}")},
             status_code=422,
         )
 

@@ -43,4 +43,6 @@ async def test_results(
         )
     body = report.public()
     body["errors"] = [e.replace(str(path), "body") for e in body["errors"]]
+    if "warnings" in body:
+        body["warnings"] = [w.replace(str(path), "body") for w in body["warnings"]]
     return JSONResponse(body, status_code=422 if report.rejected else 200)

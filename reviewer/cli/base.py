@@ -46,7 +46,9 @@ class Context:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"reviewer: {message}", err=True)
+    from store.secrets import redact
+
+    click.echo(f"reviewer: {redact(message)}", err=True)
     sys.exit(code)
 
 

@@ -46,6 +46,7 @@ def runs_list(ctx: Context, limit: int, as_json: bool) -> None:
             "held_back",
             "resolved",
             "errors",
+            "future_records",
             "duration_ms",
         ],
         empty="no runs yet",
