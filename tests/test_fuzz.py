@@ -29,6 +29,7 @@ from reviewer.app import App
 from reviewer.cli import cli
 from reviewer.config import ConfigError, config_from_dict
 from reviewer.ingest import ingest_jsonl, ingest_junit
+from reviewer.ingest_coverage import ingest_coverage
 from store.sqlite import SQLiteStore
 from tests.support import make_config
 
@@ -183,6 +184,53 @@ def test_jsonl_records(kind: str, data: st.DataObject) -> None:
 
 
 XML_ATTR = st.one_of(st.text(alphabet=string.printable, max_size=12), EDGE_TEXT)
+
+
+@FUZZ
+@given(
+    hits=XML_ATTR,
+    number=XML_ATTR,
+    filename=XML_ATTR,
+    stamp=XML_ATTR,
+    branch=XML_ATTR,
+    raw=st.binary(max_size=60),
+)
+def test_cobertura_xml(
+    hits: str, number: str, filename: str, stamp: str, branch: str, raw: bytes
+) -> None:
+    from xml.sax.saxutils import quoteattr
+
+    def q(s: str) -> str:
+        return quoteattr("".join(c for c in s if c in string.printable and c not in "\x0b\x0c"))
+
+    doc = (
+        f"<coverage timestamp={q(stamp)}><packages><package name='p'><classes>"
+        "<class name='good' filename='app/good.py'><lines>"
+        "<line number='1' hits='1'/><line number='2' hits='0'/></lines></class>"
+        f"<class name='hostile' filename={q(filename)}><lines>"
+        f"<line number={q(number)} hits={q(hits)} branch={q(branch)}/></lines></class>"
+        "</classes></package></packages></coverage>"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        good, junk = Path(tmp) / "cov.xml", Path(tmp) / "junk.xml"
+        good.write_text(doc)
+        junk.write_bytes(raw)
+        store = SQLiteStore(":memory:")
+        report = ingest_coverage(store, good, commit="c", now=NOW)
+        junk_report = ingest_coverage(store, junk, commit="d", now=NOW)
+        rows = store.query("SELECT * FROM coverage WHERE commit_sha = 'c'")
+        store.close()
+    files = {r["file"]: r for r in rows}
+    assert "app/good.py" in files  # the good class is kept whatever its neighbour holds
+    for r in rows:
+        for col in ("lines_valid", "lines_covered", "branches_valid", "branches_covered"):
+            assert 0 <= r[col] < 2**63
+        assert r["lines_covered"] <= r["lines_valid"]
+        assert "1970" <= r["recorded_at"][:4] <= "9999"
+    for m in report.rejected:
+        assert str(good) in m
+    for m in junk_report.rejected:
+        assert str(junk) in m
 
 
 @FUZZ
