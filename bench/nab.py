@@ -45,10 +45,12 @@ import math
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +171,12 @@ def metric_rows(s: Series, spend: np.ndarray, tasks: int, seed: int) -> Iterable
 
 
 def reviewer_detections(
-    s: Series, spend: np.ndarray, tasks: int, step: timedelta, workdir: Path
+    s: Series,
+    spend: np.ndarray,
+    tasks: int,
+    step: timedelta,
+    workdir: Path,
+    options: dict[str, Any] | None = None,
 ) -> list[datetime]:
     """The instants at which a usage-spikes finding started (or restarted) firing."""
     db = workdir / "nab.db"
@@ -183,7 +190,7 @@ def reviewer_detections(
                 # Every task here has the same model, executor and task type: one
                 # dimension gives the same findings (the others would be named as
                 # explained by it) in a third of the time.
-                RULE: {"spike_dimensions": ["model"]},
+                RULE: {"spike_dimensions": ["model"], **(options or {})},
             },
         },
         workdir / "config.toml",
@@ -282,7 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=3, help="task rows per NAB point")
     parser.add_argument("--hourly-usd", type=float, default=5.0, help="spend of a median hour")
     parser.add_argument("--verbose", action="store_true", help="one line per file")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a usage-spikes option (a TOML value), e.g. spike_shift_limit=8.0; repeatable",
+    )
     args = parser.parse_args(argv)
+    rule_options = {
+        key.strip(): tomllib.loads(f"v = {value}")["v"]
+        for key, value in (o.split("=", 1) for o in args.option)
+    }
     if not (args.nab / "labels" / "combined_windows.json").is_file():
         print(
             f"no NAB checkout at {args.nab}: get it with "
@@ -305,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             spend = spend_of(s, args.hourly_usd)
             step = _step(s) if args.step == "auto" else parse_duration(args.step)
             with tempfile.TemporaryDirectory() as tmp:
-                mine = reviewer_detections(s, spend, args.tasks, step, Path(tmp))
+                mine = reviewer_detections(s, spend, args.tasks, step, Path(tmp), rule_options)
             ours = score_file(s, mine, weights)
             theirs = score_file(s, baseline_detections(s, spend), weights)
             scores["reviewer"].files.append(ours)
