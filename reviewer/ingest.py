@@ -257,6 +257,20 @@ def _merge_rerun(rows: list[dict[str, Any]], seen: dict[str, int], row: dict[str
 _RANK = {"skipped": 0, "passed": 1, "failed": 2, "error": 3, "flaky": 4}
 
 
+def parse_xml(path: Path, what: str) -> Any:
+    """The root element of an XML report parsed safely (defusedxml); ValueError naming the
+    file and line when it is not well-formed, or the file when it asks for DTD entities."""
+    try:
+        return SafeET.parse(str(path)).getroot()
+    except ParseError as exc:
+        line = getattr(exc, "position", (0, 0))[0]
+        raise ValueError(f"{path}:{line}: not well-formed XML: {exc}") from None
+    except defusedxml.DefusedXmlException as exc:
+        raise ValueError(
+            f"{path}: refused unsafe XML ({type(exc).__name__}: {exc}); {what} need no DTD entities"
+        ) from None
+
+
 def parse_junit(
     path: Path, *, default_ran_at: str, warnings: list[str] | None = None
 ) -> list[dict[str, Any]]:
@@ -266,16 +280,7 @@ def parse_junit(
     years the store holds) keeps its results, dated ``default_ran_at``; the
     message naming file and suite goes to ``warnings``.
     """
-    try:
-        root = SafeET.parse(str(path)).getroot()
-    except ParseError as exc:
-        line = getattr(exc, "position", (0, 0))[0]
-        raise ValueError(f"{path}:{line}: not well-formed XML: {exc}") from None
-    except defusedxml.DefusedXmlException as exc:
-        raise ValueError(
-            f"{path}: refused unsafe XML ({type(exc).__name__}: {exc}); "
-            "JUnit reports need no DTD entities"
-        ) from None
+    root = parse_xml(path, "JUnit reports")
     if root.tag not in ("testsuite", "testsuites"):
         raise ValueError(f"{path}:1: expected <testsuites> or <testsuite>, found <{root.tag}>")
     rows: list[dict[str, Any]] = []

@@ -18,12 +18,9 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element
 
-import defusedxml
-from defusedxml import ElementTree as SafeET
-
-from reviewer.ingest import IngestReport
+from reviewer.ingest import IngestReport, parse_xml
 from store import Store
 from store.timeutil import fmt_ts
 
@@ -67,16 +64,7 @@ def parse_cobertura(
 
     Raises ValueError (naming the file) when the document itself cannot be read.
     """
-    try:
-        root = SafeET.parse(str(path)).getroot()
-    except ParseError as exc:
-        line = getattr(exc, "position", (0, 0))[0]
-        raise ValueError(f"{path}:{line}: not well-formed XML: {exc}") from None
-    except defusedxml.DefusedXmlException as exc:
-        raise ValueError(
-            f"{path}: refused unsafe XML ({type(exc).__name__}: {exc}); "
-            "coverage reports need no DTD entities"
-        ) from None
+    root = parse_xml(path, "coverage reports")
     if root.tag != "coverage":
         raise ValueError(
             f"{path}: expected a Cobertura <coverage> root element, found <{root.tag}>"
