@@ -117,12 +117,13 @@ def test_a_person_approves_and_rejects_on_the_page(server: tuple[str, App], tmp_
         first = page.locator("#proposal-1")
         first.locator(".reason").fill("worth doing")
         first.locator("button.approve").click()
-        page.wait_for_function("document.querySelector('#proposal-1').dataset.state")
+        # A CSS wait: the page's CSP forbids the eval a string wait_for_function needs.
+        page.wait_for_selector("#proposal-1[data-state]")
         assert "scheduled as reviewer-1" in first.locator(".status").inner_text()
 
         second = page.locator("#proposal-2")
         second.locator("button.reject").click()
-        page.wait_for_function("document.querySelector('#proposal-2').dataset.state")
+        page.wait_for_selector("#proposal-2[data-state]")
         assert second.locator(".status").inner_text() == "rejected"
         page.screenshot(path=str(tmp_path / "review-page.png"), full_page=True)
 
