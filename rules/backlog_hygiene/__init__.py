@@ -16,8 +16,10 @@ Kinds
     at least ``failure_min_tasks`` tasks of one task type, and more than the
     other types' failures make likely: the binomial chance of that many among
     the type's failures, at the signature's (add-one smoothed) share of the
-    other types' failures, is at most ``failure_max_chance``. A signature
-    every type fails with alike is background noise, not a description problem. The signature is the
+    other types' failures, times the number of (type, signature) pairs judged
+    (a Bonferroni correction: a busy pipeline judges dozens of pairs, and one
+    of them at 1 in 2,000 is then no surprise), is at most
+    ``failure_max_chance``. A signature every type fails with alike is background noise, not a description problem. The signature is the
     line that says what went wrong (the last line of a traceback, else the
     first) with timestamps, UUIDs, URLs, hex, paths, ids and numbers replaced
     by placeholders, as Sentry groups events. Subject ``task_type:NAME``, one
@@ -56,7 +58,8 @@ Options (defaults shown)::
     failure_min_count = 3         # failures of one signature in one task type
     failure_min_tasks = 2         # ... of this many tasks (one task retrying is a retry loop)
     failure_max_error = 2000      # characters of each error text read
-    failure_max_chance = 0.001    # ... and that many is this unlikely from the other types' mix
+    failure_max_chance = 0.001    # ... and that many is this unlikely from the other types' mix,
+                                  #     across every (type, signature) pair judged
     max_words = 1500              # description words from which an item is oversized
     max_requirements = 15         # list items in the description
     max_files = 12                # paths named in the description

@@ -43,6 +43,9 @@ class _Group:
     type_failures: int = 0
     expected_share: float = 0.0
     chance: float = 1.0
+    # The chance of a pair this extreme among all pairs judged (Bonferroni).
+    family_chance: float = 1.0
+    judged: int = 1
 
 
 @dataclass
@@ -79,16 +82,24 @@ def failure_signatures(options: Settings, view: BacklogView) -> Iterator[Finding
         by_sig[g.signature] += g.failures
         by_type[g.task_type] += g.failures
     everything = sum(by_type.values())
+    judged = [
+        g
+        for g in groups.values()
+        if g.failures >= options.failure_min_count and len(g.tasks) >= options.failure_min_tasks
+    ]
     wanted = []
-    for g in groups.values():
-        if g.failures < options.failure_min_count or len(g.tasks) < options.failure_min_tasks:
-            continue
+    for g in judged:
         n = by_type[g.task_type]
         # The signature's share of the other types' failures (add-one smoothed).
         g.expected_share = (by_sig[g.signature] - g.failures + 1) / (everything - n + 2)
         g.chance = float(binom.sf(g.failures - 1, n, g.expected_share))
         g.type_failures = n
-        if g.chance <= options.failure_max_chance:
+        # Every pair judged is one more draw: a busy pipeline with dozens of (type,
+        # signature) pairs shows one at 1 in 2,000 by chance now and then, so the limit
+        # holds for the family (Bonferroni), not for each pair alone.
+        g.judged = len(judged)
+        g.family_chance = min(1.0, g.chance * g.judged)
+        if g.family_chance <= options.failure_max_chance:
             wanted.append(g)
     if not wanted:
         return
@@ -158,7 +169,8 @@ def _finding(
             f"{g.failures} failures of {len(tasks)} {kind} tasks in {window} share one error "
             f"signature {g.signature!r}: {share:.0%} of the type's {g.type_failures} failures "
             f"with an error, where the other types' mix predicts {expected:.1f} (chance "
-            f"{g.chance:.2g}; the type fails {rate:.0%} of its {total} runs); tasks {shown}"
+            f"{g.chance:.2g}, {g.family_chance:.2g} across the {g.judged} type/signature "
+            f"pair(s) judged; the type fails {rate:.0%} of its {total} runs); tasks {shown}"
         ),
         evidence={
             "task_type": g.task_type,
@@ -173,6 +185,8 @@ def _finding(
             "signature_share_of_failures": round(share, 3),
             "expected_failures": round(expected, 2),
             "chance": float(f"{g.chance:.3g}"),
+            "family_chance": float(f"{g.family_chance:.3g}"),
+            "pairs_judged": g.judged,
             "models": dict(g.models.most_common(5)),
             "executors": dict(g.executors.most_common(5)),
             "mean_failed_seconds": round(fail_secs, 1),
