@@ -41,6 +41,8 @@ FALLBACK_TIMEOUT = 6 * H
 HISTORY = 30 * D
 STALL_WINDOW = 6 * H
 MIN_OPEN = 3
+STALL_CHANCE = 0.001
+STALL_MAX_WAIT = 7 * D
 TIMEOUT_WINDOW = 24 * H
 TIMEOUT_BASELINE = 7 * D
 TIMEOUT_PATTERNS = ["timeout", "timed out", "deadline exceeded"]
@@ -68,7 +70,7 @@ SPIKE_OPEN_AFTER, SPIKE_CLOSE_AFTER = 2, 3
 SPIKE_LOOKBACK = 24 * H
 # flaky-tests
 WINDOW_RUNS, FLIP_MIN_RUNS, FLIP_RATE = 30, 8, 0.2
-RECOVER_PASSES, RECOVER_AFTER = 10, 7 * D
+RECOVER_CHANCE, RECOVER_AFTER = 0.01, 7 * D
 BROKEN_AFTER, BROKEN_MAX_CHANCE = 3, 0.001
 SKIPPED_FOR = 14 * D
 # goal-progress
@@ -373,17 +375,61 @@ def stuck_and_stalled(tasks: Tasks, at: datetime) -> Iterable[tuple[str, str]]:
         ready_p = [(t, r) for t, r in ready if r is not None]
         if len(running) + len(ready_p) < MIN_OPEN:
             continue
+        if any(at - t["started_at"] <= timeout_for(tasks, t, at) for t in running):
+            continue  # a task running within its normal time is progress
         fin = tasks.finished_by_phase.get(phase, [])
-        i = bisect.bisect_right(fin, at)
-        if i and fin[i - 1] > at - STALL_WINDOW:
-            continue
-        if i == 0 and not running:
-            continue  # unserved: never finished a task, only pending work
+        if not fin or fin[0] > at:
+            continue  # a phase that never finished a task expects nothing
         waits = [at - r for _, r in ready_p] + [at - t["started_at"] for t in running]
-        p95 = tasks.p95(("phase", phase), at)
-        need = timedelta(seconds=p95) if p95 is not None else STALL_WINDOW
-        if max(waits) > need:
+        oldest = max(waits)
+        if oldest < STALL_WINDOW:
+            continue
+        spans = {STALL_WINDOW, min(oldest, STALL_MAX_WAIT)}
+        if min(_outflow_chance(fin, at, span) for span in spans) < STALL_CHANCE:
             yield "stalled-phase", f"phase:{phase}"
+
+
+def _outflow_chance(fin: list[datetime], at: datetime, span: timedelta) -> float:
+    """Poisson chance of the observed finishes in (at - span, at] or fewer.
+
+    The docs' expectation, read plainly: finishes per hour of the week (UTC) over
+    ``HISTORY`` before the span, each hour-of-week rate pulled toward its hour-of-day
+    rate with the weight of 1 observed hour, and that toward the overall hourly rate
+    with the weight of 2 hours.
+    """
+    start = at - span
+    lo = bisect.bisect_left(fin, start - HISTORY)
+    hi = bisect.bisect_right(fin, start)
+    observed = bisect.bisect_right(fin, at) - hi
+    # the history actually recorded: from the phase's first finish (floored to its hour)
+    first = max(start - HISTORY, fin[0].replace(minute=0, second=0, microsecond=0))
+    hours = max(1, int((start - first) / H))
+    how_n: dict[int, int] = defaultdict(int)
+    hod_n: dict[int, int] = defaultdict(int)
+    for f in fin[lo:hi]:
+        how_n[f.weekday() * 24 + f.hour] += 1
+        hod_n[f.hour] += 1
+    how_x: dict[int, int] = defaultdict(int)
+    hod_x: dict[int, int] = defaultdict(int)
+    for k in range(hours):
+        h = first + k * H
+        how_x[h.weekday() * 24 + h.hour] += 1
+        hod_x[h.hour] += 1
+    overall = (hi - lo) / hours
+    expected = 0.0
+    n_hours = max(1, round(span / H))
+    for k in range(n_hours):
+        h = start + k * H
+        hod = (hod_n[h.hour] + 2 * overall) / (hod_x[h.hour] + 2)
+        key = h.weekday() * 24 + h.hour
+        expected += (how_n[key] + hod) / (how_x[key] + 1)
+    # P(X <= observed) for X ~ Poisson(expected)
+    term = math.exp(-expected)
+    total = term
+    for j in range(1, observed + 1):
+        term *= expected / j
+        total += term
+    return min(1.0, total)
 
 
 class Metrics:
@@ -730,8 +776,12 @@ def tests_at(by_test: dict[str, list[dict[str, Any]]], at: datetime) -> Iterable
             if not passed and rate ** len(streak) <= BROKEN_MAX_CHANCE:
                 yield "broken", name
                 continue
-        # flaky: proof or flip rate in the last 30 runs, unless recovered
-        window = ran[-WINDOW_RUNS:]
+        # flaky: proof or flip rate in the last 30 runs up to the latest failure plus the
+        # passes since, unless recovered
+        last_bad = max((i for i, r in enumerate(ran) if r["outcome"] != "passed"), default=None)
+        if last_bad is None:
+            continue
+        window = ran[max(0, last_bad + 1 - WINDOW_RUNS) :]
         bad = [r for r in window if r["outcome"] in FAIL or r["outcome"] == "flaky"]
         if not bad:
             continue
@@ -748,9 +798,13 @@ def tests_at(by_test: dict[str, list[dict[str, Any]]], at: datetime) -> Iterable
             len(window) >= FLIP_MIN_RUNS and flips / (len(window) - 1) > FLIP_RATE
         ):
             continue
-        last_bad = max(i for i, r in enumerate(ran) if r["outcome"] != "passed")
+        # recovered: a pass streak improbable at the window's failure rate, streak included,
+        # or a quiet period with no failure
         passes_since = len(ran) - 1 - last_bad
-        if passes_since >= RECOVER_PASSES or at - ran[last_bad]["ran_at"] >= RECOVER_AFTER:
+        p_fail = len(bad) / len(window)
+        if (1 - p_fail) ** passes_since < RECOVER_CHANCE:
+            continue
+        if at - ran[last_bad]["ran_at"] >= RECOVER_AFTER:
             continue
         yield "flaky", name
 

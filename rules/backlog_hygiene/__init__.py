@@ -19,7 +19,8 @@ Kinds
     other types' failures, times the number of (type, signature) pairs judged
     (a Bonferroni correction: a busy pipeline judges dozens of pairs, and one
     of them at 1 in 2,000 is then no surprise), is at most
-    ``failure_max_chance``. A signature every type fails with alike is background noise, not a description problem. The signature is the
+    ``failure_max_chance``. A signature every type fails with alike is
+    background noise, not a description problem. The signature is the
     line that says what went wrong (the last line of a traceback, else the
     first) with timestamps, UUIDs, URLs, hex, paths, ids and numbers replaced
     by placeholders, as Sentry groups events. Subject ``task_type:NAME``, one
