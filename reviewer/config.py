@@ -84,7 +84,9 @@ class ReviewerSettings(BaseModel):
     @classmethod
     def _page_url(cls, value: str) -> str:
         if not re.match(r"https?://[^/\s]+", value):
-            raise ValueError("public_url must be an http(s):// address, like https://reviewer.example/")
+            raise ValueError(
+                "public_url must be an http(s):// address, like https://reviewer.example/"
+            )
         return value if value.endswith("/") else value + "/"
 
     @model_validator(mode="after")
@@ -221,7 +223,9 @@ def _notify_settings(raw: dict[str, Any], path: Path | None) -> NotifySettings:
     """``[notify]`` and each ``[notify.receivers.<name>]``, named in messages by its table."""
     receivers = raw.get("receivers", {})
     if not isinstance(receivers, dict):
-        raise ConfigError(f"{_where(path)}: [notify] receivers must be [notify.receivers.<name>] tables")
+        raise ConfigError(
+            f"{_where(path)}: [notify] receivers must be [notify.receivers.<name>] tables"
+        )
     checked: dict[str, Receiver] = {}
     for name, table in receivers.items():
         where = f"notify.receivers.{name}"

@@ -155,7 +155,7 @@ class Receiver(BaseModel):
                 raise ValueError(f"option '{key}' is for {' and '.join(other)} receivers")
         if self.type in ("webhook", "slack"):
             if not self.url or not re.match(r"https?://[^/\s]+", self.url):
-                raise ValueError(f"a {self.type} receiver needs url = \"https://...\"")
+                raise ValueError(f'a {self.type} receiver needs url = "https://..."')
             if self.type == "slack":
                 register(self.url.split("://", 1)[1].partition("/")[2])  # its path is its secret
         else:
@@ -186,7 +186,6 @@ class Receiver(BaseModel):
         if self.type == "slack":
             return self.url.split("://", 1)[1].partition("/")[0] + "/***"
         return redact(self.url)
-
 
 
 class NotifySettings(BaseModel):
@@ -240,7 +239,9 @@ def _event(row: dict[str, Any], public_url: str) -> dict[str, Any]:
         "to_state": row.get("to_state"),
         "reason": row.get("reason"),
         "task_id": row.get("task_id") or details.get("task_id"),
-        "url": proposal_url(public_url, row["proposal_id"]) if row.get("proposal_id") else public_url,
+        "url": proposal_url(public_url, row["proposal_id"])
+        if row.get("proposal_id")
+        else public_url,
     }
     return event
 
@@ -312,7 +313,9 @@ def event_line(e: dict[str, Any]) -> str:
     sev = f"[{e['severity']}] " if e.get("severity") else ""
     action = e["action"]
     if action.startswith("proposal.") and e.get("proposal_id") is not None:
-        text = f"{sev}proposal #{e['proposal_id']} {action.split('.', 1)[1]}: {e.get('title') or ''}"
+        text = (
+            f"{sev}proposal #{e['proposal_id']} {action.split('.', 1)[1]}: {e.get('title') or ''}"
+        )
         if e.get("actor") and e["actor"] != "reviewer":
             text += f" (by {e['actor']})"
         if action == "proposal.scheduled" and e.get("task_id"):
@@ -372,7 +375,9 @@ def render(
         for e, line in zip(shown, lines, strict=True):
             item = f"• <{e['url']}|{_slack_escape(line)}>"
             if sum(len(c) + 1 for c in chunk) + len(item) > 2900:
-                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
+                blocks.append(
+                    {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}}
+                )
                 chunk = []
             chunk.append(item)
         if chunk:
@@ -381,7 +386,9 @@ def render(
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"{tail}<{public_url}|open the review page>"}],
+                "elements": [
+                    {"type": "mrkdwn", "text": f"{tail}<{public_url}|open the review page>"}
+                ],
             }
         )
         return json.dumps({"text": f"{summary} — {public_url}", "blocks": blocks[:50]})
@@ -452,7 +459,9 @@ def _retrying(
     raise DeliveryError(f"{error} (tried {receiver.retries + 1} times)")
 
 
-def _post(receiver: Receiver, payload: str, key: str, deadline: float, stop: threading.Event) -> str:
+def _post(
+    receiver: Receiver, payload: str, key: str, deadline: float, stop: threading.Event
+) -> str:
     import os
 
     import httpx
@@ -489,7 +498,9 @@ def _post(receiver: Receiver, payload: str, key: str, deadline: float, stop: thr
         return _retrying(attempt, receiver, deadline, stop)
 
 
-def _mail(receiver: Receiver, payload: str, key: str, deadline: float, stop: threading.Event) -> str:
+def _mail(
+    receiver: Receiver, payload: str, key: str, deadline: float, stop: threading.Event
+) -> str:
     import os
     import smtplib
     import ssl
@@ -603,7 +614,12 @@ def queue(
                 key=key,
             )
             state.queue_notification(
-                batch_id=batch.id, receiver=name, events=len(events), payload=payload, key=key, at=at
+                batch_id=batch.id,
+                receiver=name,
+                events=len(events),
+                payload=payload,
+                key=key,
+                at=at,
             )
     return batch
 
@@ -692,9 +708,7 @@ def send_test(config: Config, name: str) -> str:
     }
     batch = Batch(id=0, created_at=now, run_id=None, events=[event])
     key = "reviewer-test-" + hashlib.sha256(f"{name}|{time.time_ns()}".encode()).hexdigest()[:24]
-    payload = render(
-        name, receiver, batch, [event], public_url=url, max_events=1, key=key
-    )
+    payload = render(name, receiver, batch, [event], public_url=url, max_events=1, key=key)
     deadline = time.monotonic() + config.notify.max_seconds.total_seconds()
     return send(receiver, payload, key, deadline)
 

@@ -290,7 +290,9 @@ class ReviewerState:
 
     def audit_id_before(self, at: str) -> int:
         """The last audit id written before ``at`` (0: none)."""
-        rows = self.store.query("SELECT MAX(id) AS id FROM reviewer_audit WHERE at < :at", {"at": at})
+        rows = self.store.query(
+            "SELECT MAX(id) AS id FROM reviewer_audit WHERE at < :at", {"at": at}
+        )
         return int(rows[0]["id"] or 0) if rows else 0
 
     def last_audit_id(self) -> int:

@@ -187,7 +187,7 @@ def test_no_receivers_writes_nothing(store: SQLiteStore) -> None:
 
 # -- retries -------------------------------------------------------------------------
 def test_429_retry_after_is_honoured_with_the_same_idempotency_key(
-    store: SQLiteStore, hook: Hook
+    store: SQLiteStore, hook: Hook, fast_backoff: None
 ) -> None:
     hook.script = [(429, {"Retry-After": "1"})]
     store.upsert_tasks(task_rows([stale("t1")]))
@@ -357,7 +357,6 @@ def test_routes_filter_by_event_rule_and_severity(
     engine.approve(result.proposals[0]["id"], by="alice")
     engine.review(NOW + timedelta(hours=1))
 
-    actions = {p: [[e["action"] for e in b["events"]] for b in hook.bodies(p)] for p in receivers}
     actions = {
         p: [[e["action"] for e in b["events"]] for b in hook.bodies(f"/{p}")] for p in receivers
     }
@@ -463,8 +462,10 @@ def test_email_is_one_mail_per_cycle_with_a_stable_message_id(store: SQLiteStore
 # -- config and the command line ----------------------------------------------------------
 def test_bad_receiver_config_names_file_table_and_option(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
-    cfg.write_text('[notify.receivers.ops]\ntype = "webhook"\nurl = "https://x/"\ntimeout = 5\n'
-                   'events = ["proposal.aproved"]\n')
+    cfg.write_text(
+        '[notify.receivers.ops]\ntype = "webhook"\nurl = "https://x/"\ntimeout = 5\n'
+        'events = ["proposal.aproved"]\n'
+    )
     with pytest.raises(ConfigError) as err:
         load_config(cfg)
     assert str(err.value).startswith(f"{cfg}: [notify.receivers.ops] option 'events'")
@@ -473,7 +474,9 @@ def test_bad_receiver_config_names_file_table_and_option(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"\[notify.receivers.ops\] option 'host' is for email"):
         load_config(cfg)
     cfg.write_text('[notify.receivers.mail]\ntype = "email"\nhost = "smtp"\n')
-    with pytest.raises(ConfigError, match=r"\[notify.receivers.mail\] an email receiver needs from"):
+    with pytest.raises(
+        ConfigError, match=r"\[notify.receivers.mail\] an email receiver needs from"
+    ):
         load_config(cfg)
 
 
@@ -500,3 +503,22 @@ def test_notify_test_command(tmp_path: Path, hook: Hook) -> None:
     status = runner.invoke(cli, ["--config", str(cfg), "notify", "status", "--json"])
     assert status.exit_code == 0
     assert [s["receiver"] for s in json.loads(status.stdout)] == ["ops", "gone"]
+
+
+def test_the_readme_example_is_a_valid_config() -> None:
+    import re
+    import tomllib
+
+    from reviewer.config import config_from_dict
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Notifications", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert block is not None
+    cfg = config_from_dict(tomllib.loads(block.group(1)))
+    assert {n: r.type for n, r in cfg.notify.receivers.items()} == {
+        "ops": "webhook",
+        "team": "slack",
+        "lead": "email",
+    }
+    assert cfg.notify.receivers["team"].target() == "hooks.slack.com/***"
