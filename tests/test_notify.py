@@ -37,6 +37,7 @@ from reviewer.notify import notification_status, parse_retry_after
 from reviewer.promexport import registry_for
 from rules import Finding
 from rules.contract import RuleOptions
+from store import Store
 from store.sqlite import SQLiteStore
 from store.timeutil import fmt_ts, parse_ts
 from tests.support import make_config, task_rows
@@ -121,7 +122,7 @@ def stale(task_id: str, priority: str = "high", title: str | None = None) -> dic
     }
 
 
-def engine_for(store: SQLiteStore, notify_cfg: dict[str, Any], **reviewer: Any) -> Engine:
+def engine_for(store: Store, notify_cfg: dict[str, Any], **reviewer: Any) -> Engine:
     only = {r: {"enabled": False} for r in rules.REGISTRY if r != "stale-queue"}
     cfg = make_config(
         {
@@ -137,7 +138,7 @@ def webhook(url: str, **extra: Any) -> dict[str, Any]:
     return {"type": "webhook", "url": url, **extra}
 
 
-def outbox(store: SQLiteStore) -> list[dict[str, Any]]:
+def outbox(store: Store) -> list[dict[str, Any]]:
     return store.query("SELECT * FROM reviewer_notify_outbox ORDER BY id")
 
 
@@ -522,3 +523,37 @@ def test_the_readme_example_is_a_valid_config() -> None:
         "lead": "email",
     }
     assert cfg.notify.receivers["team"].target() == "hooks.slack.com/***"
+
+
+@pytest.mark.postgres
+def test_on_postgres_batches_outbox_and_status(hook: Hook, fast_backoff: None) -> None:
+    from store import open_store
+    from tests.pg import fresh_schema_url
+
+    down = Hook()
+    down.down()
+    with fresh_schema_url() as url:
+        store = open_store(url)
+        try:
+            store.upsert_tasks(task_rows([stale("t1"), stale("t2")]))
+            receivers = {"ops": webhook(hook.url()), "gone": webhook(down.url(), retries=0)}
+            engine = engine_for(store, {"max_attempts": 2, "receivers": receivers})
+            first = engine.review(NOW)
+            assert first.status == "ok"
+            engine.approve(first.proposals[0]["id"], by="alice")
+            engine.review(NOW + timedelta(hours=1))
+            engine.review(NOW + timedelta(hours=2))  # nothing new: nothing queued
+            assert [[e["action"] for e in b["events"]] for b in hook.bodies()] == [
+                ["proposal.created", "proposal.created"],
+                ["proposal.approved", "proposal.scheduled"],
+            ]
+            with App(engine.config, store, clock=engine.clock) as app:
+                status = {s["receiver"]: s for s in notification_status(app)}
+                metrics = generate_latest(registry_for(app)).decode()
+            assert status["ops"]["state"] == "ok" and status["ops"]["sent"] == 2
+            # gone: its first message failed twice (dropped), its second failed once.
+            assert (status["gone"]["dropped"], status["gone"]["pending"]) == (1, 1)
+            assert status["gone"]["state"] == "failing"
+            assert 'reviewer_notifications_total{receiver="gone",status="dropped"} 1.0' in metrics
+        finally:
+            store.close()
