@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -290,9 +291,12 @@ def collect_batch(
     )
     if batch_id is None:
         return None
-    events = [_event(r, public_url) for r in state.audit_events(mark[0], last_audit)]
-    events += [_failed_run_event(r, public_url) for r in state.failed_runs(mark[1], last_run)]
-    return Batch(id=batch_id, created_at=at, run_id=run_id, events=events)
+    # Only what some receiver takes is kept: a first cycle may open thousands of findings.
+    receivers = [r for r in config.notify.receivers.values() if r.enabled]
+    audit = (_event(r, public_url) for r in state.audit_events(mark[0], last_audit))
+    failed = (_failed_run_event(r, public_url) for r in state.failed_runs(mark[1], last_run))
+    wanted = [e for e in itertools.chain(audit, failed) if any(r.wants(e) for r in receivers)]
+    return Batch(id=batch_id, created_at=at, run_id=run_id, events=wanted)
 
 
 # -- messages -------------------------------------------------------------------------
