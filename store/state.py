@@ -280,13 +280,14 @@ class ReviewerState:
     # -- notifications (reviewer/notify.py) --------------------------------------------
     def notify_watermark(self) -> tuple[int, int] | None:
         """The last audit id and run id an earlier notification batch covered (None: none yet)."""
+        # Each batch starts where the one before ended, so the newest holds the marks.
         rows = self.store.query(
-            """SELECT MAX(last_audit_id) AS audit_id, MAX(last_run_id) AS run_id
-               FROM reviewer_notify_batches"""
+            """SELECT last_audit_id, last_run_id FROM reviewer_notify_batches
+               ORDER BY id DESC LIMIT 1"""
         )
-        if not rows or rows[0]["audit_id"] is None:
+        if not rows:
             return None
-        return int(rows[0]["audit_id"]), int(rows[0]["run_id"])
+        return int(rows[0]["last_audit_id"]), int(rows[0]["last_run_id"])
 
     def audit_id_before(self, at: str) -> int:
         """The last audit id written before ``at`` (0: none)."""

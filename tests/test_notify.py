@@ -557,3 +557,46 @@ def test_on_postgres_batches_outbox_and_status(hook: Hook, fast_backoff: None) -
             assert 'reviewer_notifications_total{receiver="gone",status="dropped"} 1.0' in metrics
         finally:
             store.close()
+
+
+def test_a_message_lists_max_events_and_counts_the_rest(store: SQLiteStore, hook: Hook) -> None:
+    store.upsert_tasks(task_rows([stale(f"t{i}") for i in range(5)]))
+    engine_for(store, {"max_events": 2, "receivers": {"ops": webhook(hook.url())}}).review(NOW)
+    (body,) = hook.bodies()
+    assert len(body["events"]) == 2 and body["more"] == 3
+    assert body["counts"] == {"proposal.created": 5}
+
+
+def test_a_broken_outbox_or_renderer_does_not_fail_the_cycle(
+    store: SQLiteStore, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(notify, "render", broken)
+    store.upsert_tasks(task_rows([stale("t1")]))
+    engine = engine_for(store, {"receivers": {"ops": webhook(hook.url())}})
+    result = engine.review(NOW)
+    assert result.status == "ok" and len(result.proposals) == 1
+    assert hook.requests == [] and outbox(store) == []
+    # The batch rolled back with its messages: the events come with the next cycle.
+    monkeypatch.undo()
+    engine.review(NOW + timedelta(hours=1))
+    assert [e["subject"] for e in hook.bodies()[0]["events"]] == ["t1"]
+
+
+def test_an_unset_password_variable_is_a_message(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOTIFY_TEST_SMTP_PASSWORD", raising=False)
+    mail = {
+        "type": "email",
+        "host": "127.0.0.1",
+        "from": "r@example.com",
+        "to": ["o@example.com"],
+        "user": "r",
+        "password_env": "NOTIFY_TEST_SMTP_PASSWORD",
+    }
+    store.upsert_tasks(task_rows([stale("t1")]))
+    assert engine_for(store, {"receivers": {"mail": mail}}).review(NOW).status == "ok"
+    assert outbox(store)[0]["last_error"] == "$NOTIFY_TEST_SMTP_PASSWORD (password_env) is not set"
