@@ -10,14 +10,23 @@ was expected.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import zoneinfo
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from reviewer.notify import NotifySettings, Receiver
 from rules import REGISTRY
 from store import Approval, Severity
 from store.goals import RATE_WINDOW, RUNNING_WEIGHT
@@ -68,6 +77,17 @@ class ReviewerSettings(BaseModel):
     api_token_sets_actor: bool = False
     # The largest request body the API reads (a JUnit upload, a metrics batch); 413 above.
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Where people open the review page; notifications link to it.
+    public_url: str = "http://127.0.0.1:8787/"
+
+    @field_validator("public_url")
+    @classmethod
+    def _page_url(cls, value: str) -> str:
+        if not re.match(r"https?://[^/\s]+", value):
+            raise ValueError(
+                "public_url must be an http(s):// address, like https://reviewer.example/"
+            )
+        return value if value.endswith("/") else value + "/"
 
     @model_validator(mode="after")
     def _check_schedule(self) -> ReviewerSettings:
@@ -132,6 +152,7 @@ class Config(BaseModel):
     rules: dict[str, RuleConfig]
     goals: dict[str, Any] = Field(default_factory=dict)
     experiments: dict[str, Any] = Field(default_factory=dict)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     def goal_settings(self) -> dict[str, Any]:
         """The goals and progress settings of the rule that watches the ``[goals]``
@@ -190,10 +211,34 @@ def _explain(exc: ValidationError, path: Path | None, table: str) -> str:
         got_text = "" if isinstance(got, dict) else f" (got {got!r})"
         if err["type"] == "extra_forbidden":
             lines.append(f"{_where(path)}: [{table}] unknown option '{loc}'")
+        elif not err["loc"]:  # a check across options: its message names them
+            lines.append(f"{_where(path)}: [{table}] {err['msg'].removeprefix('Value error, ')}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{_where(path)}: [{table}] option '{loc}': {msg}{got_text}")
     return "\n".join(lines)
+
+
+def _notify_settings(raw: dict[str, Any], path: Path | None) -> NotifySettings:
+    """``[notify]`` and each ``[notify.receivers.<name>]``, named in messages by its table."""
+    receivers = raw.get("receivers", {})
+    if not isinstance(receivers, dict):
+        raise ConfigError(
+            f"{_where(path)}: [notify] receivers must be [notify.receivers.<name>] tables"
+        )
+    checked: dict[str, Receiver] = {}
+    for name, table in receivers.items():
+        where = f"notify.receivers.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{_where(path)}: [{where}] must be a table")
+        try:
+            checked[name] = Receiver.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, path, where)) from None
+    try:
+        return NotifySettings.model_validate({**raw, "receivers": checked})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path, "notify")) from None
 
 
 def find_config_path(explicit: str | None) -> Path | None:
@@ -239,7 +284,7 @@ def config_from_dict(
     data: dict[str, Any], path: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> Config:
     """Validate an already-parsed config; ``path`` is only for messages and relative paths."""
-    known_tables = {"reviewer", "rules", "goals", "experiments"}
+    known_tables = {"reviewer", "rules", "goals", "experiments", "notify"}
     unknown = sorted(set(data) - known_tables)
     if unknown:
         raise ConfigError(
@@ -292,6 +337,7 @@ def config_from_dict(
             raise ConfigError(_explain(exc, path, f"rules.{rule_id}")) from None
         rules[rule_id] = RuleConfig(id=rule_id, settings=rule_settings, options=options)
 
+    notify = _notify_settings(data.get("notify", {}), path)
     base_dir = (path.parent if path is not None else Path.cwd()).resolve()
     config = Config(
         path=path,
@@ -300,6 +346,7 @@ def config_from_dict(
         rules=rules,
         goals=dict(data.get("goals", {})),
         experiments=dict(data.get("experiments", {})),
+        notify=notify,
     )
     templates = config.resolve(settings.templates_dir)
     if templates is not None and not templates.is_dir():

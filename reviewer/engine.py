@@ -190,6 +190,11 @@ class Engine:
         if result.status == "ok" and result.errors:
             result.status = "partial"
         result.duration_ms = int((time.monotonic() - started) * 1000)
+        if run_id is not None and result.status != "cancelled":
+            # After the commit; bounded by [notify] max_seconds and never raises.
+            from reviewer.notify import after_cycle
+
+            after_cycle(self.config, self.state, result, clock=self.clock, stop=self.cancel)
         log.info(
             "review done",
             extra={

@@ -7,6 +7,7 @@ after a restart and agree with ``reviewer runs list`` and the API.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -59,6 +60,35 @@ class ReviewerCollector(Collector):
         for row in state.proposal_counts():
             proposals.add_metric([row["rule"], row["state"]], row["n"])
         yield proposals
+        yield from _notification_metrics(state.notification_counts())
+
+
+def _notification_metrics(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per receiver, from the notification outbox (reviewer/notify.py)."""
+    total = CounterMetricFamily(
+        "reviewer_notifications",
+        "Notification messages by receiver and outcome (sent, dropped after failing).",
+        labels=["receiver", "status"],
+    )
+    pending = GaugeMetricFamily(
+        "reviewer_notifications_pending",
+        "Notification messages waiting to be sent (retried each cycle).",
+        labels=["receiver"],
+    )
+    failures = CounterMetricFamily(
+        "reviewer_notification_failures",
+        "Failed deliveries (one per message per cycle it failed).",
+        labels=["receiver"],
+    )
+    for row in rows:
+        name = row["receiver"]
+        total.add_metric([name, "sent"], row["sent"] or 0)
+        total.add_metric([name, "dropped"], row["dropped"] or 0)
+        pending.add_metric([name], row["pending"] or 0)
+        failures.add_metric([name], row["failures"] or 0)
+    yield total
+    yield pending
+    yield failures
 
 
 def registry_for(app: App) -> CollectorRegistry:

@@ -470,6 +470,43 @@ _V_RUN_FUTURE: list[str | dict[str, str]] = [
     "ALTER TABLE reviewer_runs ADD COLUMN future_records INTEGER NOT NULL DEFAULT 0",
 ]
 
+# Notifications (issue 12): each cycle's events (audit rows and failed runs since the
+# last batch) form one batch; each receiver's message of a batch waits in the outbox
+# until it is sent, or dropped after [notify] max_attempts failed cycles.
+_V_NOTIFY: list[str | dict[str, str]] = [
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_notify_batches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at TEXT NOT NULL,
+        run_id INTEGER,
+        after_audit_id INTEGER NOT NULL,
+        last_audit_id INTEGER NOT NULL,
+        after_run_id INTEGER NOT NULL,
+        last_run_id INTEGER NOT NULL,
+        UNIQUE (after_audit_id, after_run_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_notify_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        batch_id INTEGER NOT NULL,
+        receiver TEXT NOT NULL,
+        events INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        sent_at TEXT,
+        last_error TEXT,
+        UNIQUE (batch_id, receiver)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS reviewer_notify_outbox_status"
+    " ON reviewer_notify_outbox (status, receiver, id)",
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -482,5 +519,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_SCALE,
     _V_TS_MILLIS,
     _V_RUN_FUTURE,
+    _V_NOTIFY,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from store.base import Row, Store
@@ -275,6 +276,151 @@ class ReviewerState:
                    task_type = excluded.task_type, updated_at = excluded.updated_at""",
             {**goal, "at": at, "actor": actor},
         )
+
+    # -- notifications (reviewer/notify.py) --------------------------------------------
+    def notify_watermark(self) -> tuple[int, int] | None:
+        """The last audit id and run id an earlier notification batch covered (None: none yet)."""
+        # Each batch starts where the one before ended, so the newest holds the marks.
+        rows = self.store.query(
+            """SELECT last_audit_id, last_run_id FROM reviewer_notify_batches
+               ORDER BY id DESC LIMIT 1"""
+        )
+        if not rows:
+            return None
+        return int(rows[0]["last_audit_id"]), int(rows[0]["last_run_id"])
+
+    def audit_id_before(self, at: str) -> int:
+        """The last audit id written before ``at`` (0: none)."""
+        rows = self.store.query(
+            "SELECT MAX(id) AS id FROM reviewer_audit WHERE at < :at", {"at": at}
+        )
+        return int(rows[0]["id"] or 0) if rows else 0
+
+    def last_audit_id(self) -> int:
+        rows = self.store.query("SELECT MAX(id) AS id FROM reviewer_audit")
+        return int(rows[0]["id"] or 0) if rows else 0
+
+    def audit_events(self, after: int, upto: int, chunk: int = 1000) -> Iterator[Row]:
+        """Audit rows with ``after < id <= upto`` in id order, in chunks, each with the
+        severity, title and kind of its proposal or finding (when it has one)."""
+        while after < upto:
+            rows = self.store.query(
+                """SELECT a.id, a.at, a.actor, a.action, a.proposal_id, a.fingerprint, a.rule,
+                       a.subject, a.from_state, a.to_state, a.reason, a.details,
+                       COALESCE(p.severity, f.severity) AS severity,
+                       p.title AS title, COALESCE(p.kind, f.kind) AS kind,
+                       p.task_id AS task_id, f.summary AS summary
+                   FROM reviewer_audit a
+                   LEFT JOIN reviewer_proposals p ON p.id = a.proposal_id
+                   LEFT JOIN reviewer_findings f ON f.fingerprint = a.fingerprint
+                   WHERE a.id > :after AND a.id <= :upto ORDER BY a.id LIMIT :n""",
+                {"after": after, "upto": upto, "n": chunk},
+            )
+            if not rows:
+                return
+            yield from rows
+            after = int(rows[-1]["id"])
+
+    def failed_runs(self, after: int, upto: int) -> list[ReviewRun]:
+        """Runs with ``after < id <= upto`` that failed or lost a rule (``partial``)."""
+        rows = self.store.query(
+            """SELECT * FROM reviewer_runs WHERE id > :after AND id <= :upto
+                 AND status IN ('failed', 'partial') ORDER BY id""",
+            {"after": after, "upto": upto},
+        )
+        return [_run(r) for r in rows]
+
+    def add_notify_batch(
+        self, *, at: str, run_id: int | None, audit: tuple[int, int], runs: tuple[int, int]
+    ) -> int | None:
+        """Record a batch covering audit ids and run ids ``(after, last]``; None when
+        another process recorded one from the same watermark first."""
+        rows = self.store.query(
+            """INSERT INTO reviewer_notify_batches (created_at, run_id, after_audit_id,
+                   last_audit_id, after_run_id, last_run_id)
+               VALUES (:at, :run, :a0, :a1, :r0, :r1)
+               ON CONFLICT (after_audit_id, after_run_id) DO NOTHING RETURNING id""",
+            {"at": at, "run": run_id, "a0": audit[0], "a1": audit[1], "r0": runs[0], "r1": runs[1]},
+        )
+        return int(rows[0]["id"]) if rows else None
+
+    def queue_notification(
+        self, *, batch_id: int, receiver: str, events: int, payload: str, key: str, at: str
+    ) -> None:
+        """A receiver's message of a batch, pending in the outbox."""
+        self.store.execute(
+            """INSERT INTO reviewer_notify_outbox (batch_id, receiver, events, payload,
+                   idempotency_key, status, created_at, updated_at)
+               VALUES (:b, :r, :e, :p, :k, 'pending', :at, :at)""",
+            {"b": batch_id, "r": receiver, "e": events, "p": payload, "k": key, "at": at},
+        )
+
+    def pending_notifications(self, receiver: str, limit: int = 20) -> list[Row]:
+        """A receiver's messages waiting to be sent, oldest first."""
+        return self.store.query(
+            """SELECT * FROM reviewer_notify_outbox WHERE status = 'pending' AND receiver = :r
+               ORDER BY id LIMIT :n""",
+            {"r": receiver, "n": limit},
+        )
+
+    def notification_sent(self, outbox_id: int, at: str) -> None:
+        self.store.execute(
+            """UPDATE reviewer_notify_outbox SET status = 'sent', sent_at = :at, updated_at = :at
+               WHERE id = :id AND status = 'pending'""",
+            {"id": outbox_id, "at": at},
+        )
+
+    def notification_failed(self, outbox_id: int, error: str, at: str, *, drop: bool) -> None:
+        """One more failed cycle for a message; ``drop`` gives up on it (audited)."""
+        rows = self.store.query(
+            f"""UPDATE reviewer_notify_outbox SET failures = failures + 1, last_error = :e,
+                   updated_at = :at{", status = 'dropped'" if drop else ""}
+                WHERE id = :id AND status = 'pending' RETURNING receiver, batch_id, failures""",
+            {"id": outbox_id, "e": error, "at": at},
+        )
+        if drop and rows:
+            self.audit(
+                at,
+                "reviewer",
+                "notification.dropped",
+                subject=f"receiver:{rows[0]['receiver']}",
+                reason=error,
+                details={"batch_id": rows[0]["batch_id"], "failures": rows[0]["failures"]},
+            )
+
+    def drop_notifications_of(self, receivers: list[str], at: str) -> int:
+        """Drop pending messages of receivers no longer configured; how many."""
+        marks = ", ".join(f":r{i}" for i in range(len(receivers))) or "NULL"
+        rows = self.store.query(
+            f"""UPDATE reviewer_notify_outbox SET status = 'dropped', updated_at = :at,
+                   last_error = 'receiver no longer configured'
+                WHERE status = 'pending' AND receiver NOT IN ({marks}) RETURNING id""",
+            {"at": at, **{f"r{i}": r for i, r in enumerate(receivers)}},
+        )
+        return len(rows)
+
+    def notification_counts(self) -> list[Row]:
+        """Per receiver: ``sent``, ``pending``, ``dropped`` messages, ``failures`` (failed
+        cycles over all messages), ``last_sent_at``."""
+        return self.store.query(
+            """SELECT receiver,
+                   SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END) AS sent,
+                   SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS pending,
+                   SUM(CASE WHEN status = 'dropped' THEN 1 ELSE 0 END) AS dropped,
+                   SUM(CASE WHEN status = 'pending' AND failures > 0 THEN 1 ELSE 0 END)
+                       AS failing,
+                   SUM(failures) AS failures, MAX(sent_at) AS last_sent_at
+               FROM reviewer_notify_outbox GROUP BY receiver"""
+        )
+
+    def notification_last_errors(self) -> dict[str, Row]:
+        """Each receiver's latest failure: ``last_error``, ``updated_at``, ``status``."""
+        rows = self.store.query(
+            """SELECT receiver, last_error, updated_at, status FROM reviewer_notify_outbox
+               WHERE id IN (SELECT MAX(id) FROM reviewer_notify_outbox
+                            WHERE last_error IS NOT NULL GROUP BY receiver)"""
+        )
+        return {r["receiver"]: r for r in rows}
 
     # -- meta -----------------------------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:

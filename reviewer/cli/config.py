@@ -58,6 +58,9 @@ def config_check(ctx: Context, as_json: bool) -> None:
         "config": str(cfg.path) if cfg.path else None,
         "store": redact(cfg.store_url),
         "rules": rules_summary,
+        "notify": {
+            name: {"type": r.type, "target": r.target()} for name, r in cfg.notify.receivers.items()
+        },
     }
     if as_json:
         emit_json(summary)
@@ -68,3 +71,5 @@ def config_check(ctx: Context, as_json: bool) -> None:
         [{"rule": k, **v} for k, v in rules_summary.items()],
         ["rule", "enabled", "severity", "approval"],
     )
+    for name, r in cfg.notify.receivers.items():
+        click.echo(f"notify {name}: {r.type} {r.target()}")
