@@ -8,7 +8,8 @@ from fastapi import APIRouter, Body, Depends, HTTPException, status
 from pydantic import ValidationError
 
 from reviewer.api.common import UNPROCESSABLE, now_of
-from reviewer.api.deps import get_app, require_token
+from reviewer.api.auth import Principal
+from reviewer.api.deps import get_app, require_scope
 from reviewer.app import App
 from store.goals import GoalIn, goals_report
 from store.records import describe_errors
@@ -37,7 +38,7 @@ def get_goals(app: App = Depends(get_app)) -> dict[str, Any]:  # noqa: B008
 def post_goal(
     payload: Any = Body(...),  # noqa: B008
     app: App = Depends(get_app),  # noqa: B008
-    actor: str = Depends(require_token),
+    principal: Principal = Depends(require_scope("admin")),  # noqa: B008
 ) -> dict[str, Any]:
     """Define (or redefine) a goal by id; stored in ``reviewer_goals``."""
     if not isinstance(payload, dict):
@@ -54,7 +55,7 @@ def post_goal(
                 **goal.model_dump(include={"label", "spec", "task_type"}),
             },
             at,
-            actor,
+            principal.name,
         )
     shadowed = goal.id in goal_settings(app)["goals"]
     return {
