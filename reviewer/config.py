@@ -28,7 +28,7 @@ from pydantic import (
 
 from rules import REGISTRY
 from store import Approval, Severity
-from store.goals import RATE_WINDOW, RUNNING_WEIGHT
+from store.goals import RATE_WINDOW, RUNNING_WEIGHT, STALLED_AFTER
 from store.timeutil import Duration, fmt_duration
 
 CONFIG_ENV = "REVIEWER_CONFIG"
@@ -218,8 +218,14 @@ class Config(BaseModel):
                     "goals": getattr(options, option),
                     "running_weight": options.running_weight,
                     "rate_window": options.rate_window,
+                    "stalled_after": options.stalled_after,
                 }
-        return {"goals": {}, "running_weight": RUNNING_WEIGHT, "rate_window": RATE_WINDOW}
+        return {
+            "goals": {},
+            "running_weight": RUNNING_WEIGHT,
+            "rate_window": RATE_WINDOW,
+            "stalled_after": STALLED_AFTER,
+        }
 
     def resolve(self, path: str | None) -> Path | None:
         """A path from the config, relative to the config file's folder."""
@@ -253,10 +259,11 @@ class Config(BaseModel):
         found: list[NamedToken] = []
         legacy = self.api_token
         if legacy:
-            found.append(NamedToken(name=LEGACY_TOKEN_NAME, value=legacy, scopes=frozenset(ALL_SCOPES)))
-        env_key = {_env_name(n): n for n in self.reviewer.tokens}
+            everything = frozenset(ALL_SCOPES)
+            found.append(NamedToken(name=LEGACY_TOKEN_NAME, value=legacy, scopes=everything))
+        env_key = {token_env_name(n): n for n in self.reviewer.tokens}
         for name, t in self.reviewer.tokens.items():
-            value = os.environ.get(NAMED_TOKEN_ENV + _env_name(name)) or (
+            value = os.environ.get(NAMED_TOKEN_ENV + token_env_name(name)) or (
                 os.environ.get(t.token_env) if t.token_env else t.token
             )
             if value:
@@ -268,7 +275,7 @@ class Config(BaseModel):
             if suffix in env_key:
                 continue
             name = suffix.lower().replace("_", "-")
-            if not _TOKEN_NAME.fullmatch(name) or name == LEGACY_TOKEN_NAME and legacy:
+            if not _TOKEN_NAME.fullmatch(name) or (name == LEGACY_TOKEN_NAME and legacy):
                 raise ConfigError(
                     f"${key}: the token name {name!r} is "
                     + ("taken by api_token" if name == LEGACY_TOKEN_NAME else "not usable")
@@ -284,14 +291,14 @@ class Config(BaseModel):
                 )
             found.append(NamedToken(name=name, value=value, scopes=frozenset(scopes)))
         seen: dict[str, str] = {}
-        for t in found:
-            register(t.value)
-            if t.value in seen:
+        for named in found:
+            register(named.value)
+            if named.value in seen:
                 raise ConfigError(
-                    f"tokens {seen[t.value]!r} and {t.name!r} have the same value; give each "
-                    "caller its own token so the audit log can tell them apart"
+                    f"tokens {seen[named.value]!r} and {named.name!r} have the same value; give "
+                    "each caller its own token so the audit log can tell them apart"
                 )
-            seen[t.value] = t.name
+            seen[named.value] = named.name
         return found
 
     def enabled_rules(self) -> list[RuleConfig]:
@@ -301,7 +308,7 @@ class Config(BaseModel):
 ALL_SCOPES: tuple[str, ...] = ("read", "ingest", "approve", "admin")
 
 
-def _env_name(token_name: str) -> str:
+def token_env_name(token_name: str) -> str:
     """The environment suffix of a token name: ``ci-bot`` → ``CI_BOT``."""
     return token_name.upper().replace("-", "_")
 

@@ -470,6 +470,11 @@ _V_RUN_FUTURE: list[str | dict[str, str]] = [
     "ALTER TABLE reviewer_runs ADD COLUMN future_records INTEGER NOT NULL DEFAULT 0",
 ]
 
+# The audit trail filtered by time (`reviewer audit --since`, GET /api/audit?since=).
+_V_AUDIT_AT: list[str | dict[str, str]] = [
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_at ON reviewer_audit (at)",
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -482,5 +487,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_SCALE,
     _V_TS_MILLIS,
     _V_RUN_FUTURE,
+    _V_AUDIT_AT,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

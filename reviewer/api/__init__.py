@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from reviewer.api import (
     agent_metrics,
+    audit,
     coverage,
     experiments,
     findings,
@@ -45,6 +46,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     agent_metrics.router,
     experiments.router,
     goals.router,
+    audit.router,
 )
 # Never behind the read guard: liveness and Prometheus probes, and the page (its
 # login decides what it shows).

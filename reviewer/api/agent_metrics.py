@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, status
 
-from reviewer.api.common import UNPROCESSABLE, now_of, run_filters
 from reviewer.api.auth import Principal
+from reviewer.api.common import UNPROCESSABLE, now_of, run_filters
 from reviewer.api.deps import get_app, require_scope
 from reviewer.app import App
 from reviewer.ingest import store_records

@@ -26,9 +26,7 @@ def get_app(request: Request) -> App:
     return app
 
 
-def _principal(
-    app: App, credentials: HTTPAuthorizationCredentials | None, scope: str
-) -> Principal:
+def _principal(app: App, credentials: HTTPAuthorizationCredentials | None, scope: str) -> Principal:
     if not tokens_configured(app):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,

@@ -40,10 +40,8 @@ def proposals_list(
     ctx: Context, state: str | None, rule: str | None, limit: int, as_json: bool
 ) -> None:
     """List proposals, newest first."""
-    with handled(), open_app(ctx) as app:
-        items = app.state.proposals(
-            state=None if state == "all" else state, rule=rule, limit=limit
-        )
+    with handled(), open_app(ctx, read_only=True) as app:
+        items = app.state.proposals(state=None if state == "all" else state, rule=rule, limit=limit)
     if as_json:
         emit_json([p.public() for p in items])
         return
@@ -60,7 +58,7 @@ def proposals_list(
 @pass_ctx
 def proposals_show(ctx: Context, proposal_id: int, as_json: bool) -> None:
     """Show one proposal with its body and audit trail."""
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=True) as app:
         proposal = app.state.proposal(proposal_id)
         trail = app.state.audit_log(proposal_id)
     if as_json:
@@ -120,7 +118,8 @@ def proposals_reject(
     if as_json:
         emit_json(p.public())
     elif before.state.value == "rejected":
-        click.echo(f"proposal {p.id} was already rejected by {p.decided_by or '-'}; nothing changed")
+        by = p.decided_by or "-"
+        click.echo(f"proposal {p.id} was already rejected by {by}; nothing changed")
     else:
         from store.timeutil import fmt_duration
 
