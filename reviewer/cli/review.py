@@ -74,6 +74,7 @@ def backtest(ctx: Context, start: datetime, end: datetime, step: str, as_json: b
                 label="replaying",
                 file=sys.stderr,
                 show_eta=True,
+                show_pos=True,
                 item_show_func=lambda at: at.strftime("%Y-%m-%d %H:%M") if at else None,
             ) as bar:
                 events = run_backtest(
