@@ -297,7 +297,7 @@ class ReviewerState:
     # -- goals defined over the API ---------------------------------------------------
     def define_goal(self, goal: dict[str, Any], at: str, actor: str) -> None:
         """Store (or redefine) a goal by id: ``id``, ``title``, ``target``, ``deadline``,
-        ``label``, ``spec``, ``task_type``."""
+        ``label``, ``spec``, ``task_type``; audited as ``goal.defined``."""
         self.store.execute(
             """INSERT INTO reviewer_goals
                    (id, title, target, deadline, label, spec, task_type,
@@ -310,6 +310,7 @@ class ReviewerState:
                    task_type = excluded.task_type, updated_at = excluded.updated_at""",
             {**goal, "at": at, "actor": actor},
         )
+        self.audit(at, actor, "goal.defined", subject=f"goal:{goal['id']}", details=goal)
 
     # -- meta -----------------------------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:

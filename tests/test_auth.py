@@ -96,6 +96,10 @@ def test_each_route_needs_its_scope(scoped: tuple[TestClient, App]) -> None:
     goal = {"id": "g1", "title": "Ship"}
     assert c.post("/api/goals", json=goal, headers=bearer(DESK)).status_code == 403
     assert c.post("/api/goals", json=goal, headers=bearer(OPS)).status_code == 201
+    defined = c.get("/api/audit?action=goal").json()
+    assert [(e["actor"], e["action"], e["subject"]) for e in defined] == [
+        ("ops", "goal.defined", "goal:g1")
+    ]
     assert c.post("/api/goals", json=goal, headers=bearer("nope")).status_code == 401
 
 

@@ -244,3 +244,24 @@ def test_backtest_shows_progress_on_a_terminal_only(folder: Path) -> None:
         ["backtest", "--from", "2026-03-01", "--to", "2026-03-10", "--step", "1d"], folder
     )
     assert code == 0 and "replaying" not in err and "replaying" not in out  # not a terminal
+
+
+def test_audit_command_shows_who_what_when_why(folder: Path) -> None:
+    assert run(["proposals", "approve", "1", "--by", "alice", "--reason", "real"], folder)[0] == 0
+    assert run(["proposals", "reject", "2", "--by", "bob", "--reason", "noise"], folder)[0] == 0
+    code, out, _ = run(["audit"], folder)
+    assert code == 0
+    header, *lines = out.splitlines()
+    assert header.split() == ["AT", "ACTOR", "WHAT", "ABOUT", "REASON"]
+    assert "bob" in lines[0] and "proposal.rejected #2 pending->rejected" in lines[0]
+    assert lines[0].rstrip().endswith("noise")
+    code, out, _ = run(["audit", "--json", "--actor", "alice", "--action", "proposal"], folder)
+    entries = json.loads(out)
+    assert [e["action"] for e in entries] == ["proposal.scheduled", "proposal.approved"]
+    assert entries[1]["reason"] == "real" and entries[1]["at"]
+    code, out, _ = run(["audit", "--json", "--limit", "1"], folder)
+    assert len(json.loads(out)) == 1
+    code, _, err = run(["audit", "--since", "last tuesday"], folder)
+    assert code == 2 and "--since: 'last tuesday' is not an ISO 8601 time" in err
+    code, _, err = run(["audit", "--limit", "0"], folder)
+    assert code == 2 and "--limit" in err
