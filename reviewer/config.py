@@ -109,8 +109,8 @@ class ReviewerSettings(BaseModel):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8787, ge=0, le=65535)
     api_token: str | None = None
-    # Whether a holder of the token may name the audit actor with X-Reviewer-Actor
-    # (a bot acting for people); otherwise every change is recorded as "api".
+    # Deprecated, ignored (kept so old configs load): only an admin-scoped token may
+    # name the actor it acts for (X-Reviewer-Actor, "by"); see api.deps.actor_for.
     api_token_sets_actor: bool = False
     # Named, scoped tokens: [reviewer.tokens.<name>] token/token_env and scopes.
     tokens: dict[str, TokenSettings] = Field(default_factory=dict)
