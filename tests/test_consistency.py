@@ -265,3 +265,23 @@ def test_audit_command_shows_who_what_when_why(folder: Path) -> None:
     assert code == 2 and "--since: 'last tuesday' is not an ISO 8601 time" in err
     code, _, err = run(["audit", "--limit", "0"], folder)
     assert code == 2 and "--limit" in err
+
+
+def test_config_check_lists_token_names_and_scopes_never_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REVIEWER_API_TOKEN", raising=False)
+    monkeypatch.setenv("REVIEWER_TOKEN_CI", "ci-token-value-0000001")
+    (tmp_path / "config.toml").write_text(
+        '[reviewer.tokens.ci]\nscopes = ["ingest"]\n'
+        '[reviewer.tokens.ops]\ntoken = "ops-token-value-000002"\nscopes = ["admin", "read"]\n'
+    )
+    code, out, _ = run(["config", "check"], tmp_path)
+    assert code == 0 and "tokens: ci (ingest), ops (admin read)" in out
+    code, out, _ = run(["config", "check", "--json"], tmp_path)
+    assert json.loads(out)["tokens"] == {"ci": ["ingest"], "ops": ["admin", "read"]}
+    assert "value-00000" not in out
+    (tmp_path / "config.toml").write_text("")
+    monkeypatch.delenv("REVIEWER_TOKEN_CI")
+    code, out, _ = run(["config", "check"], tmp_path)
+    assert "tokens: none (every change over HTTP is refused)" in out
