@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from rules import REGISTRY
-from store import Approval, Severity
+from store import STORE_SCHEMES, STORE_URL_FORMS, Approval, Severity
 from store.goals import RATE_WINDOW, RUNNING_WEIGHT, STALLED_AFTER
 from store.timeutil import Duration, fmt_duration
 
@@ -73,8 +73,6 @@ class NamedToken(BaseModel):
     scopes: frozenset[str]
 
 
-# The store URL schemes store.open_store opens.
-STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "http://", "https://")
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 # The shortest schedule interval accepted.
@@ -126,8 +124,7 @@ class ReviewerSettings(BaseModel):
             # Only the scheme is echoed: the rest may hold a password.
             scheme = url.split("://", 1)[0] + "://" if "://" in url else "a URL without a scheme"
             raise ValueError(
-                f"{scheme} is not a kind of store this reviewer knows; known: "
-                "sqlite:///path.db, postgresql://user@host/db, http(s)://host/api"
+                f"{scheme} is not a kind of store this reviewer knows; write {STORE_URL_FORMS}"
             )
         return url
 
