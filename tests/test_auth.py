@@ -306,3 +306,24 @@ def test_audit_api_filters_and_refuses_bad_values(scoped: tuple[TestClient, App]
     ):
         r = c.get(f"/api/audit?{bad}")
         assert r.status_code == 422 and word in json.dumps(r.json()), (bad, r.text)
+
+
+def test_require_token_is_an_admin_guard_for_older_routes(tmp_path: Path) -> None:
+    from fastapi import Depends, FastAPI
+
+    from reviewer.api.deps import require_token
+
+    app = open_app(tmp_path, tokens=TOKENS)
+    web = FastAPI()
+    web.state.reviewer = app
+
+    @web.post("/x")
+    def x(actor: str = Depends(require_token)) -> dict[str, str]:  # noqa: B008
+        return {"actor": actor}
+
+    with TestClient(web) as c:
+        assert c.post("/x", headers=bearer(DESK)).status_code == 403
+        assert c.post("/x", headers=bearer(OPS)).json() == {"actor": "ops"}
+        named = c.post("/x", headers={**bearer(OPS), "X-Reviewer-Actor": "dana"})
+        assert named.json() == {"actor": "dana via ops"}
+    app.close()
