@@ -318,7 +318,7 @@ def test_require_token_is_an_admin_guard_for_older_routes(tmp_path: Path) -> Non
     web.state.reviewer = app
 
     @web.post("/x")
-    def x(actor: str = Depends(require_token)) -> dict[str, str]:  # noqa: B008
+    def x(actor: str = Depends(require_token)) -> dict[str, str]:
         return {"actor": actor}
 
     with TestClient(web) as c:
