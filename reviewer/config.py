@@ -15,7 +15,7 @@ import tomllib
 import zoneinfo
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,17 +28,53 @@ from pydantic import (
 
 from reviewer.notify import NotifySettings, Receiver
 from rules import REGISTRY
-from store import Approval, Severity
-from store.goals import RATE_WINDOW, RUNNING_WEIGHT
+from store import STORE_SCHEMES, STORE_URL_FORMS, Approval, Severity
+from store.goals import RATE_WINDOW, RUNNING_WEIGHT, STALLED_AFTER
 from store.timeutil import Duration, fmt_duration
 
 CONFIG_ENV = "REVIEWER_CONFIG"
 TOKEN_ENV = "REVIEWER_API_TOKEN"
+# REVIEWER_TOKEN_<NAME> holds the token named <name>; REVIEWER_TOKEN_<NAME>_SCOPES its
+# scopes (comma-separated) when config.toml does not define that token.
+NAMED_TOKEN_ENV = "REVIEWER_TOKEN_"
+SCOPES_SUFFIX = "_SCOPES"
+Scope = Literal["read", "ingest", "approve", "admin"]
+# The legacy single token (api_token / REVIEWER_API_TOKEN) is the token named this.
+LEGACY_TOKEN_NAME = "api"
 
 
 class ConfigError(Exception):
     """The configuration is unusable; the message says where and what to write instead."""
 
+
+class TokenSettings(BaseModel):
+    """One ``[reviewer.tokens.<name>]`` table: the token (or where to read it) and its scopes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str | None = None
+    # The environment variable holding the token (default REVIEWER_TOKEN_<NAME>).
+    token_env: str | None = None
+    scopes: list[Scope] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenSettings:
+        if self.token is not None and self.token_env is not None:
+            raise ValueError("give token or token_env, not both")
+        if self.token is not None and len(self.token) < 16:
+            raise ValueError("token must be at least 16 characters (openssl rand -hex 16)")
+        return self
+
+
+class NamedToken(BaseModel):
+    """A usable token: its name (the audit actor), its secret value and its scopes."""
+
+    name: str
+    value: str
+    scopes: frozenset[str]
+
+
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 # The shortest schedule interval accepted.
 MIN_INTERVAL = timedelta(seconds=10)
@@ -72,9 +108,13 @@ class ReviewerSettings(BaseModel):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8787, ge=0, le=65535)
     api_token: str | None = None
-    # Whether a holder of the token may name the audit actor with X-Reviewer-Actor
-    # (a bot acting for people); otherwise every change is recorded as "api".
+    # Deprecated, ignored (kept so old configs load): only an admin-scoped token may
+    # name the actor it acts for (X-Reviewer-Actor, "by"); see api.deps.actor_for.
     api_token_sets_actor: bool = False
+    # Named, scoped tokens: [reviewer.tokens.<name>] token/token_env and scopes.
+    tokens: dict[str, TokenSettings] = Field(default_factory=dict)
+    # Whether reads (GET /api/...) need a token with the read scope; otherwise open.
+    reads_require_token: bool = False
     # The largest request body the API reads (a JUnit upload, a metrics batch); 413 above.
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Where people open the review page; notifications link to it.
@@ -88,6 +128,17 @@ class ReviewerSettings(BaseModel):
                 "public_url must be an http(s):// address, like https://reviewer.example/"
             )
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, url: str) -> str:
+        if not url.startswith(STORE_SCHEMES):
+            # Only the scheme is echoed: the rest may hold a password.
+            scheme = url.split("://", 1)[0] + "://" if "://" in url else "a URL without a scheme"
+            raise ValueError(
+                f"{scheme} is not a kind of store this reviewer knows; write {STORE_URL_FORMS}"
+            )
+        return url
 
     @model_validator(mode="after")
     def _check_schedule(self) -> ReviewerSettings:
@@ -110,6 +161,16 @@ class ReviewerSettings(BaseModel):
                 CronTrigger.from_crontab(self.cron, timezone=zone)
             except ValueError as exc:
                 raise ValueError(f"cron {self.cron!r} is not valid: {exc}") from None
+        for name in self.tokens:
+            if not _TOKEN_NAME.fullmatch(name):
+                raise ValueError(
+                    f"tokens.{name}: a token name is letters, digits, '-' and '_' "
+                    "(it is the actor in the audit log)"
+                )
+        if self.api_token is not None and LEGACY_TOKEN_NAME in self.tokens:
+            raise ValueError(
+                f"tokens.{LEGACY_TOKEN_NAME}: the name is taken by api_token; rename one of them"
+            )
         if self.interval < MIN_INTERVAL:
             raise ValueError(
                 f"interval must be at least {MIN_INTERVAL.total_seconds():g}s "
@@ -167,8 +228,14 @@ class Config(BaseModel):
                     "goals": getattr(options, option),
                     "running_weight": options.running_weight,
                     "rate_window": options.rate_window,
+                    "stalled_after": options.stalled_after,
                 }
-        return {"goals": {}, "running_weight": RUNNING_WEIGHT, "rate_window": RATE_WINDOW}
+        return {
+            "goals": {},
+            "running_weight": RUNNING_WEIGHT,
+            "rate_window": RATE_WINDOW,
+            "stalled_after": STALLED_AFTER,
+        }
 
     def resolve(self, path: str | None) -> Path | None:
         """A path from the config, relative to the config file's folder."""
@@ -185,8 +252,75 @@ class Config(BaseModel):
     def api_token(self) -> str | None:
         return os.environ.get(TOKEN_ENV) or self.reviewer.api_token
 
+    def api_tokens(self) -> list[NamedToken]:
+        """Every token the API accepts, read from config and the environment now.
+
+        The legacy ``api_token`` / ``REVIEWER_API_TOKEN`` is the token ``api`` with
+        every scope. A ``[reviewer.tokens.<name>]`` token comes from ``token``, the
+        variable ``token_env`` names, or ``REVIEWER_TOKEN_<NAME>`` (which wins over
+        ``token``, as ``REVIEWER_API_TOKEN`` wins over ``api_token``). A
+        ``REVIEWER_TOKEN_<NAME>`` that config does not define takes its scopes from
+        ``REVIEWER_TOKEN_<NAME>_SCOPES`` (comma-separated; ``read`` when unset). A
+        token without a value is not usable. Raises ``ConfigError`` for a bad scope
+        or two tokens with one value (the audit could not tell them apart).
+        """
+        from store.secrets import register
+
+        found: list[NamedToken] = []
+        legacy = self.api_token
+        if legacy:
+            everything = frozenset(ALL_SCOPES)
+            found.append(NamedToken(name=LEGACY_TOKEN_NAME, value=legacy, scopes=everything))
+        env_key = {token_env_name(n): n for n in self.reviewer.tokens}
+        for name, t in self.reviewer.tokens.items():
+            value = os.environ.get(NAMED_TOKEN_ENV + token_env_name(name)) or (
+                os.environ.get(t.token_env) if t.token_env else t.token
+            )
+            if value:
+                found.append(NamedToken(name=name, value=value, scopes=frozenset(t.scopes)))
+        for key, value in sorted(os.environ.items()):
+            if not key.startswith(NAMED_TOKEN_ENV) or key.endswith(SCOPES_SUFFIX) or not value:
+                continue
+            suffix = key[len(NAMED_TOKEN_ENV) :]
+            if suffix in env_key:
+                continue
+            name = suffix.lower().replace("_", "-")
+            if not _TOKEN_NAME.fullmatch(name) or (name == LEGACY_TOKEN_NAME and legacy):
+                raise ConfigError(
+                    f"${key}: the token name {name!r} is "
+                    + ("taken by api_token" if name == LEGACY_TOKEN_NAME else "not usable")
+                    + "; name it with letters, digits and '_'"
+                )
+            raw = os.environ.get(key + SCOPES_SUFFIX, "read")
+            scopes = {s.strip() for s in raw.split(",") if s.strip()}
+            bad = sorted(scopes - set(ALL_SCOPES))
+            if bad or not scopes:
+                raise ConfigError(
+                    f"${key}{SCOPES_SUFFIX}: unknown scope {bad[0] if bad else raw!r}; "
+                    f"known scopes: {', '.join(ALL_SCOPES)}"
+                )
+            found.append(NamedToken(name=name, value=value, scopes=frozenset(scopes)))
+        seen: dict[str, str] = {}
+        for named in found:
+            register(named.value)
+            if named.value in seen:
+                raise ConfigError(
+                    f"tokens {seen[named.value]!r} and {named.name!r} have the same value; give "
+                    "each caller its own token so the audit log can tell them apart"
+                )
+            seen[named.value] = named.name
+        return found
+
     def enabled_rules(self) -> list[RuleConfig]:
         return [r for r in self.rules.values() if r.settings.enabled]
+
+
+ALL_SCOPES: tuple[str, ...] = ("read", "ingest", "approve", "admin")
+
+
+def token_env_name(token_name: str) -> str:
+    """The environment suffix of a token name: ``ci-bot`` → ``CI_BOT``."""
+    return token_name.upper().replace("-", "_")
 
 
 def resolve_store_url(url: str, base_dir: Path) -> str:
@@ -359,4 +493,5 @@ def config_from_dict(
     from store.secrets import register
 
     register(settings.api_token)  # masked in every log line and message from now on
+    config.api_tokens()  # registers every token's value; a bad env token is refused here
     return config

@@ -285,11 +285,48 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def start_warnings(config: Config, host: str) -> list[str]:
+    """What an operator must know when the API starts: changes it cannot accept,
+    tokens that cannot be used, and reads open beyond this machine."""
+    import ipaddress
+
+    from reviewer.config import NAMED_TOKEN_ENV, token_env_name
+
+    out: list[str] = []
+    tokens = config.api_tokens()
+    if not tokens:
+        out.append(
+            "no API token is configured: every change over HTTP (approve, reject, silences, "
+            "ingest) is refused with 403. Set REVIEWER_API_TOKEN, or add "
+            "[reviewer.tokens.<name>] tables with scopes (see the README: Tokens, scopes "
+            "and the audit trail)"
+        )
+    usable = {t.name for t in tokens}
+    for name, t in config.reviewer.tokens.items():
+        if name not in usable:
+            env = t.token_env or NAMED_TOKEN_ENV + token_env_name(name)
+            out.append(f"token {name!r} has no value (${env} is not set): it cannot be used")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: it may resolve to anything
+    if not loopback and not config.reviewer.reads_require_token:
+        out.append(
+            f"the API listens on {host}, beyond this machine, and its reads are open: anyone "
+            "who reaches it sees findings, proposals and the audit log. Set [reviewer] "
+            "reads_require_token = true and give readers a token with the read scope, or "
+            "listen on 127.0.0.1"
+        )
+    return out
+
+
 def _serve_api(app: App, host: str, port: int) -> None:
     import uvicorn
 
     from reviewer.api import create_app
 
+    for warning in start_warnings(app.config, host):
+        log.warning(warning)
     web = create_app(app)
     web.state.scheduled = True  # /healthz then also says when cycles are not happening
     config: Any = uvicorn.Config(web, host=host, port=port, log_config=None, access_log=False)

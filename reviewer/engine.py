@@ -107,6 +107,17 @@ def _log_failure(message: str, run_id: int | None, exc: BaseException) -> None:
         log.exception(message, run_id)
 
 
+def _decidable(proposal: Proposal, to: str) -> None:
+    """Refuse a decision that conflicts with the proposal's state (a 409 / exit 1)."""
+    if proposal.state in (ProposalState.pending, ProposalState.approved):
+        return
+    by = f" by {proposal.decided_by}" if proposal.decided_by else ""
+    raise InvalidTransition(
+        f"proposal {proposal.id} is already {proposal.state.value}{by}; it cannot be {to} "
+        "(only a pending or approved proposal can be decided)"
+    )
+
+
 class Engine:
     """Runs review cycles and proposal decisions against one store."""
 
@@ -543,15 +554,22 @@ class Engine:
             proposal = self.state.proposal(proposal_id)
             if proposal.state == ProposalState.scheduled:
                 return proposal
+            _decidable(proposal, "approved")
             # Pending → approved → scheduled, or an approved one whose filing failed earlier.
             return self._schedule(proposal, at, by, reason or "approved")
 
     def reject(self, proposal_id: int, *, by: str, reason: str | None = None) -> Proposal:
-        """Reject a proposal; its fingerprint is not proposed again within the cooldown."""
+        """Reject a proposal; its fingerprint is not proposed again within the cooldown.
+
+        Like ``approve``, running it twice is harmless: a rejected proposal is
+        returned as it is (the first decision and its cooldown stand)."""
         at = self.clock()
         until = fmt_ts(at + self.config.reviewer.reject_cooldown)
         with self.store.transaction():
             proposal = self.state.proposal(proposal_id)
+            if proposal.state == ProposalState.rejected:
+                return proposal
+            _decidable(proposal, "rejected")
             return self.state.transition(
                 proposal,
                 ProposalState.rejected,

@@ -40,7 +40,11 @@ class IngestReport:
     """How many records a load stored and what it rejected, and why."""
 
     stored: int = 0
+    # The messages: one record with three bad fields gives three.
     rejected: list[str] = field(default_factory=list)
+    # Records refused (a JSON Lines line, an item of a posted list); None where the
+    # messages are the count (a file that could not be read at all).
+    rejected_records: int | None = None
     warnings: list[str] = field(default_factory=list)
     # Records dated after the load (stored, but no rule sees them before that time).
     future: int = 0
@@ -68,10 +72,22 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.rejected
 
+    @property
+    def rejected_count(self) -> int:
+        """How many records were refused (not how many messages say why)."""
+        if self.rejected_records is not None:
+            return self.rejected_records
+        return len(self.rejected)
+
+    def refuse(self, messages: list[str]) -> None:
+        """One record refused, for these reasons."""
+        self.rejected.extend(messages)
+        self.rejected_records = (self.rejected_records or 0) + 1
+
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "stored": self.stored,
-            "rejected": len(self.rejected),
+            "rejected": self.rejected_count,
             "errors": self.rejected,
         }
         if self.warnings:
@@ -101,8 +117,8 @@ def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterat
             try:
                 text = raw.decode("utf-8").strip()
             except UnicodeDecodeError as exc:
-                report.rejected.append(
-                    f"{path}:{lineno}: not valid UTF-8 (byte {exc.start + 1} of the line)"
+                report.refuse(
+                    [f"{path}:{lineno}: not valid UTF-8 (byte {exc.start + 1} of the line)"]
                 )
                 continue
             if not text:
@@ -110,23 +126,20 @@ def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterat
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                report.rejected.append(
-                    f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})"
-                )
+                report.refuse([f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})"])
                 continue
             except RecursionError:
-                report.rejected.append(f"{path}:{lineno}: JSON nested too deeply")
+                report.refuse([f"{path}:{lineno}: JSON nested too deeply"])
                 continue
             if not isinstance(data, dict):
-                report.rejected.append(
-                    f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}"
+                report.refuse(
+                    [f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}"]
                 )
                 continue
             try:
                 record = model.model_validate(data)
             except ValidationError as exc:
-                for msg in describe_errors(exc):
-                    report.rejected.append(f"{path}:{lineno}: {msg}")
+                report.refuse([f"{path}:{lineno}: {msg}" for msg in describe_errors(exc)])
                 continue
             row = record.row()
             if kind == "tasks" and not row["created_at"]:
@@ -169,7 +182,7 @@ def store_records(
             rows.append(model.model_validate(data).row())
         except ValidationError as exc:
             where = f"[{i}] " if len(items) > 1 else ""
-            report.rejected.extend(f"{where}{msg}" for msg in describe_errors(exc))
+            report.refuse([f"{where}{msg}" for msg in describe_errors(exc)])
     if report.rejected:
         return report
     for i, row in enumerate(rows):

@@ -123,17 +123,14 @@ def check(options: Options, view: BacklogView) -> Iterator[Finding]:
             goal,
             running_weight=options.running_weight,
             rate_window=options.rate_window,
+            stalled_after=options.stalled_after,
         )
         if st["status"] != "open":
             continue
         open_work = st["pending"] + st["running"] + st["failed"]
         since = st["last_progress_at"] or st["first_created_at"]
         stalled_days = days_between(since, view.now) if since else 0.0
-        is_stalled = (
-            open_work > 0
-            and since is not None
-            and (view.now - parse_ts(since) >= options.stalled_after)
-        )
+        is_stalled = st["stalled"]
         deadline = goal.deadline
         late = deadline is not None and deadline < view.now_ts
         at_risk = deadline is not None and (

@@ -80,6 +80,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+# The URL schemes open_store opens, and how to write each (config check lists them).
+STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "http://", "https://")
+STORE_URL_FORMS = "sqlite:///path.db, postgresql://user@host/db or http(s)://host/api"
+
+
 def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = None) -> Store:
     """Open the store a URL names; raises ``StoreError`` with a clear message.
 
@@ -98,10 +103,7 @@ def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = Non
         from store.http import HTTPStore
 
         return HTTPStore(url, workspace=workspace, mirror_path=mirror_path)
-    raise StoreError(
-        f"unknown store URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db "
-        "or http(s)://host/api"
-    )
+    raise StoreError(f"unknown store URL {url!r}; expected {STORE_URL_FORMS}")
 
 
 __all__ = [
@@ -110,6 +112,8 @@ __all__ = [
     "COVERAGE_COLUMNS",
     "METRIC_COLUMNS",
     "SCHEMA_VERSION",
+    "STORE_SCHEMES",
+    "STORE_URL_FORMS",
     "TASK_COLUMNS",
     "TEST_RESULT_COLUMNS",
     "USAGE_DIMENSIONS",

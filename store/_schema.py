@@ -505,6 +505,9 @@ _V_NOTIFY: list[str | dict[str, str]] = [
     """,
     "CREATE INDEX IF NOT EXISTS reviewer_notify_outbox_status"
     " ON reviewer_notify_outbox (status, receiver, id)",
+# The audit trail filtered by time (`reviewer audit --since`, GET /api/audit?since=).
+_V_AUDIT_AT: list[str | dict[str, str]] = [
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_at ON reviewer_audit (at)",
 ]
 
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
@@ -520,5 +523,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_TS_MILLIS,
     _V_RUN_FUTURE,
     _V_NOTIFY,
+    _V_AUDIT_AT,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,6 +26,11 @@ from store.models import (
 _ACTIVE = "(" + ", ".join(f"'{s.value}'" for s in ACTIVE_PROPOSAL_STATES) + ")"
 
 
+def _like_prefix(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (escape character ``!``)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
 class NotFound(LookupError):
     """No such proposal, run or silence."""
 
@@ -90,14 +95,44 @@ class ReviewerState:
             },
         )
 
-    def audit_log(self, proposal_id: int | None = None, limit: int = 200) -> list[Row]:
+    def audit_log(
+        self,
+        proposal_id: int | None = None,
+        limit: int = 200,
+        *,
+        rule: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+    ) -> list[Row]:
+        """Audit entries: one proposal's trail (oldest first), or the newest ``limit``
+        entries matching the filters. ``action`` matches itself or the actions it
+        prefixes (``proposal`` → ``proposal.approved``, ...); ``actor`` is the exact
+        actor or a token acting for someone (``dana via ops`` matches ``ops``);
+        ``since`` an ``at`` lower bound in the stored timestamp form."""
         if proposal_id is not None:
             return self.store.query(
                 "SELECT * FROM reviewer_audit WHERE proposal_id = :p ORDER BY id",
                 {"p": proposal_id},
             )
+        conds: list[str] = []
+        params: dict[str, Any] = {"n": limit}
+        if rule:
+            conds.append("rule = :rule")
+            params["rule"] = rule
+        if action:
+            # action.* as a range ('/' sorts just after '.'): no LIKE, no wildcards.
+            conds.append("(action = :action OR (action > :action_lo AND action < :action_hi))")
+            params.update(action=action, action_lo=action + ".", action_hi=action + "/")
+        if actor:
+            conds.append("(actor = :actor OR actor LIKE :actor_via ESCAPE '!')")
+            params.update(actor=actor, actor_via="% via " + _like_prefix(actor))
+        if since:
+            conds.append("at >= :since")
+            params["since"] = since
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
         return self.store.query(
-            "SELECT * FROM reviewer_audit ORDER BY id DESC LIMIT :n", {"n": limit}
+            f"SELECT * FROM reviewer_audit {where} ORDER BY id DESC LIMIT :n", params
         )
 
     # -- runs -------------------------------------------------------------------
@@ -263,7 +298,7 @@ class ReviewerState:
     # -- goals defined over the API ---------------------------------------------------
     def define_goal(self, goal: dict[str, Any], at: str, actor: str) -> None:
         """Store (or redefine) a goal by id: ``id``, ``title``, ``target``, ``deadline``,
-        ``label``, ``spec``, ``task_type``."""
+        ``label``, ``spec``, ``task_type``; audited as ``goal.defined``."""
         self.store.execute(
             """INSERT INTO reviewer_goals
                    (id, title, target, deadline, label, spec, task_type,
@@ -276,6 +311,7 @@ class ReviewerState:
                    task_type = excluded.task_type, updated_at = excluded.updated_at""",
             {**goal, "at": at, "actor": actor},
         )
+        self.audit(at, actor, "goal.defined", subject=f"goal:{goal['id']}", details=goal)
 
     # -- notifications (reviewer/notify.py) --------------------------------------------
     def notify_watermark(self) -> tuple[int, int] | None:

@@ -501,3 +501,35 @@ def test_postgres_open_takes_no_write_lock_when_no_migration_is_due(pg_schema_ur
                 open_store(impatient)
     finally:
         first.close()
+
+
+def test_audit_log_filters_in_sql(store: Store) -> None:
+    from store.state import ReviewerState
+
+    state = ReviewerState(store)
+    with store.transaction():
+        for i, (actor, action, rule) in enumerate(
+            [
+                ("reviewer", "proposal.created", "stale-queue"),
+                ("desk", "proposal.approved", "stale-queue"),
+                ("dana via ops", "proposal.rejected", "flaky-tests"),
+                ("desk", "silence.added", "flaky-tests"),
+                ("ops_x", "proposalish", "flaky-tests"),  # neither proposal.* nor ops
+            ]
+        ):
+            state.audit(f"2026-03-0{i + 1}T00:00:00Z", actor, action, rule=rule)
+
+    def actions(**filters: object) -> list[str]:
+        return [r["action"] for r in state.audit_log(**filters)]  # type: ignore[arg-type]
+
+    assert actions(action="proposal") == [
+        "proposal.rejected",
+        "proposal.approved",
+        "proposal.created",
+    ]
+    assert actions(action="proposal.approved") == ["proposal.approved"]
+    assert actions(actor="ops") == ["proposal.rejected"]
+    assert actions(actor="o_s") == []  # LIKE wildcards are matched literally
+    assert actions(actor="desk", rule="flaky-tests") == ["silence.added"]
+    assert actions(since="2026-03-04T00:00:00Z") == ["proposalish", "silence.added"]
+    assert actions(limit=2) == ["proposalish", "silence.added"]

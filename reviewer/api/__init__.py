@@ -1,18 +1,20 @@
 """The HTTP API and the review page of ``reviewer run``: one ``APIRouter`` per resource.
 
-Reads are open; anything that changes state needs the bearer token from
-``REVIEWER_API_TOKEN`` or ``[reviewer] api_token`` (see ``deps``). A new
-endpoint goes in its resource's module (a new resource: a new module, listed
-in ``ROUTERS``).
+Reads are open unless ``[reviewer] reads_require_token`` (then every router
+but ``OPEN_ROUTERS`` needs a token with the ``read`` scope); anything that
+changes state needs a bearer token with the scope its route names
+(``deps.require_scope``). A new endpoint goes in its resource's module (a new
+resource: a new module, listed in ``ROUTERS``).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from reviewer.api import (
     agent_metrics,
+    audit,
     coverage,
     experiments,
     findings,
@@ -25,6 +27,7 @@ from reviewer.api import (
     silences,
     test_results,
 )
+from reviewer.api.deps import require_read
 from reviewer.app import App
 from reviewer.promexport import registry_for
 from store.secrets import redact
@@ -43,7 +46,11 @@ ROUTERS: tuple[APIRouter, ...] = (
     agent_metrics.router,
     experiments.router,
     goals.router,
+    audit.router,
 )
+# Never behind the read guard: liveness and Prometheus probes, and the page (its
+# login decides what it shows).
+OPEN_ROUTERS: tuple[APIRouter, ...] = (health.router, page.router)
 
 
 def create_app(app: App) -> FastAPI:
@@ -66,8 +73,9 @@ def create_app(app: App) -> FastAPI:
 
     guard.install(api, app.config.reviewer.api_max_body_bytes)
     for router in ROUTERS:
-        api.include_router(router)
+        guarded = router not in OPEN_ROUTERS
+        api.include_router(router, dependencies=[Depends(require_read)] if guarded else [])
     return api
 
 
-__all__ = ["ROUTERS", "create_app"]
+__all__ = ["OPEN_ROUTERS", "ROUTERS", "create_app"]

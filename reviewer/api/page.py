@@ -31,6 +31,6 @@ def page(
         state=state,
         last_run=a.state.last_run(),
         open_findings=len(a.state.list_findings("open", None, 5000)),
-        token_required=bool(a.config.api_token),
+        token_required=bool(a.config.api_tokens()),
     )
     return HTMLResponse(html)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from reviewer.cli import (  # noqa: F401  (each module registers its commands)
     ab,
+    audit,
     config,
     demo,
     findings,

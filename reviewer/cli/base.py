@@ -176,7 +176,31 @@ def main(argv: Sequence[str] | None = None) -> None:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def open_app(ctx: Context) -> Any:
+def open_app(ctx: Context, *, read_only: bool = False) -> Any:
+    """The opened ``App``. A ``read_only`` command never creates a SQLite store:
+    when the file is missing it says where it looked and how to make one (exit 1)."""
     from reviewer.app import App
 
-    return App.from_config(ctx.config)
+    config = ctx.config
+    if read_only:
+        missing = missing_sqlite_store(config.store_url)
+        if missing is not None:
+            import shlex
+
+            fail(
+                f"there is no store at {missing}; make one by loading the pipeline's records "
+                f"(reviewer --store {shlex.quote('sqlite:///' + missing)} ingest tasks "
+                "FILE.jsonl), try `reviewer demo`, or point --store or [reviewer] store "
+                "at an existing store"
+            )
+    return App.from_config(config)
+
+
+def missing_sqlite_store(url: str) -> str | None:
+    """The path of a ``sqlite:///`` store whose file does not exist, else None."""
+    from pathlib import Path
+
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return None
+    path = url[len("sqlite:///") :]
+    return None if Path(path).exists() else path

@@ -33,7 +33,7 @@ def findings() -> None:
 @pass_ctx
 def findings_list(ctx: Context, state: str, rule: str | None, limit: int, as_json: bool) -> None:
     """List findings, most severe first."""
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=True) as app:
         rows = app.state.list_findings(None if state == "all" else state, rule, limit)
     items = [
         {
