@@ -470,6 +470,34 @@ _V_RUN_FUTURE: list[str | dict[str, str]] = [
     "ALTER TABLE reviewer_runs ADD COLUMN future_records INTEGER NOT NULL DEFAULT 0",
 ]
 
+# Controls (issue 12): what the pipeline's runner obeys; a pipeline-facing table like
+# `tasks`, read by runners directly (README, "Controls: what the pipeline obeys"). Active:
+# lifted_at IS NULL AND expires_at > now.
+_V_CONTROLS: list[str | dict[str, str]] = [
+    """
+    CREATE TABLE IF NOT EXISTS controls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        tasks_per_hour INTEGER,
+        usd_per_day REAL,
+        reason TEXT NOT NULL,
+        fingerprint TEXT,
+        rule TEXT,
+        proposal_id INTEGER,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        lifted_at TEXT,
+        lifted_by TEXT,
+        lift_reason TEXT,
+        clear_cycles INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS controls_open ON controls (expires_at) WHERE lifted_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS controls_fingerprint ON controls (fingerprint)",
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -482,5 +510,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_SCALE,
     _V_TS_MILLIS,
     _V_RUN_FUTURE,
+    _V_CONTROLS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
