@@ -59,6 +59,10 @@ class ReviewerSettings(BaseModel):
     reopen_after_done: Duration = timedelta(days=1)
     label_subject_tasks: bool = True
     templates_dir: str | None = None
+    # Controls (pause, hold, throttle, quarantine): how long one lasts once applied, and
+    # after how many cycles in a row without its finding it lifts early.
+    control_ttl: Duration = timedelta(hours=24)
+    control_lift_after_cycles: int = Field(default=2, ge=1)
     # HTTP API of `reviewer run`.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8787, ge=0, le=65535)
@@ -90,6 +94,11 @@ class ReviewerSettings(BaseModel):
                 CronTrigger.from_crontab(self.cron, timezone=zone)
             except ValueError as exc:
                 raise ValueError(f"cron {self.cron!r} is not valid: {exc}") from None
+        if self.control_ttl <= timedelta(0):
+            raise ValueError(
+                "control_ttl must be more than 0s (turn one rule's controls off with its own "
+                'control_ttl = "0s")'
+            )
         if self.interval < MIN_INTERVAL:
             raise ValueError(
                 f"interval must be at least {MIN_INTERVAL.total_seconds():g}s "
@@ -106,6 +115,9 @@ class RuleSettings(BaseModel):
     enabled: bool = True
     severity: Severity = Severity.warning
     approval: Approval = Approval.manual
+    # How long this rule's controls last ([reviewer] control_ttl when unset); "0s": its
+    # findings apply no control, their proposals file the task only.
+    control_ttl: Duration | None = None
 
 
 SHARED_RULE_KEYS = frozenset(RuleSettings.model_fields)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from store import BacklogView, ControlSpec, Severity
+from store import BacklogView, ControlKind, ControlSpec, Severity
 
 
 def fingerprint(rule: str, kind: str, subject: str, key: str | None = None) -> str:
@@ -102,4 +102,12 @@ class RuleModule(Protocol):
     def check(self, options: Any, view: BacklogView) -> Iterable[Finding]: ...
 
 
-__all__ = ["ControlSpec", "Finding", "RuleModule", "RuleOptions", "Severity", "fingerprint"]
+__all__ = [
+    "ControlKind",
+    "ControlSpec",
+    "Finding",
+    "RuleModule",
+    "RuleOptions",
+    "Severity",
+    "fingerprint",
+]

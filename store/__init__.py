@@ -22,8 +22,8 @@ if TYPE_CHECKING:
         TEST_RESULT_COLUMNS,
     )
     from store._view import BacklogView, json_list
-    from store.controls import Control, ControlKind, ControlSpec
     from store.base import DaemonLockedError, Row, Store, StoreError, StoreLockedError
+    from store.controls import Control, ControlKind, ControlSpec
     from store.models import (
         ACTIVE_PROPOSAL_STATES,
         Approval,

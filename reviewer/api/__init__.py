@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from reviewer.api import (
     agent_metrics,
+    controls,
     coverage,
     experiments,
     findings,
@@ -43,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     agent_metrics.router,
     experiments.router,
     goals.router,
+    controls.router,
 )
 
 

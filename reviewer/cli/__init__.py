@@ -10,6 +10,7 @@ from __future__ import annotations
 from reviewer.cli import (  # noqa: F401  (each module registers its commands)
     ab,
     config,
+    controls,
     demo,
     findings,
     goals,

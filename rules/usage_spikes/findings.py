@@ -8,7 +8,7 @@ from typing import Any
 
 from scipy.stats import norm
 
-from rules.contract import ControlSpec, Finding, Severity
+from rules.contract import ControlKind, ControlSpec, Finding, Severity
 from rules.usage_spikes.spike import Spike
 from rules.usage_spikes.stats import Reference, hour_label
 
@@ -172,7 +172,7 @@ def spike(s: Spike, action: str) -> Finding:
     if action == _THROTTLE:
         # Its usual number of tasks in the peak hour: the rate the scope is held to.
         per_hour = max(1, math.ceil(peak.baseline.expected_tasks))
-        control = ControlSpec(kind="throttle", target=s.subject, tasks_per_hour=per_hour)
+        control = ControlSpec(kind=ControlKind.throttle, target=s.subject, tasks_per_hour=per_hour)
         title = f"Throttle {s.subject}: hourly {what} {level} since {since}"
         act = (
             f"Pause {s.subject} or rate-limit it to its usual level (about {usual} an hour, "
@@ -257,7 +257,7 @@ def budget(
     share = spent / limit
     control = None
     if action == _THROTTLE:
-        control = ControlSpec(kind="throttle", target=scope, usd_per_day=limit)
+        control = ControlSpec(kind=ControlKind.throttle, target=scope, usd_per_day=limit)
         title = f"Pause {who} for the rest of the day: ${spent:,.2f} of a ${limit:,.2f} budget"
         act = (
             f"Pause new work for {who} until 00:00 UTC (approving applies a throttle of "
