@@ -21,6 +21,7 @@ from reviewer.api import create_app
 from reviewer.app import App
 from reviewer.cli import cli
 from reviewer.engine import Engine
+from reviewer.report import print_review
 from rules import Finding
 from rules.contract import ControlKind, ControlSpec, RuleOptions
 from store import Store, open_store
@@ -117,6 +118,9 @@ def test_approving_the_proposal_applies_its_control_and_files_the_task(
     state = ReviewerState(any_store)
     assert first.controls == [] and state.controls(fmt_ts(T0)) == []  # manual: nothing yet
     (proposal,) = state.proposals(state="pending")
+    # The person deciding reads what approving will do.
+    assert "## What approving does" in proposal.body
+    assert "**pause** `executor:ex-1`" in proposal.body
 
     clock.at = T0 + timedelta(minutes=30)
     done = engine.approve(proposal.id, by="alice", reason="stop the bleeding")
@@ -153,7 +157,7 @@ def test_rejecting_applies_nothing(any_store: Store, breaker: Breaker) -> None:
 
 
 def test_auto_approval_applies_the_control_in_the_cycle_that_found_it(
-    any_store: Store, breaker: Breaker
+    any_store: Store, breaker: Breaker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clock = Clock(T0)
     engine = engine_for(any_store, clock, {"approval": "auto"})
@@ -167,6 +171,11 @@ def test_auto_approval_applies_the_control_in_the_cycle_that_found_it(
     assert result.public()["controls"] == result.controls
     (entry,) = audit(any_store, "control.applied")
     assert entry["actor"] == "reviewer" and "approval = auto" in entry["reason"]
+    print_review(result)
+    assert (
+        f"1 control change(s):\n  #{c.id:<4} applied    pause executor:ex-1: until {c.expires_at}"
+        in capsys.readouterr().out
+    )
 
 
 def test_a_rule_with_control_ttl_0s_files_the_task_only(any_store: Store, breaker: Breaker) -> None:
@@ -307,8 +316,7 @@ def test_cli_controls_list_json_all_and_lift(tmp_path: Path, store_url: str) -> 
         f"[rules.{r}]\nenabled = false\n" for r in rules.REGISTRY if r != "stuck-phases"
     )
     cfg.write_text(
-        f'[reviewer]\nstore = "{store_url}"\n'
-        f'[rules.stuck-phases]\napproval = "auto"\n{others}'
+        f'[reviewer]\nstore = "{store_url}"\n[rules.stuck-phases]\napproval = "auto"\n{others}'
     )
     store = open_store(store_url)
     store.upsert_metrics(metric_rows(_breaker_metrics(utcnow())))
