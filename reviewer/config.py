@@ -16,7 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rules import REGISTRY
 from store import Approval, Severity
@@ -73,6 +80,16 @@ class ReviewerSettings(BaseModel):
     # The largest request body the API reads (a JUnit upload, a metrics batch); 413 above.
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
+    @field_validator("control_ttl")
+    @classmethod
+    def _positive_ttl(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError(
+                "must be more than 0s (to turn one rule's controls off, set control_ttl = "
+                '"0s" in its [rules.<ID>] table)'
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_schedule(self) -> ReviewerSettings:
         # What the daemon would die on at start is refused here, so `config check`
@@ -94,11 +111,6 @@ class ReviewerSettings(BaseModel):
                 CronTrigger.from_crontab(self.cron, timezone=zone)
             except ValueError as exc:
                 raise ValueError(f"cron {self.cron!r} is not valid: {exc}") from None
-        if self.control_ttl <= timedelta(0):
-            raise ValueError(
-                "control_ttl must be more than 0s (turn one rule's controls off with its own "
-                'control_ttl = "0s")'
-            )
         if self.interval < MIN_INTERVAL:
             raise ValueError(
                 f"interval must be at least {MIN_INTERVAL.total_seconds():g}s "

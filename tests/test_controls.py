@@ -604,3 +604,39 @@ def test_a_finding_carries_its_control_in_review_json(any_store: Store, breaker:
         "tasks_per_hour": None,
         "usd_per_day": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"reviewer": {"control_ttl": "0s"}},
+            "[reviewer] option 'control_ttl': must be more than 0s",
+        ),
+        (
+            {"reviewer": {"control_lift_after_cycles": 0}},
+            "[reviewer] option 'control_lift_after_cycles'",
+        ),
+        (
+            {"rules": {"flaky-tests": {"control_ttl": "soon"}}},
+            "[rules.flaky-tests] option 'control_ttl': 'soon' is not a duration",
+        ),
+    ],
+)
+def test_bad_control_settings_are_named(data: dict[str, Any], message: str) -> None:
+    from reviewer.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        make_config(data)
+    assert message in str(err.value)
+
+
+def test_control_ttl_per_rule_falls_back_to_the_reviewer_default() -> None:
+    from reviewer.controls import control_ttl
+
+    cfg = make_config(
+        {"reviewer": {"control_ttl": "6h"}, "rules": {"flaky-tests": {"control_ttl": "7d"}}}
+    )
+    assert control_ttl(cfg, "flaky-tests") == timedelta(days=7)
+    assert control_ttl(cfg, "stuck-phases") == timedelta(hours=6)
+    assert control_ttl(cfg, "no-such-rule") == timedelta(hours=6)
