@@ -640,3 +640,12 @@ def test_control_ttl_per_rule_falls_back_to_the_reviewer_default() -> None:
     assert control_ttl(cfg, "flaky-tests") == timedelta(days=7)
     assert control_ttl(cfg, "stuck-phases") == timedelta(hours=6)
     assert control_ttl(cfg, "no-such-rule") == timedelta(hours=6)
+
+
+def test_rules_show_prints_the_control_ttl_in_effect(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[reviewer]\ncontrol_ttl = "12h"\n[rules.flaky-tests]\ncontrol_ttl = "7d"\n')
+    code, out, _ = run(cfg, "rules", "show", "flaky-tests")
+    assert code == 0 and '  control_ttl = "7d"\n' in out
+    code, out, _ = run(cfg, "rules", "show", "stuck-phases")
+    assert code == 0 and '  control_ttl = "12h"\n' in out
