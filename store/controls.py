@@ -124,6 +124,15 @@ class ControlsState:
         )
         return [_control(r) for r in rows]
 
+    def active_control_counts(self, at: str) -> dict[str, int]:
+        """Controls active at ``at``, by kind."""
+        rows = self.store.query(
+            """SELECT kind, COUNT(*) AS n FROM controls
+               WHERE lifted_at IS NULL AND expires_at > :at GROUP BY kind""",
+            {"at": at},
+        )
+        return {r["kind"]: int(r["n"]) for r in rows}
+
     def unlifted_controls(self) -> list[Control]:
         """Controls whose lift is not recorded yet (active, or expired since the last cycle)."""
         rows = self.store.query("SELECT * FROM controls WHERE lifted_at IS NULL ORDER BY id")

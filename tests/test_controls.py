@@ -419,6 +419,9 @@ def test_api_controls_shape_filters_and_lift(any_store: Store, breaker: Breaker)
             "breaker",
         )
         assert client.get(f"/api/controls/{c['id']}").json() == c
+        metrics = client.get("/metrics").text
+        assert 'reviewer_controls_active{kind="pause"} 1.0' in metrics
+        assert 'reviewer_controls_active{kind="hold"} 0.0' in metrics
         assert client.get("/api/controls/999").status_code == 404
 
         path = f"/api/controls/{c['id']}/lift"
@@ -440,6 +443,8 @@ def test_api_controls_shape_filters_and_lift(any_store: Store, breaker: Breaker)
         again = client.post(path, json={"reason": "twice"}, headers=auth)
         assert again.status_code == 200 and again.json()["lift_reason"] == "creds rotated"
 
+        metrics = client.get("/metrics").text
+        assert 'reviewer_controls_active{kind="pause"} 0.0' in metrics
         assert client.get("/api/controls").json() == []
         (hist,) = client.get("/api/controls", params={"all": "true"}).json()
         assert hist["status"] == "lifted"
