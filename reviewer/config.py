@@ -104,6 +104,10 @@ class ReviewerSettings(BaseModel):
     reopen_after_done: Duration = timedelta(days=1)
     label_subject_tasks: bool = True
     templates_dir: str | None = None
+    # Controls (pause, hold, throttle, quarantine): how long one lasts once applied, and
+    # after how many cycles in a row without its finding it lifts early.
+    control_ttl: Duration = timedelta(hours=24)
+    control_lift_after_cycles: int = Field(default=2, ge=1)
     # HTTP API of `reviewer run`.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8787, ge=0, le=65535)
@@ -139,6 +143,16 @@ class ReviewerSettings(BaseModel):
                 f"{scheme} is not a kind of store this reviewer knows; write {STORE_URL_FORMS}"
             )
         return url
+
+    @field_validator("control_ttl")
+    @classmethod
+    def _positive_ttl(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError(
+                "must be more than 0s (to turn one rule's controls off, set control_ttl = "
+                '"0s" in its [rules.<ID>] table)'
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_schedule(self) -> ReviewerSettings:
@@ -187,6 +201,9 @@ class RuleSettings(BaseModel):
     enabled: bool = True
     severity: Severity = Severity.warning
     approval: Approval = Approval.manual
+    # How long this rule's controls last ([reviewer] control_ttl when unset); "0s": its
+    # findings apply no control, their proposals file the task only.
+    control_ttl: Duration | None = None
 
 
 SHARED_RULE_KEYS = frozenset(RuleSettings.model_fields)

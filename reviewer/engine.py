@@ -16,7 +16,10 @@ One cycle, as of an instant ``now``:
    first; the rest are held back and said so, and come next cycle.
 4. ``auto`` proposals, and approved ones not yet in the backlog, are scheduled:
    the backlog task and the proposal's ``scheduled`` state are written in one
-   transaction under a unique task id, so the task exists exactly once.
+   transaction under a unique task id, so the task exists exactly once. A
+   finding that carries a control (``Finding.control``) has it applied in the
+   same transaction; controls that expired, or whose finding stayed clear for
+   ``control_lift_after_cycles``, are lifted (``reviewer.controls``).
 
 All of step 2-4 is one write transaction; ``dry_run`` rolls it back.
 """
@@ -34,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reviewer.config import Config
+from reviewer.controls import apply_for_proposal, lift_due
 from reviewer.failpoint import failpoint, pausepoint
 from reviewer.render import Renderer
 from rules import REGISTRY, Finding
@@ -74,6 +78,8 @@ class ReviewResult:
     notes: list[str] = field(default_factory=list)
     # Pipeline records dated after the present (see Engine._future_records).
     future_records: int = 0
+    # Controls applied or lifted this cycle, each with "change": "applied" | "lifted".
+    controls: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -88,6 +94,7 @@ class ReviewResult:
             "resolved": self.resolved,
             "notes": self.notes,
             "future_records": self.future_records,
+            "controls": self.controls,
             "duration_ms": self.duration_ms,
         }
 
@@ -335,6 +342,8 @@ class Engine:
             result.findings.append(item)
 
         self._resolve_cleared(set(prints), failed_rules, at_ts, result)
+        for control in lift_due(self.state, self.config, set(prints), failed_rules, at_ts):
+            result.controls.append({**control.public(at_ts), "change": "lifted"})
         first_seen = {fp: row["first_seen"] for fp, row in known.items()}
         self._propose(findings, regressed, first_seen, at, result)
         self._schedule_approved(at_ts, result)
@@ -474,7 +483,7 @@ class Engine:
         for f, prev, note in candidates[:cap]:
             proposal = self._create(f, prev, note, at, result)
             if rules[f.rule].settings.approval == Approval.auto:
-                proposal = self._schedule(proposal, at_ts, ACTOR, "approval = auto")
+                proposal = self._schedule(proposal, at_ts, ACTOR, "approval = auto", result)
                 result.proposals[-1] = {**proposal.public(), "change": "created"}
         held = candidates[cap:]
         if held:
@@ -543,7 +552,7 @@ class Engine:
     def _schedule_approved(self, at: str, result: ReviewResult) -> None:
         """Approved proposals whose task is not yet filed (an earlier attempt failed)."""
         for proposal in self.state.proposals(state=ProposalState.approved.value):
-            done = self._schedule(proposal, at, ACTOR, "retry: approved but not yet filed")
+            done = self._schedule(proposal, at, ACTOR, "retry: approved but not yet filed", result)
             result.proposals.append({**done.public(), "change": "scheduled"})
 
     # -- decisions ------------------------------------------------------------------
@@ -581,8 +590,16 @@ class Engine:
                 decided=True,
             )
 
-    def _schedule(self, proposal: Proposal, at: str, actor: str, reason: str) -> Proposal:
-        """File the proposal's backlog task and mark it scheduled, in one transaction."""
+    def _schedule(
+        self,
+        proposal: Proposal,
+        at: str,
+        actor: str,
+        reason: str,
+        result: ReviewResult | None = None,
+    ) -> Proposal:
+        """File the proposal's backlog task, apply the control its finding asks for (if
+        any) and mark it scheduled, in one transaction."""
         task_id = task_id_for(proposal)
         with self.store.transaction():
             if proposal.state == ProposalState.pending:
@@ -595,7 +612,9 @@ class Engine:
                     allowed_from=(ProposalState.pending,),
                     decided=True,
                 )
-            record = self._task_record(proposal, task_id, at)
+            finding = self.state.findings_by_print([proposal.fingerprint]).get(proposal.fingerprint)
+            payload = json.loads(finding["payload"]) if finding else {}
+            record = self._task_record(proposal, task_id, at, payload)
             inserted = self.store.insert_task_once(record)
             if not inserted:
                 existing = self.store.get_task(task_id) or {}
@@ -608,6 +627,11 @@ class Engine:
             failpoint("schedule.after_insert")
             if self.config.reviewer.label_subject_tasks and self.store.get_task(proposal.subject):
                 self.store.touch_task_labels(proposal.subject, [f"reviewer:{proposal.rule}"], at)
+            control = apply_for_proposal(
+                self.state, self.config, proposal, payload, at=at, actor=actor, why=reason
+            )
+            if control is not None and result is not None:
+                result.controls.append({**control.public(at), "change": "applied"})
             return self.state.transition(
                 proposal,
                 ProposalState.scheduled,
@@ -618,9 +642,9 @@ class Engine:
                 task_id=task_id,
             )
 
-    def _task_record(self, proposal: Proposal, task_id: str, at: str) -> dict[str, Any]:
-        finding = self.state.findings_by_print([proposal.fingerprint]).get(proposal.fingerprint)
-        payload = json.loads(finding["payload"]) if finding else {}
+    def _task_record(
+        self, proposal: Proposal, task_id: str, at: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
             "id": task_id,
             "title": proposal.title,

@@ -13,7 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from reviewer.app import App
-from store.timeutil import parse_ts
+from store.controls import ControlKind
+from store.timeutil import fmt_ts, parse_ts
 
 
 class ReviewerCollector(Collector):
@@ -89,6 +90,16 @@ def _notification_metrics(rows: list[dict[str, Any]]) -> Iterator[Metric]:
     yield total
     yield pending
     yield failures
+
+        controls = GaugeMetricFamily(
+            "reviewer_controls_active",
+            "Controls the pipeline obeys now (pause, hold, throttle, quarantine).",
+            labels=["kind"],
+        )
+        active = state.active_control_counts(fmt_ts(self.app.clock()))
+        for kind in ControlKind:
+            controls.add_metric([kind.value], active.get(kind.value, 0))
+        yield controls
 
 
 def registry_for(app: App) -> CollectorRegistry:

@@ -41,6 +41,11 @@ def print_review(result: ReviewResult) -> None:
         for p in changed:
             where = f" → task {p['task_id']}" if p.get("task_id") else ""
             click.echo(f"  #{p['id']:<4} {p['change']:<10} {p['state']:<9} {p['title']}{where}")
+    if result.controls:
+        click.echo(f"{len(result.controls)} control change(s):")
+        for c in result.controls:
+            what = f"until {c['expires_at']}" if c["change"] == "applied" else c["lift_reason"]
+            click.echo(f"  #{c['id']:<4} {c['change']:<10} {c['kind']} {c['target']}: {what}")
     for note in result.notes:
         click.echo(f"note: {note}")
     for err in result.errors:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from store import BacklogView, Severity
+from store import BacklogView, ControlKind, ControlSpec, Severity
 
 
 def fingerprint(rule: str, kind: str, subject: str, key: str | None = None) -> str:
@@ -63,6 +63,9 @@ class Finding(BaseModel):
     action: str = ""
     # `alert`, `throttle`, `pause`, `quarantine`, `escalate`, ... (rule-specific)
     remedy: str = "alert"
+    # What the pipeline should obey once the proposal is approved (pause an executor,
+    # hold a task type, throttle a scope, quarantine a test); None: a task only.
+    control: ControlSpec | None = None
     task_type: str = "review"
     related: list[str] = Field(default_factory=list)
     silenced_by: int | None = None
@@ -99,4 +102,12 @@ class RuleModule(Protocol):
     def check(self, options: Any, view: BacklogView) -> Iterable[Finding]: ...
 
 
-__all__ = ["Finding", "RuleModule", "RuleOptions", "Severity", "fingerprint"]
+__all__ = [
+    "ControlKind",
+    "ControlSpec",
+    "Finding",
+    "RuleModule",
+    "RuleOptions",
+    "Severity",
+    "fingerprint",
+]

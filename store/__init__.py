@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from store._view import BacklogView, json_list
     from store.base import DaemonLockedError, Row, Store, StoreError, StoreLockedError
+    from store.controls import Control, ControlKind, ControlSpec
     from store.models import (
         ACTIVE_PROPOSAL_STATES,
         Approval,
@@ -44,6 +45,9 @@ _PUBLIC: dict[str, str] = {
     "COVERAGE_COLUMNS": "store._schema",
     "Approval": "store.models",
     "BacklogView": "store._view",
+    "Control": "store.controls",
+    "ControlKind": "store.controls",
+    "ControlSpec": "store.controls",
     "DaemonLockedError": "store.base",
     "InvalidTransition": "store.state",
     "METRIC_COLUMNS": "store._schema",
@@ -119,6 +123,9 @@ __all__ = [
     "USAGE_DIMENSIONS",
     "Approval",
     "BacklogView",
+    "Control",
+    "ControlKind",
+    "ControlSpec",
     "DaemonLockedError",
     "InvalidTransition",
     "MetricFilter",

@@ -508,6 +508,32 @@ _V_NOTIFY: list[str | dict[str, str]] = [
 # The audit trail filtered by time (`reviewer audit --since`, GET /api/audit?since=).
 _V_AUDIT_AT: list[str | dict[str, str]] = [
     "CREATE INDEX IF NOT EXISTS reviewer_audit_at ON reviewer_audit (at)",
+# Controls (issue 12): what the pipeline's runner obeys; a pipeline-facing table like
+# `tasks`, read by runners directly (README, "Controls: what the pipeline obeys"). Active:
+# lifted_at IS NULL AND expires_at > now.
+_V_CONTROLS: list[str | dict[str, str]] = [
+    """
+    CREATE TABLE IF NOT EXISTS controls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        tasks_per_hour INTEGER,
+        usd_per_day REAL,
+        reason TEXT NOT NULL,
+        fingerprint TEXT,
+        rule TEXT,
+        proposal_id INTEGER,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        lifted_at TEXT,
+        lifted_by TEXT,
+        lift_reason TEXT,
+        clear_cycles INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS controls_open ON controls (expires_at) WHERE lifted_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS controls_fingerprint ON controls (fingerprint)",
 ]
 
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
@@ -524,5 +550,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_RUN_FUTURE,
     _V_NOTIFY,
     _V_AUDIT_AT,
+    _V_CONTROLS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from store.base import Row, Store
+from store.controls import ControlsState
 from store.models import (
     ACTIVE_PROPOSAL_STATES,
     Approval,
@@ -53,8 +54,8 @@ def _run(row: Row) -> ReviewRun:
     return ReviewRun.model_validate(data)
 
 
-class ReviewerState:
-    """Reads and writes of the ``reviewer_*`` tables."""
+class ReviewerState(ControlsState):
+    """Reads and writes of the ``reviewer_*`` tables (and ``controls``: ``store.controls``)."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -74,6 +75,7 @@ class ReviewerState:
         to_state: str | None = None,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
+        proposal_id: int | None = None,
     ) -> None:
         self.store.execute(
             """INSERT INTO reviewer_audit (at, actor, action, proposal_id, fingerprint, rule,
@@ -84,7 +86,7 @@ class ReviewerState:
                 "at": at,
                 "actor": actor,
                 "action": action,
-                "proposal_id": proposal.id if proposal else None,
+                "proposal_id": proposal.id if proposal else proposal_id,
                 "fingerprint": fingerprint or (proposal.fingerprint if proposal else None),
                 "rule": rule or (proposal.rule if proposal else None),
                 "subject": subject or (proposal.subject if proposal else None),

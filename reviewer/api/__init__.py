@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from reviewer.api import (
     agent_metrics,
     audit,
+    controls,
     coverage,
     experiments,
     findings,
@@ -47,6 +48,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     experiments.router,
     goals.router,
     audit.router,
+    controls.router,
 )
 # Never behind the read guard: liveness and Prometheus probes, and the page (its
 # login decides what it shows).

@@ -11,6 +11,7 @@ from reviewer.cli import (  # noqa: F401  (each module registers its commands)
     ab,
     audit,
     config,
+    controls,
     demo,
     findings,
     goals,

@@ -69,5 +69,9 @@ def rules_show(ctx: Context, rule_id: str) -> None:
     click.echo("")
     click.echo(f"As configured ({cfg.path or 'built-in defaults'}):")
     shown = {**rule.settings.model_dump(mode="json"), **rule.options.model_dump(mode="json")}
+    from reviewer.controls import control_ttl
+    from store.timeutil import fmt_duration
+
+    shown["control_ttl"] = fmt_duration(control_ttl(cfg, rule_id))  # the one in effect
     for key, value in shown.items():
         click.echo(f"  {key} = {json.dumps(value, default=str)}")

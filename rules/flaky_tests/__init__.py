@@ -10,7 +10,7 @@ Buildkite, Datadog and Trunk.
 
 Kinds
 -----
-``flaky`` (proposes a quarantine)
+``flaky`` (proposes a quarantine, and a ``quarantine test:ID`` control once approved)
     Within its last ``window`` non-skipped runs the test both passed and
     failed (or errored) on one commit, or a single run failed and then passed
     on a rerun (outcome ``flaky``): either is proof. Or, with at least

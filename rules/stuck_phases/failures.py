@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from scipy.stats import fisher_exact
 
-from rules.contract import Finding, Severity
+from rules.contract import ControlKind, ControlSpec, Finding, Severity
 from store import BacklogView
 from store.timeutil import fmt_duration
 
@@ -413,6 +413,7 @@ def error_rates(options: Settings, view: BacklogView) -> Iterator[Finding]:
                 )
             ),
             remedy="pause",
+            control=ControlSpec(kind=ControlKind.pause, target=f"{scope}:{name}"),
             task_type="heal",
         )
 
@@ -494,5 +495,6 @@ def _task_type_breaker(
             )
         ),
         remedy="pause",
+        control=ControlSpec(kind=ControlKind.hold, target=f"task_type:{name}"),
         task_type="heal",
     )

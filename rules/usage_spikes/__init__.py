@@ -4,7 +4,10 @@ Agent runs go wrong expensively: a prompt that loops, a model that rambles, a
 retry storm, a new executor with no limits. This rule watches the tokens
 (in + out) and cost of every finished task and flags what stands far above
 normal, so someone looks before the bill does; with ``action = "throttle"`` it
-proposes pausing or throttling the scope instead of only investigating.
+proposes pausing or throttling the scope instead of only investigating, and a
+spike or budget finding carries a ``throttle`` control that approving applies
+(a spike: the scope's usual number of tasks in its peak hour, per hour; a
+budget: the budget, per day; see "Controls").
 
 Kinds
 -----
