@@ -505,9 +505,13 @@ _V_NOTIFY: list[str | dict[str, str]] = [
     """,
     "CREATE INDEX IF NOT EXISTS reviewer_notify_outbox_status"
     " ON reviewer_notify_outbox (status, receiver, id)",
+]
+
 # The audit trail filtered by time (`reviewer audit --since`, GET /api/audit?since=).
 _V_AUDIT_AT: list[str | dict[str, str]] = [
     "CREATE INDEX IF NOT EXISTS reviewer_audit_at ON reviewer_audit (at)",
+]
+
 # Controls (issue 12): what the pipeline's runner obeys; a pipeline-facing table like
 # `tasks`, read by runners directly (README, "Controls: what the pipeline obeys"). Active:
 # lifted_at IS NULL AND expires_at > now.
