@@ -61,6 +61,16 @@ class ReviewerCollector(Collector):
         for row in state.proposal_counts():
             proposals.add_metric([row["rule"], row["state"]], row["n"])
         yield proposals
+
+        controls = GaugeMetricFamily(
+            "reviewer_controls_active",
+            "Controls the pipeline obeys now (pause, hold, throttle, quarantine).",
+            labels=["kind"],
+        )
+        active = state.active_control_counts(fmt_ts(self.app.clock()))
+        for kind in ControlKind:
+            controls.add_metric([kind.value], active.get(kind.value, 0))
+        yield controls
         yield from _notification_metrics(state.notification_counts())
 
 
@@ -90,16 +100,6 @@ def _notification_metrics(rows: list[dict[str, Any]]) -> Iterator[Metric]:
     yield total
     yield pending
     yield failures
-
-        controls = GaugeMetricFamily(
-            "reviewer_controls_active",
-            "Controls the pipeline obeys now (pause, hold, throttle, quarantine).",
-            labels=["kind"],
-        )
-        active = state.active_control_counts(fmt_ts(self.app.clock()))
-        for kind in ControlKind:
-            controls.add_metric([kind.value], active.get(kind.value, 0))
-        yield controls
 
 
 def registry_for(app: App) -> CollectorRegistry:
