@@ -35,6 +35,7 @@ from typing import Any
 
 from reviewer.config import Config
 from reviewer.failpoint import failpoint, pausepoint
+from reviewer.outcomes import check_breakers, effective_approval, judge_outcomes
 from reviewer.render import Renderer
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
@@ -74,6 +75,8 @@ class ReviewResult:
     notes: list[str] = field(default_factory=list)
     # Pipeline records dated after the present (see Engine._future_records).
     future_records: int = 0
+    # Outcomes of filed tasks that changed this cycle (reviewer/outcomes.py).
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -88,6 +91,7 @@ class ReviewResult:
             "resolved": self.resolved,
             "notes": self.notes,
             "future_records": self.future_records,
+            "outcomes": self.outcomes,
             "duration_ms": self.duration_ms,
         }
 
@@ -319,8 +323,10 @@ class Engine:
             result.findings.append(item)
 
         self._resolve_cleared(set(prints), failed_rules, at_ts, result)
+        result.outcomes = judge_outcomes(self.state, self.config, at, result.run_id, failed_rules)
+        tripped = check_breakers(self.state, self.config, at, result.notes)
         first_seen = {fp: row["first_seen"] for fp, row in known.items()}
-        self._propose(findings, regressed, first_seen, at, result)
+        self._propose(findings, regressed, first_seen, at, result, tripped)
         self._schedule_approved(at_ts, result)
 
     def _record_finding(
@@ -409,6 +415,7 @@ class Engine:
         first_seen: dict[str, str],
         at: datetime,
         result: ReviewResult,
+        tripped: frozenset[str] = frozenset(),
     ) -> None:
         at_ts = fmt_ts(at)
         rules = self.config.rules
@@ -456,8 +463,9 @@ class Engine:
         )
         cap = self.config.reviewer.max_new_proposals_per_cycle
         for f, prev, note in candidates[:cap]:
-            proposal = self._create(f, prev, note, at, result)
-            if rules[f.rule].settings.approval == Approval.auto:
+            approval = effective_approval(self.config, f.rule, tripped)
+            proposal = self._create(f, prev, note, at, result, approval)
+            if approval == Approval.auto:
                 proposal = self._schedule(proposal, at_ts, ACTOR, "approval = auto")
                 result.proposals[-1] = {**proposal.public(), "change": "created"}
         held = candidates[cap:]
@@ -486,7 +494,13 @@ class Engine:
         return ""
 
     def _create(
-        self, f: Finding, prev: Proposal | None, note: str, at: datetime, result: ReviewResult
+        self,
+        f: Finding,
+        prev: Proposal | None,
+        note: str,
+        at: datetime,
+        result: ReviewResult,
+        approval: Approval,
     ) -> Proposal:
         at_ts = fmt_ts(at)
         if prev is not None and prev.state in (ProposalState.pending, ProposalState.scheduled):
@@ -516,7 +530,7 @@ class Engine:
             severity=f.severity,
             title=title,
             body=body,
-            approval=self.config.rules[f.rule].settings.approval,
+            approval=approval,
             at=at_ts,
             run_id=result.run_id,
             regression_of=prev.id if is_regression and prev else None,

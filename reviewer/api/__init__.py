@@ -21,6 +21,7 @@ from reviewer.api import (
     health,
     page,
     proposals,
+    report,
     runs,
     silences,
     test_results,
@@ -43,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     agent_metrics.router,
     experiments.router,
     goals.router,
+    report.router,
 )
 
 

@@ -16,6 +16,7 @@ from reviewer.cli import (  # noqa: F401  (each module registers its commands)
     ingest,
     metrics,
     proposals,
+    report,
     review,
     rules,
     run,
