@@ -152,7 +152,7 @@ def tuning_hint(
         return {"option": None, "note": f"rule {rule_id} declares no threshold to tune (TUNING)"}
     option, quieter = tuning["option"], tuning["quieter"]
     current = getattr(rule_cfg.options, option)
-    suggested = _step(current, quieter == "higher")
+    suggested = step_value(current, quieter == "higher")
     base = {"option": option, "direction": quieter, "current": _show(current)}
     if suggested is None:
         return {**base, "note": f"{option} is not a number or duration; tune it by hand"}
@@ -174,8 +174,8 @@ def tuning_hint(
         **base,
         "suggested": _show(suggested),
         "why": (
-            f"{verb} {option} from {_show(current)} to {_show(suggested)} in [rules.{rule_id}]: "
-            "its proposals are often rejected or their fixes do not hold"
+            f"{verb} {option} from {toml_text(current)} to {toml_text(suggested)} "
+            f"in [rules.{rule_id}]: its proposals are often rejected or their fixes do not hold"
         ),
         "backtest": {
             "from": fmt_ts(start),
@@ -213,12 +213,12 @@ def _replay(
     return {e["fingerprint"]: e["fired_steps"] for e in backtest(engine, start, end, HINT_STEP)}
 
 
-def _step(value: Any, up: bool) -> Any:
+def step_value(value: Any, up: bool) -> Any:
     """One step of ``value`` (a number, duration, or a table of them) up or down."""
     if isinstance(value, bool):
         return None
     if isinstance(value, dict):
-        stepped = {k: _step(v, up) for k, v in value.items()}
+        stepped = {k: step_value(v, up) for k, v in value.items()}
         return None if not stepped or None in stepped.values() else stepped
     if isinstance(value, timedelta):
         secs = value.total_seconds() * (HINT_FACTOR if up else 1 / HINT_FACTOR)
@@ -230,6 +230,15 @@ def _step(value: Any, up: bool) -> Any:
     return None
 
 
+def toml_text(value: Any) -> str:
+    """A value as written in config.toml (durations as strings, tables inline)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_text(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, timedelta):
+        return f'"{fmt_duration(value)}"'
+    return str(value)
+
+
 def _show(value: Any) -> Any:
     if isinstance(value, timedelta):
         return fmt_duration(value)
@@ -238,4 +247,4 @@ def _show(value: Any) -> Any:
     return value
 
 
-__all__ = ["build_ledger", "ledger", "tuning_hint"]
+__all__ = ["build_ledger", "ledger", "step_value", "toml_text", "tuning_hint"]

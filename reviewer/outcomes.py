@@ -74,9 +74,9 @@ def judge_outcomes(
             if last_seen == at_ts:
                 outcome = Outcome.not_fixed
                 reason = (
-                    f"the finding still fires {cycles} review cycle(s) after task {task} was "
-                    f"completed at {row['t_ended']} (a fix clears it within {need} cycle(s) "
-                    f"and keeps it clear for {fmt_duration(clear_for)})"
+                    f"the finding fires {cycles} review cycle(s) after task {task} was "
+                    f"completed at {row['t_ended']}: a fix clears it within {need} cycle(s) "
+                    f"and keeps it clear for {fmt_duration(clear_for)}"
                 )
             else:
                 since = max(last_seen or row["t_ended"], row["t_ended"])

@@ -182,7 +182,7 @@ def test_completed_task_whose_finding_persists_is_not_fixed(
     result = engine.review(T0 + 10 * DAY + 4 * HOUR)
     assert [(o["id"], o["outcome"]) for o in result.outcomes] == [(pid, "not-fixed")]
     (audit,) = outcome_audit(db)
-    assert audit["to_state"] == "not-fixed" and "still fires 2 review cycle(s)" in audit["reason"]
+    assert audit["to_state"] == "not-fixed" and "fires 2 review cycle(s) after" in audit["reason"]
 
     entry = rule_entry(report_json(tmp_path, config_data(tmp_path / "pipeline.db")))
     assert (entry["fixed"], entry["not_fixed"], entry["median_time_to_fix"]) == (0, 1, None)
@@ -193,6 +193,10 @@ def test_completed_task_whose_finding_persists_is_not_fixed(
         cli, ["--config", str(tmp_path / "config.toml"), "proposals", "list", "--json"]
     )
     assert [p["outcome"] for p in json.loads(listed.output)] == ["not-fixed"]
+    text = CliRunner().invoke(cli, ["--config", str(tmp_path / "config.toml"), "report"])
+    assert text.exit_code == 0, text.output
+    header, row = [line.split() for line in text.output.splitlines()[1:3]]
+    assert row[0] == "stale-queue" and row[header.index("NOT-FIXED")] == "1"
 
 
 def test_cancelled_task_is_abandoned_at_once(db: SQLiteStore, tmp_path: Path) -> None:
@@ -371,3 +375,14 @@ def test_tuning_hint_names_the_option_and_backtests_the_quieter_value(
     # A rule with few decisions gets no hint.
     quiet = rule_entry(ledger(App(engine.config, db, clock=clock)), "stale-queue")
     assert quiet["hint"] is None
+
+
+def test_a_table_of_durations_steps_every_value_the_quieter_way() -> None:
+    from reviewer.ledger import step_value, toml_text
+
+    limits = {"high": timedelta(days=3), "low": timedelta(days=30)}
+    up = {"high": timedelta(days=4, hours=12), "low": timedelta(days=45)}
+    assert step_value(limits, True) == up
+    assert step_value(limits, False) == {"high": timedelta(days=2), "low": timedelta(days=20)}
+    assert [step_value(v, True) for v in (4, 1, 0.2, True)] == [6, 2, 0.3, None]
+    assert toml_text(step_value(limits, True)) == '{ high = "4d12h", low = "45d" }'

@@ -42,7 +42,13 @@ def _print(data: dict[str, Any]) -> None:
         f"{s['outcome_clear_for']}."
     )
     rows = [
-        {**r, "not-fixed": r["not_fixed"], "median fix": r["median_time_to_fix"]}
+        {
+            **r,
+            # The approval in force: "manual (breaker)" while a tripped breaker holds an auto rule.
+            "approval": (r["effective_approval"] or "-") + (" (breaker)" if r["breaker"] else ""),
+            "not-fixed": r["not_fixed"],
+            "median fix": r["median_time_to_fix"],
+        }
         for r in data["rules"]
     ]
     table(
