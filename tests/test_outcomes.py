@@ -386,3 +386,29 @@ def test_a_table_of_durations_steps_every_value_the_quieter_way() -> None:
     assert step_value(limits, False) == {"high": timedelta(days=2), "low": timedelta(days=20)}
     assert [step_value(v, True) for v in (4, 1, 0.2, True)] == [6, 2, 0.3, None]
     assert toml_text(step_value(limits, True)) == '{ high = "4d12h", low = "45d" }'
+
+
+def test_reset_breaker_over_the_api_needs_the_token_and_is_audited(
+    db: SQLiteStore, probe: dict[str, int]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from reviewer.api import create_app
+
+    cfg = make_config({**probe_config(), "reviewer": {"api_token": "s3cret-token"}})
+    app = App(cfg, db, clock=Clock(T0))
+    with db.transaction():
+        app.state.trip_breaker("probe", at=fmt_ts(T0), rejections=5, reason="5 rejections")
+    with TestClient(create_app(app)) as client:
+        assert client.post("/api/rules/probe/reset-breaker").status_code == 401
+        auth = {"Authorization": "Bearer s3cret-token"}
+        ok = client.post(
+            "/api/rules/probe/reset-breaker", json={"reason": "thresholds raised"}, headers=auth
+        )
+        assert ok.status_code == 200 and ok.json()["reset_by"] == "api"
+        assert client.post("/api/rules/probe/reset-breaker", headers=auth).status_code == 404
+        assert client.get("/api/report?hints=false").json()["breakers"] == []
+    (reset,) = db.query(
+        "SELECT actor, reason FROM reviewer_audit WHERE action = 'rule.breaker_reset'"
+    )
+    assert reset == {"actor": "api", "reason": "thresholds raised"}
