@@ -41,6 +41,10 @@ def print_review(result: ReviewResult) -> None:
         for p in changed:
             where = f" → task {p['task_id']}" if p.get("task_id") else ""
             click.echo(f"  #{p['id']:<4} {p['change']:<10} {p['state']:<9} {p['title']}{where}")
+    if result.outcomes:
+        click.echo(f"{len(result.outcomes)} outcome(s) of filed tasks (reviewer report):")
+        for o in result.outcomes:
+            click.echo(f"  #{o['id']:<4} {o['outcome']:<10} {o['reason']}")
     for note in result.notes:
         click.echo(f"note: {note}")
     for err in result.errors:

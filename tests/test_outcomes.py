@@ -199,12 +199,18 @@ def test_completed_task_whose_finding_persists_is_not_fixed(
     assert row[0] == "stale-queue" and row[header.index("NOT-FIXED")] == "1"
 
 
-def test_cancelled_task_is_abandoned_at_once(db: SQLiteStore, tmp_path: Path) -> None:
+def test_cancelled_task_is_abandoned_at_once(
+    db: SQLiteStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reviewer.report import print_review
+
     clock = Clock(T0)
     engine, pid = approved_and_filed(db, clock)
     finish_task(db, f"reviewer-{pid}", "cancelled", T0 + 10 * DAY + HOUR)
     result = engine.review(T0 + 10 * DAY + 2 * HOUR)
     assert [(o["id"], o["outcome"]) for o in result.outcomes] == [(pid, "abandoned")]
+    print_review(result)
+    assert f"#{pid:<4} abandoned  task reviewer-{pid} was cancelled" in capsys.readouterr().out
     (audit,) = outcome_audit(db)
     assert f"task reviewer-{pid} was cancelled" in audit["reason"]
     entry = rule_entry(report_json(tmp_path, config_data(tmp_path / "pipeline.db")))
