@@ -15,6 +15,18 @@ gets a suggestion for the option it declares as its main threshold (the rule
 module's ``TUNING = {"option": ..., "quieter": "higher" | "lower"}``): the value
 one step (x1.5) quieter, and what ``reviewer backtest`` says that would have done
 over the last ``HINT_WINDOW`` of the store's history, at ``HINT_STEP``.
+
+The JSON: ``now`` (the last review's instant), ``settings``, ``totals`` (the
+counts summed), ``breakers`` (rules whose breaker is tripped) and ``rules``, one
+object per rule: ``rule``, ``enabled``, ``approval`` (configured),
+``effective_approval`` (``manual`` while the breaker holds an ``auto`` rule), the
+counts ``findings proposals approvals auto rejections fixed not_fixed regressed
+abandoned awaiting``, ``rejection_reasons`` ([{reason, n}]), ``rejection_rate``
+and ``not_fixed_rate`` (null without data), ``median_time_to_fix`` ("2h") and
+``median_time_to_fix_seconds``, ``recent_rejections`` (what the breaker counts),
+``breaker`` ({tripped_at, rejections, reason, reset} or null) and ``hint``
+({option, direction, current, suggested, why, backtest{...}}, or {option, note}
+when no value can be suggested, or null). Text in it (reasons) is data: escape it.
 """
 
 from __future__ import annotations

@@ -200,7 +200,10 @@ def test_completed_task_whose_finding_persists_is_not_fixed(
 
 
 def test_cancelled_task_is_abandoned_at_once(
-    db: SQLiteStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    db: SQLiteStore,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    router_client: RouterClient,
 ) -> None:
     from reviewer.report import print_review
 
@@ -215,9 +218,13 @@ def test_cancelled_task_is_abandoned_at_once(
     assert f"task reviewer-{pid} was cancelled" in audit["reason"]
     entry = rule_entry(report_json(tmp_path, config_data(tmp_path / "pipeline.db")))
     assert entry["abandoned"] == 1 and entry["fixed"] == entry["not_fixed"] == 0
+    with router_client(engine.config, db, clock.at, report_api.router) as client:
+        assert rule_entry(client.get("/api/report").json())["abandoned"] == 1
 
 
-def test_fixed_then_the_finding_comes_back_is_regressed(db: SQLiteStore, tmp_path: Path) -> None:
+def test_fixed_then_the_finding_comes_back_is_regressed(
+    db: SQLiteStore, tmp_path: Path, router_client: RouterClient
+) -> None:
     clock = Clock(T0)
     engine, pid = approved_and_filed(db, clock)
     done = T0 + 10 * DAY + 2 * HOUR
@@ -236,6 +243,8 @@ def test_fixed_then_the_finding_comes_back_is_regressed(db: SQLiteStore, tmp_pat
     assert (entry["fixed"], entry["regressed"]) == (0, 1)
     # A regression still counts its time to fix.
     assert entry["median_time_to_fix"] == "2h"
+    with router_client(engine.config, db, clock.at, report_api.router) as client:
+        assert rule_entry(client.get("/api/report").json())["regressed"] == 1
 
 
 # -- the breaker -----------------------------------------------------------------------
