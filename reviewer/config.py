@@ -103,6 +103,14 @@ class ReviewerSettings(BaseModel):
     # A finding that still fires this long after its filed task was done gets a new proposal.
     reopen_after_done: Duration = timedelta(days=1)
     label_subject_tasks: bool = True
+    # Outcomes of filed tasks (reviewer/outcomes.py): once a task completed, its finding
+    # must clear within this many cycles and stay clear this long to count as fixed.
+    outcome_cycles: int = Field(default=3, ge=1)
+    outcome_clear_for: Duration = timedelta(days=7)
+    # The breaker: this many rejections of one rule within the window turn its
+    # `auto` approval into `manual` until a person resets it (0: never).
+    breaker_rejections: int = Field(default=5, ge=0)
+    breaker_window: Duration = timedelta(days=7)
     templates_dir: str | None = None
     # Controls (pause, hold, throttle, quarantine): how long one lasts once applied, and
     # after how many cycles in a row without its finding it lifts early.

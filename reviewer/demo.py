@@ -135,6 +135,7 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
     click.echo(f"  {cfg} proposals show ID")
     click.echo(f"  {cfg} proposals approve ID")
     click.echo(f"  {cfg} findings list")
+    click.echo(f"  {cfg} report     # per rule: decisions, outcomes of filed tasks, hints")
     click.echo(f"  {cfg} run        # the daemon, with the web page at http://127.0.0.1:8787/")
     return 1 if result.status == "failed" else 0
 

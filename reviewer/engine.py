@@ -39,6 +39,7 @@ from typing import Any
 from reviewer.config import Config
 from reviewer.controls import apply_for_proposal, lift_due
 from reviewer.failpoint import failpoint, pausepoint
+from reviewer.outcomes import check_breakers, effective_approval, judge_outcomes
 from reviewer.render import Renderer
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
@@ -80,6 +81,8 @@ class ReviewResult:
     future_records: int = 0
     # Controls applied or lifted this cycle, each with "change": "applied" | "lifted".
     controls: list[dict[str, Any]] = field(default_factory=list)
+    # Outcomes of filed tasks that changed this cycle (reviewer/outcomes.py).
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -95,6 +98,7 @@ class ReviewResult:
             "notes": self.notes,
             "future_records": self.future_records,
             "controls": self.controls,
+            "outcomes": self.outcomes,
             "duration_ms": self.duration_ms,
         }
 
@@ -344,8 +348,10 @@ class Engine:
         self._resolve_cleared(set(prints), failed_rules, at_ts, result)
         for control in lift_due(self.state, self.config, set(prints), failed_rules, at_ts):
             result.controls.append({**control.public(at_ts), "change": "lifted"})
+        result.outcomes = judge_outcomes(self.state, self.config, at, result.run_id, failed_rules)
+        tripped = check_breakers(self.state, self.config, at, result.notes)
         first_seen = {fp: row["first_seen"] for fp, row in known.items()}
-        self._propose(findings, regressed, first_seen, at, result)
+        self._propose(findings, regressed, first_seen, at, result, tripped)
         self._schedule_approved(at_ts, result)
 
     def _record_finding(
@@ -434,6 +440,7 @@ class Engine:
         first_seen: dict[str, str],
         at: datetime,
         result: ReviewResult,
+        tripped: frozenset[str] = frozenset(),
     ) -> None:
         at_ts = fmt_ts(at)
         rules = self.config.rules
@@ -481,8 +488,9 @@ class Engine:
         )
         cap = self.config.reviewer.max_new_proposals_per_cycle
         for f, prev, note in candidates[:cap]:
-            proposal = self._create(f, prev, note, at, result)
-            if rules[f.rule].settings.approval == Approval.auto:
+            approval = effective_approval(self.config, f.rule, tripped)
+            proposal = self._create(f, prev, note, at, result, approval)
+            if approval == Approval.auto:
                 proposal = self._schedule(proposal, at_ts, ACTOR, "approval = auto", result)
                 result.proposals[-1] = {**proposal.public(), "change": "created"}
         held = candidates[cap:]
@@ -511,7 +519,13 @@ class Engine:
         return ""
 
     def _create(
-        self, f: Finding, prev: Proposal | None, note: str, at: datetime, result: ReviewResult
+        self,
+        f: Finding,
+        prev: Proposal | None,
+        note: str,
+        at: datetime,
+        result: ReviewResult,
+        approval: Approval,
     ) -> Proposal:
         at_ts = fmt_ts(at)
         if prev is not None and prev.state in (ProposalState.pending, ProposalState.scheduled):
@@ -541,7 +555,7 @@ class Engine:
             severity=f.severity,
             title=title,
             body=body,
-            approval=self.config.rules[f.rule].settings.approval,
+            approval=approval,
             at=at_ts,
             run_id=result.run_id,
             regression_of=prev.id if is_regression and prev else None,

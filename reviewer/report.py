@@ -46,6 +46,10 @@ def print_review(result: ReviewResult) -> None:
         for c in result.controls:
             what = f"until {c['expires_at']}" if c["change"] == "applied" else c["lift_reason"]
             click.echo(f"  #{c['id']:<4} {c['change']:<10} {c['kind']} {c['target']}: {what}")
+    if result.outcomes:
+        click.echo(f"{len(result.outcomes)} outcome(s) of filed tasks (reviewer report):")
+        for o in result.outcomes:
+            click.echo(f"  #{o['id']:<4} {o['outcome']:<10} {o['reason']}")
     for note in result.notes:
         click.echo(f"note: {note}")
     for err in result.errors:

@@ -52,6 +52,8 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "goal-progress"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "stalled_after", "quieter": "higher"}
 
 
 # Options filled by the config loader from top-level tables: ``goals`` from [goals.<id>].

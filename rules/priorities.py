@@ -66,6 +66,8 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "priorities"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "blocked_grace", "quieter": "higher"}
 
 Kind = Literal["cycle", "blocked", "missing-dependency", "reorder"]
 Priority = Literal["low", "normal", "high", "critical"]

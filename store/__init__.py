@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from store.models import (
         ACTIVE_PROPOSAL_STATES,
         Approval,
+        Outcome,
         Proposal,
         ProposalState,
         ReviewRun,
@@ -53,6 +54,7 @@ _PUBLIC: dict[str, str] = {
     "METRIC_COLUMNS": "store._schema",
     "MetricFilter": "store._q_metrics",
     "NotFound": "store.state",
+    "Outcome": "store.models",
     "Proposal": "store.models",
     "ProposalState": "store.models",
     "ReviewRun": "store.models",
@@ -130,6 +132,7 @@ __all__ = [
     "InvalidTransition",
     "MetricFilter",
     "NotFound",
+    "Outcome",
     "Proposal",
     "ProposalState",
     "ReviewRun",

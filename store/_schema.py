@@ -540,6 +540,30 @@ _V_CONTROLS: list[str | dict[str, str]] = [
     "CREATE INDEX IF NOT EXISTS controls_fingerprint ON controls (fingerprint)",
 ]
 
+# Did the reviewer's fixes help (issue 11): a scheduled proposal's outcome once its
+# task has ended (fixed | not-fixed | regressed | abandoned), and the breaker that
+# turns a much-rejected rule's `auto` approval back to `manual` until a person resets it.
+_V_OUTCOMES: list[str | dict[str, str]] = [
+    "ALTER TABLE reviewer_proposals ADD COLUMN task_status TEXT",
+    "ALTER TABLE reviewer_proposals ADD COLUMN task_ended_at TEXT",
+    "ALTER TABLE reviewer_proposals ADD COLUMN outcome TEXT",
+    "ALTER TABLE reviewer_proposals ADD COLUMN outcome_at TEXT",
+    "CREATE INDEX IF NOT EXISTS reviewer_proposals_outcome ON reviewer_proposals (outcome, rule)",
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_action ON reviewer_audit (action, rule, at)",
+    # Outcomes count the review cycles since a task ended.
+    "CREATE INDEX IF NOT EXISTS reviewer_runs_now ON reviewer_runs (now)",
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_breakers (
+        rule TEXT PRIMARY KEY,
+        tripped_at TEXT,
+        rejections INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        reset_at TEXT,
+        reset_by TEXT
+    )
+    """,
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -555,5 +579,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_NOTIFY,
     _V_AUDIT_AT,
     _V_CONTROLS,
+    _V_OUTCOMES,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,11 +12,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from store._dialect import SQLITE
 from store.base import Row, Store
 from store.controls import ControlsState
 from store.models import (
     ACTIVE_PROPOSAL_STATES,
     Approval,
+    Outcome,
     Proposal,
     ProposalState,
     ReviewRun,
@@ -638,6 +640,243 @@ class ReviewerState(ControlsState):
             )
             out.update(r["fingerprint"] for r in rows)
         return out
+
+    # -- outcomes: did a filed task help? ----------------------------------------------
+    def outcome_candidates(self, at: str, run_id: int | None) -> list[tuple[Proposal, Row]]:
+        """Scheduled proposals to judge as of ``at``: those whose task has ended and that
+        have no outcome yet, and ``fixed`` ones whose finding fired again since.
+
+        Each comes with a row of ``t_status`` and ``t_ended`` (its task's end),
+        ``f_state`` and ``f_last_seen`` (its finding), and ``cycles``: the review cycles
+        after the task ended up to ``at``, counting the run ``run_id`` under way."""
+        ended = "COALESCE(t.finished_at, t.updated_at, t.created_at)"
+        rows = self.store.query(
+            f"""SELECT p.*, t.status AS t_status, {ended} AS t_ended,
+                       f.state AS f_state, f.last_seen AS f_last_seen,
+                       (SELECT COUNT(*) FROM reviewer_runs r
+                        WHERE r.now > {ended} AND r.now <= :at
+                          AND (r.status IN ('ok', 'partial') OR r.id = :run)) AS cycles
+                FROM reviewer_proposals p
+                JOIN tasks t ON t.id = p.task_id
+                LEFT JOIN reviewer_findings f ON f.fingerprint = p.fingerprint
+                WHERE p.task_id IS NOT NULL AND (
+                    (p.outcome IS NULL AND t.status IN ('completed', 'cancelled', 'failed')
+                     AND {ended} <= :at)
+                    OR (p.outcome = 'fixed' AND f.last_seen > p.outcome_at))
+                ORDER BY p.id""",
+            {"at": at, "run": run_id if run_id is not None else -1},
+        )
+        return [(_proposal(r), r) for r in rows]
+
+    def set_task_ended(self, proposal: Proposal, status: str, ended_at: str, at: str) -> Proposal:
+        """Note that a proposal's backlog task ended (``completed|cancelled|failed``)."""
+        rows = self.store.query(
+            """UPDATE reviewer_proposals SET task_status = :s, task_ended_at = :e
+               WHERE id = :id RETURNING *""",
+            {"s": status, "e": ended_at, "id": proposal.id},
+        )
+        self.audit(
+            at,
+            "reviewer",
+            "proposal.task_ended",
+            proposal=proposal,
+            reason=f"task {proposal.task_id} was {status} at {ended_at}",
+            details={"task_status": status, "task_ended_at": ended_at},
+        )
+        return _proposal(rows[0])
+
+    def set_outcome(
+        self,
+        proposal: Proposal,
+        outcome: Outcome,
+        *,
+        at: str,
+        reason: str,
+        actor: str = "reviewer",
+        details: dict[str, Any] | None = None,
+    ) -> Proposal:
+        """Record what became of a scheduled proposal; the change is audited."""
+        rows = self.store.query(
+            """UPDATE reviewer_proposals SET outcome = :o, outcome_at = :at
+               WHERE id = :id RETURNING *""",
+            {"o": outcome.value, "at": at, "id": proposal.id},
+        )
+        self.audit(
+            at,
+            actor,
+            "proposal.outcome",
+            proposal=proposal,
+            from_state=proposal.outcome.value if proposal.outcome else None,
+            to_state=outcome.value,
+            reason=reason,
+            details=details,
+        )
+        return _proposal(rows[0])
+
+    # -- the breaker on the reviewer itself ------------------------------------------------
+    def rejections_since(self, since: str) -> dict[str, int]:
+        """Rejections per rule at or after ``since`` and after the rule's breaker was last
+        reset: proposals a person rejected, and tasks filed for the rule then cancelled."""
+        rows = self.store.query(
+            """SELECT x.rule, COUNT(*) AS n FROM (
+                   SELECT a.rule, a.at FROM reviewer_audit a
+                   WHERE a.action = 'proposal.rejected' AND a.at >= :since
+                   UNION ALL
+                   SELECT p.rule, p.outcome_at AS at FROM reviewer_proposals p
+                   WHERE p.outcome = 'abandoned' AND p.task_status = 'cancelled'
+                     AND p.outcome_at >= :since
+               ) x LEFT JOIN reviewer_breakers b ON b.rule = x.rule
+               WHERE b.reset_at IS NULL OR x.at > b.reset_at
+               GROUP BY x.rule""",
+            {"since": since},
+        )
+        return {r["rule"]: int(r["n"]) for r in rows}
+
+    def tripped_breakers(self) -> dict[str, Row]:
+        """Rules whose breaker is tripped (not yet reset): ``tripped_at``, ``rejections``,
+        ``reason``."""
+        rows = self.store.query(
+            """SELECT * FROM reviewer_breakers
+               WHERE tripped_at IS NOT NULL AND reset_at IS NULL ORDER BY rule"""
+        )
+        return {r["rule"]: r for r in rows}
+
+    def trip_breaker(self, rule: str, *, at: str, rejections: int, reason: str) -> None:
+        """Trip a rule's breaker: its ``auto`` approval acts as ``manual`` until a reset."""
+        self.store.execute(
+            """INSERT INTO reviewer_breakers (rule, tripped_at, rejections, reason)
+               VALUES (:rule, :at, :n, :reason)
+               ON CONFLICT (rule) DO UPDATE SET tripped_at = excluded.tripped_at,
+                   rejections = excluded.rejections, reason = excluded.reason,
+                   reset_at = NULL, reset_by = NULL""",
+            {"rule": rule, "at": at, "n": rejections, "reason": reason},
+        )
+        self.audit(
+            at,
+            "reviewer",
+            "rule.breaker_tripped",
+            rule=rule,
+            from_state="auto",
+            to_state="manual",
+            reason=reason,
+            details={"rejections": rejections},
+        )
+
+    def reset_breaker(self, rule: str, *, by: str, at: str, reason: str | None) -> Row:
+        """A person lifts a rule's tripped breaker; its configured approval applies again."""
+        rows = self.store.query(
+            """UPDATE reviewer_breakers SET reset_at = :at, reset_by = :by
+               WHERE rule = :rule AND tripped_at IS NOT NULL AND reset_at IS NULL
+               RETURNING *""",
+            {"rule": rule, "at": at, "by": by},
+        )
+        if not rows:
+            raise NotFound(f"the breaker of rule {rule!r} is not tripped; nothing to reset")
+        self.audit(
+            at,
+            by,
+            "rule.breaker_reset",
+            rule=rule,
+            from_state="manual",
+            to_state="auto",
+            reason=reason,
+            details={"tripped_at": rows[0]["tripped_at"]},
+        )
+        return rows[0]
+
+    # -- the precision ledger ----------------------------------------------------------
+    def ledger_rows(self) -> dict[str, dict[str, Any]]:
+        """Per rule: ``findings``, ``proposals``, ``approvals`` (by a person), ``auto``
+        (filed on ``approval = auto``), ``rejections``, each outcome, ``awaiting`` (filed,
+        no outcome yet) and ``median_fix_seconds``; all counted in the database."""
+        out: dict[str, dict[str, Any]] = {}
+
+        def put(rows: list[Row]) -> None:
+            for r in rows:
+                entry = out.setdefault(r["rule"], {})
+                entry.update({k: v for k, v in r.items() if k != "rule"})
+
+        put(
+            self.store.query(
+                "SELECT rule, COUNT(*) AS findings FROM reviewer_findings GROUP BY rule"
+            )
+        )
+        put(
+            self.store.query(
+                """SELECT rule, COUNT(*) AS proposals,
+                       SUM(CASE WHEN outcome = 'fixed' THEN 1 ELSE 0 END) AS fixed,
+                       SUM(CASE WHEN outcome = 'not-fixed' THEN 1 ELSE 0 END) AS not_fixed,
+                       SUM(CASE WHEN outcome = 'regressed' THEN 1 ELSE 0 END) AS regressed,
+                       SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END) AS abandoned,
+                       SUM(CASE WHEN task_id IS NOT NULL AND outcome IS NULL THEN 1 ELSE 0 END)
+                           AS awaiting
+                   FROM reviewer_proposals GROUP BY rule"""
+            )
+        )
+        put(
+            self.store.query(
+                """SELECT rule,
+                       SUM(CASE WHEN action = 'proposal.approved' AND actor <> 'reviewer'
+                           THEN 1 ELSE 0 END) AS approvals,
+                       SUM(CASE WHEN action = 'proposal.approved' AND actor = 'reviewer'
+                           THEN 1 ELSE 0 END) AS auto,
+                       SUM(CASE WHEN action = 'proposal.rejected' THEN 1 ELSE 0 END) AS rejections
+                   FROM reviewer_audit
+                   WHERE action IN ('proposal.approved', 'proposal.rejected')
+                   GROUP BY rule"""
+            )
+        )
+        put(self._median_fix_seconds())
+        return out
+
+    def _median_fix_seconds(self) -> list[Row]:
+        """Per rule, the median time from a proposal to the end of its task, over the
+        proposals whose task fixed the finding (``fixed`` or later ``regressed``)."""
+        dialect = getattr(self.store, "dialect", SQLITE)
+        secs = f"{dialect.epoch('task_ended_at')} - {dialect.epoch('created_at')}"
+        return self.store.query(
+            f"""WITH d AS (
+                    SELECT rule, {secs} AS secs FROM reviewer_proposals
+                    WHERE outcome IN ('fixed', 'regressed') AND task_ended_at IS NOT NULL),
+                r AS (
+                    SELECT rule, secs,
+                        ROW_NUMBER() OVER (PARTITION BY rule ORDER BY secs) AS k,
+                        COUNT(*) OVER (PARTITION BY rule) AS n
+                    FROM d)
+                SELECT rule, AVG(secs) AS median_fix_seconds FROM r
+                WHERE k = (n + 1) / 2 OR k = (n + 2) / 2 GROUP BY rule"""
+        )
+
+    def rejection_reasons(self, per_rule: int = 5) -> dict[str, list[dict[str, Any]]]:
+        """The commonest reasons people gave for rejecting each rule's proposals."""
+        rows = self.store.query(
+            """SELECT rule, reason, n FROM (
+                   SELECT rule, COALESCE(reason, '') AS reason, COUNT(*) AS n,
+                       ROW_NUMBER() OVER (PARTITION BY rule
+                                          ORDER BY COUNT(*) DESC, COALESCE(reason, '')) AS k
+                   FROM reviewer_audit WHERE action = 'proposal.rejected'
+                   GROUP BY rule, COALESCE(reason, '')) x
+               WHERE k <= :k ORDER BY rule, n DESC, reason""",
+            {"k": per_rule},
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["rule"], []).append({"reason": r["reason"] or None, "n": int(r["n"])})
+        return out
+
+    def fingerprints_with_outcome(
+        self, rule: str, outcomes: tuple[str, ...], rejected: bool = True
+    ) -> set[str]:
+        """The fingerprints of a rule's proposals that were rejected or had one of
+        ``outcomes`` (what a tuning hint would want to quiet)."""
+        marks = ", ".join(f":o{i}" for i in range(len(outcomes))) or "NULL"
+        rows = self.store.query(
+            f"""SELECT DISTINCT fingerprint FROM reviewer_proposals
+                WHERE rule = :rule AND (outcome IN ({marks})
+                    {"OR state = 'rejected'" if rejected else ""})""",
+            {"rule": rule, **{f"o{i}": o for i, o in enumerate(outcomes)}},
+        )
+        return {r["fingerprint"] for r in rows}
 
     # -- silences ------------------------------------------------------------------
     def add_silence(

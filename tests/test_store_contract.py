@@ -415,6 +415,50 @@ def test_one_engine_cycle_files_exactly_one_backlog_task(store: Store) -> None:
     assert [f["subject"] for f in later.findings] == ["stale"]
 
 
+def test_outcomes_breaker_and_ledger_sql_run_on_every_store(store: Store) -> None:
+    """The outcome, breaker and ledger queries (window functions, epoch maths, upserts)."""
+    from reviewer.ledger import build_ledger
+
+    store.upsert_tasks(task_rows([task("a", priority="high"), task("b", priority="high")]))
+    cfg = config_from_dict(
+        {"reviewer": {"resolve_after_cycles": 1, "outcome_cycles": 1, "outcome_clear_for": "1d"}}
+    )
+    engine = Engine(cfg, store, clock=lambda: NOW)
+    created = [p for p in engine.review(NOW).proposals if p["change"] == "created"]
+    fix, drop = sorted(created, key=lambda p: p["subject"])
+    engine.approve(fix["id"], by="alice")
+    engine.reject(drop["id"], by="bob", reason="kept on purpose")
+    done = "2026-03-10T15:00:00Z"
+    store.execute(
+        "UPDATE tasks SET status = 'completed', finished_at = :at WHERE id = :id",
+        {"at": done, "id": f"reviewer-{fix['id']}"},
+    )
+    store.upsert_tasks(task_rows([task("a", priority="high", updated_at=done)]))
+    store.upsert_tasks(task_rows([task("b", priority="high", updated_at=done)]))
+    engine.review(NOW + timedelta(hours=4))
+    judged = engine.review(NOW + timedelta(days=1, hours=4))
+    assert [o["outcome"] for o in judged.outcomes] == ["fixed"]
+    with store.transaction():
+        engine.state.trip_breaker(
+            "stale-queue", at="2026-03-11T00:00:00Z", rejections=1, reason="r"
+        )
+    assert set(engine.state.tripped_breakers()) == {"stale-queue"}
+    assert engine.state.rejections_since("2026-03-01T00:00:00Z") == {"stale-queue": 1}
+    report = build_ledger(cfg, store, NOW + timedelta(days=2))
+    (entry,) = [r for r in report["rules"] if r["rule"] == "stale-queue"]
+    assert (entry["fixed"], entry["approvals"], entry["rejections"]) == (1, 1, 1)
+    assert entry["median_time_to_fix_seconds"] == 3 * 3600  # proposed 12:00, done 15:00
+    assert entry["rejection_reasons"] == [{"reason": "kept on purpose", "n": 1}]
+    assert entry["breaker"] is not None
+    with store.transaction():
+        engine.state.reset_breaker(
+            "stale-queue", by="carol", at="2026-03-11T01:00:00Z", reason=None
+        )
+    # Only rejections after the reset count towards the next trip.
+    assert engine.state.tripped_breakers() == {}
+    assert engine.state.rejections_since("2026-03-01T00:00:00Z") == {}
+
+
 def test_sqlite_store_url_round_trip(tmp_path: Path) -> None:
     s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
     try:

@@ -24,6 +24,7 @@ from reviewer.api import (
     health,
     page,
     proposals,
+    report,
     runs,
     silences,
     test_results,
@@ -49,6 +50,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     goals.router,
     audit.router,
     controls.router,
+    report.router,
 )
 # Never behind the read guard: liveness and Prometheus probes, and the page (its
 # login decides what it shows).

@@ -19,6 +19,7 @@ from reviewer.cli import (  # noqa: F401  (each module registers its commands)
     metrics,
     notify,
     proposals,
+    report,
     review,
     rules,
     run,

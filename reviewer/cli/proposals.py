@@ -47,7 +47,7 @@ def proposals_list(
         return
     table(
         [p.public() for p in items],
-        ["id", "state", "severity", "rule", "kind", "subject", "task_id", "title"],
+        ["id", "state", "severity", "rule", "kind", "subject", "task_id", "outcome", "title"],
         empty="no proposals",
     )
 
@@ -70,6 +70,7 @@ def proposals_show(ctx: Context, proposal_id: int, as_json: bool) -> None:
         f"state {p.state.value} · {p.severity.value} · rule {p.rule} · kind {p.kind}"
         f" · subject {p.subject} · approval {p.approval.value}"
         + (f" · task {p.task_id}" if p.task_id else "")
+        + (f" · outcome {p.outcome.value} ({p.outcome_at})" if p.outcome else "")
     )
     click.echo("")
     click.echo(p.body)

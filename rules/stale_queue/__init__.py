@@ -82,6 +82,8 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "stale-queue"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "max_idle_by_priority", "quieter": "higher"}
 
 
 Priority = Literal["critical", "high", "normal", "low"]

@@ -117,6 +117,8 @@ from store.timeutil import Duration
 
 ID = "stuck-phases"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "timeout_multiplier", "quieter": "higher"}
 
 
 ErrorScope = Literal["executor", "model", "task_type"]

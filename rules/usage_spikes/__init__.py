@@ -125,6 +125,8 @@ from store.timeutil import Duration
 
 ID = "usage-spikes"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "spike_score", "quieter": "higher"}
 
 Action = Literal["alert", "throttle"]
 Kind = Literal["task-outlier", "spike", "budget"]
