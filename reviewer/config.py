@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from reviewer.incidents import IncidentSettings
 from rules import REGISTRY
 from store import Approval, Severity
 from store.goals import RATE_WINDOW, RUNNING_WEIGHT
@@ -58,6 +59,8 @@ class ReviewerSettings(BaseModel):
     # A finding that still fires this long after its filed task was done gets a new proposal.
     reopen_after_done: Duration = timedelta(days=1)
     label_subject_tasks: bool = True
+    # More new proposals than this of one rule in one cycle become one summary (a burst).
+    burst_limit: int = Field(default=5, ge=1)
     templates_dir: str | None = None
     # HTTP API of `reviewer run`.
     api_host: str = "127.0.0.1"
@@ -106,6 +109,8 @@ class RuleSettings(BaseModel):
     enabled: bool = True
     severity: Severity = Severity.warning
     approval: Approval = Approval.manual
+    # This rule's own [reviewer] burst_limit.
+    burst_limit: int | None = Field(default=None, ge=1)
 
 
 SHARED_RULE_KEYS = frozenset(RuleSettings.model_fields)
@@ -132,6 +137,7 @@ class Config(BaseModel):
     rules: dict[str, RuleConfig]
     goals: dict[str, Any] = Field(default_factory=dict)
     experiments: dict[str, Any] = Field(default_factory=dict)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
 
     def goal_settings(self) -> dict[str, Any]:
         """The goals and progress settings of the rule that watches the ``[goals]``
@@ -239,7 +245,7 @@ def config_from_dict(
     data: dict[str, Any], path: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> Config:
     """Validate an already-parsed config; ``path`` is only for messages and relative paths."""
-    known_tables = {"reviewer", "rules", "goals", "experiments"}
+    known_tables = {"reviewer", "rules", "goals", "experiments", "incidents"}
     unknown = sorted(set(data) - known_tables)
     if unknown:
         raise ConfigError(
@@ -292,6 +298,10 @@ def config_from_dict(
             raise ConfigError(_explain(exc, path, f"rules.{rule_id}")) from None
         rules[rule_id] = RuleConfig(id=rule_id, settings=rule_settings, options=options)
 
+    try:
+        incidents = IncidentSettings.model_validate(data.get("incidents", {}))
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path, "incidents")) from None
     base_dir = (path.parent if path is not None else Path.cwd()).resolve()
     config = Config(
         path=path,
@@ -300,6 +310,7 @@ def config_from_dict(
         rules=rules,
         goals=dict(data.get("goals", {})),
         experiments=dict(data.get("experiments", {})),
+        incidents=incidents,
     )
     templates = config.resolve(settings.templates_dir)
     if templates is not None and not templates.is_dir():

@@ -28,11 +28,12 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from reviewer import changes, incidents
 from reviewer.config import Config
 from reviewer.failpoint import failpoint, pausepoint
 from reviewer.render import Renderer
@@ -320,7 +321,8 @@ class Engine:
 
         self._resolve_cleared(set(prints), failed_rules, at_ts, result)
         first_seen = {fp: row["first_seen"] for fp, row in known.items()}
-        self._propose(findings, regressed, first_seen, at, result)
+        inhibited = incidents.review(self, at, result)  # incidents and bursts hold these back
+        self._propose(findings, regressed, first_seen, at, result, inhibited)
         self._schedule_approved(at_ts, result)
 
     def _record_finding(
@@ -409,13 +411,16 @@ class Engine:
         first_seen: dict[str, str],
         at: datetime,
         result: ReviewResult,
+        inhibited: Collection[str] = (),
     ) -> None:
         at_ts = fmt_ts(at)
         rules = self.config.rules
         live = [
             f
             for f in findings
-            if f.silenced_by is None and rules[f.rule].settings.approval != Approval.off
+            if f.silenced_by is None
+            and rules[f.rule].settings.approval != Approval.off
+            and f.fingerprint not in inhibited
         ]
         latest = self.state.latest_proposals([f.fingerprint for f in live])
         cooling = self.state.in_cooldown([f.fingerprint for f in live], at_ts)
@@ -454,6 +459,7 @@ class Engine:
                 c[0].fingerprint,
             )
         )
+        candidates = incidents.bursts(self, candidates, at, result)
         cap = self.config.reviewer.max_new_proposals_per_cycle
         for f, prev, note in candidates[:cap]:
             proposal = self._create(f, prev, note, at, result)
@@ -572,6 +578,17 @@ class Engine:
                     allowed_from=(ProposalState.pending,),
                     decided=True,
                 )
+            changed = changes.apply_declared(self, proposal, at, actor)
+            if changed is not None:  # the approval changed the backlog; no task to file
+                return self.state.transition(
+                    proposal,
+                    ProposalState.scheduled,
+                    at=at,
+                    actor=actor,
+                    reason=f"{reason}; applied {changes.declared(proposal)} to task {changed}",
+                    allowed_from=(ProposalState.approved,),
+                    task_id=changed,
+                )
             record = self._task_record(proposal, task_id, at)
             inserted = self.store.insert_task_once(record)
             if not inserted:
@@ -597,7 +614,10 @@ class Engine:
 
     def _task_record(self, proposal: Proposal, task_id: str, at: str) -> dict[str, Any]:
         finding = self.state.findings_by_print([proposal.fingerprint]).get(proposal.fingerprint)
-        payload = json.loads(finding["payload"]) if finding else {}
+        if finding:
+            payload = json.loads(finding["payload"])
+        else:  # an incident's or a burst's proposal
+            payload = incidents.payload_for(self, proposal.fingerprint) or {}
         return {
             "id": task_id,
             "title": proposal.title,

@@ -52,6 +52,8 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "goal-progress"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# Kinds an operational cause can produce (grouped into incidents by the engine).
+SYMPTOM_KINDS = ("stalled", "at-risk")
 
 
 # Options filled by the config loader from top-level tables: ``goals`` from [goals.<id>].

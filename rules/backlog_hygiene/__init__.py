@@ -100,6 +100,8 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "backlog-hygiene"
 DEFAULTS: dict[str, object] = {"severity": "info", "approval": "manual"}
+# Kinds an operational cause can produce (grouped into incidents by the engine).
+SYMPTOM_KINDS = ("failure-signature",)
 
 Kind = Literal["failure-signature", "oversized", "no-acceptance", "low-value"]
 Priority = Literal["low", "normal", "high", "critical"]

@@ -115,6 +115,9 @@ from store.timeutil import Duration
 
 ID = "stuck-phases"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# Kinds an operational cause (a broken executor, model or task type) produces: the
+# engine may group them into one incident behind that cause.
+SYMPTOM_KINDS = ("stuck", "stalled-phase", "timeout-pattern", "repeated-failure", "error-rate")
 
 
 ErrorScope = Literal["executor", "model", "task_type"]

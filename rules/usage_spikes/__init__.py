@@ -122,6 +122,8 @@ from store.timeutil import Duration
 
 ID = "usage-spikes"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# Kinds an operational cause can produce (grouped into incidents by the engine).
+SYMPTOM_KINDS = ("spike", "task-outlier")
 
 Action = Literal["alert", "throttle"]
 Kind = Literal["task-outlier", "spike", "budget"]
