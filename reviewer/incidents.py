@@ -57,6 +57,7 @@ from store.timeutil import fmt_ts
 
 if TYPE_CHECKING:
     from reviewer.engine import Engine, ReviewResult
+    from store.state import ReviewerState
 
 ACTOR = "reviewer"
 _SCOPED = re.compile(r"^([a-z][a-z_]*):(?!:)(.+)$")
@@ -382,6 +383,46 @@ def payload_for(engine: Engine, fingerprint_: str) -> dict[str, Any] | None:
     return json.loads(row["payload"]) if row else None
 
 
+def listing(
+    state_: ReviewerState, state: str | None = "open", limit: int = 200
+) -> list[dict[str, Any]]:
+    """Incidents and bursts in their JSON form (``incidents list --json``, the API),
+    each with its proposal's id and state."""
+    rows = state_.list_incidents(state, limit)
+    latest = state_.latest_proposals([r["fingerprint"] for r in rows])
+    out = []
+    for r in rows:
+        payload = json.loads(r["payload"])
+        proposal = latest.get(r["fingerprint"])
+        out.append(
+            {
+                "id": r["id"],
+                "kind": r["kind"],
+                "key": r["key"],
+                "state": r["state"],
+                "severity": payload.get("severity"),
+                "title": payload.get("title"),
+                "summary": payload.get("summary"),
+                "likeliest_cause": payload.get("evidence", {}).get("likeliest_cause"),
+                "cause": r["cause"],
+                "members": json.loads(r["members"]),
+                "opened_at": r["opened_at"],
+                "updated_at": r["updated_at"],
+                "resolved_at": r["resolved_at"],
+                "proposal": (
+                    {
+                        "id": proposal["id"],
+                        "state": proposal["state"],
+                        "task_id": proposal["task_id"],
+                    }
+                    if proposal
+                    else None
+                ),
+            }
+        )
+    return out
+
+
 # -- helpers ---------------------------------------------------------------------------
 def _propose(
     engine: Engine,
@@ -555,6 +596,7 @@ __all__ = [
     "group",
     "incident_print",
     "labels_of",
+    "listing",
     "payload_for",
     "review",
 ]

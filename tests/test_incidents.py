@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -170,9 +171,7 @@ def test_pending_symptom_proposals_give_way_to_the_incident(store: Store) -> Non
     incident = created(second)[0]
     assert incident["kind"] == "incident"
     assert {p["incident"] for p in superseded} == {incident["incident"]}
-    reasons = store.query(
-        "SELECT reason FROM reviewer_audit WHERE action = 'proposal.superseded'"
-    )
+    reasons = store.query("SELECT reason FROM reviewer_audit WHERE action = 'proposal.superseded'")
     assert all(f"inhibited by incident {incident['incident']}" in r["reason"] for r in reasons)
 
 
@@ -203,16 +202,67 @@ def test_grouping_config_changes_the_outcome(
     assert len(created(result)) == proposals
 
 
-def test_findings_list_and_api_show_membership(store: Store, tmp_path: Any) -> None:
-    engine = engine_for(store, stuck_config())
-    engine.review(NOW)
-    rows = engine.state.list_findings()
-    assert len({r["incident_id"] for r in rows}) == 1 and rows[0]["incident_id"] is not None
+def test_cli_and_api_show_incidents_and_membership(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from reviewer.api import create_app
+    from reviewer.app import App
+    from reviewer.cli import cli
+
+    db = tmp_path / "p.db"
+    make_store(path=str(db), **broken_executor()).close()
+    cfg = tmp_path / "config.toml"
+    disabled = "".join(
+        f"[rules.{r}]\nenabled = false\n" for r in rules.REGISTRY if r != "stuck-phases"
+    )
+    cfg.write_text(
+        f'[reviewer]\nstore = "sqlite:///{db}"\n'
+        f'[rules.stuck-phases]\ntimeouts = {{ impl = "1h" }}\n{disabled}'
+    )
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(cli, ["--config", str(cfg), *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    review = json.loads(run("review", "--once", "--json", "--now", fmt_ts(NOW)))
+    [proposal] = [p for p in review["proposals"] if p["change"] == "created"]
+    incident_id = proposal["incident"]
+    assert {f["incident"] for f in review["findings"]} == {incident_id}
+    assert all(f["inhibited"] for f in review["findings"])
+
+    [incident] = json.loads(run("incidents", "list", "--json"))
+    assert incident["id"] == incident_id and incident["key"] == "executor:bad"
+    assert incident["likeliest_cause"] == "stuck-phases/error-rate executor:bad"
+    assert len(incident["members"]) == 5
+    assert incident["proposal"] == {"id": proposal["id"], "state": "pending", "task_id": None}
+    assert "executor:bad" in run("incidents", "list")
+    findings = json.loads(run("findings", "list", "--json"))
+    assert {f["incident"] for f in findings} == {incident_id}
+    assert "no incidents" in run("incidents", "list", "--state", "resolved")
+
+    app = App.from_config(make_config({"reviewer": {"store": f"sqlite:///{db}"}}))
+    with TestClient(create_app(app)) as client:
+        got = client.get("/api/incidents").json()
+        assert [i["id"] for i in got] == [incident_id]
+        assert client.get("/api/incidents", params={"state": "resolved"}).json() == []
+        assert client.get("/api/incidents", params={"state": "bogus"}).status_code == 422
+        assert {f["incident"] for f in client.get("/api/findings").json()} == {incident_id}
+    app.close()
 
 
 def test_bad_incident_config_is_a_message() -> None:
     with pytest.raises(ConfigError, match=r"\[incidents\].*matcher 'severity>=urgent'"):
-        make_config({"incidents": {"inhibit_rules": [{"source_matchers": ["severity>=urgent"], "equal": ["executor"]}]}})
+        make_config(
+            {
+                "incidents": {
+                    "inhibit_rules": [
+                        {"source_matchers": ["severity>=urgent"], "equal": ["executor"]}
+                    ]
+                }
+            }
+        )
     with pytest.raises(ConfigError, match=r"\[incidents\] unknown option 'group'"):
         make_config({"incidents": {"group": ["executor"]}})
 
@@ -321,7 +371,13 @@ def reorder_store(url: str | None = None) -> Store:
     return make_store(
         url=url,
         tasks=[
-            {"id": "h", "title": "Urgent", "priority": "high", "depends_on": ["l"], "created_at": at},
+            {
+                "id": "h",
+                "title": "Urgent",
+                "priority": "high",
+                "depends_on": ["l"],
+                "created_at": at,
+            },
             {"id": "l", "title": "Someday", "priority": "low", "created_at": at},
         ],
     )

@@ -19,6 +19,7 @@ from reviewer.api import (
     goals,
     guard,
     health,
+    incidents,
     page,
     proposals,
     runs,
@@ -43,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     agent_metrics.router,
     experiments.router,
     goals.router,
+    incidents.router,
 )
 
 
