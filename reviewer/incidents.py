@@ -24,10 +24,10 @@ Alertmanager groups and inhibits alerts:
 * An open incident files **one** proposal (a ``heal`` task) listing every
   member with its evidence; the members' own proposals are **inhibited**:
   pending ones are superseded with a pointer to the incident and none is
-  made while it is open. When the incident no longer holds (its findings
-  resolved, after ``resolve_after_cycles`` like any finding), it resolves,
-  its pending proposal resolves, and the members still open are judged
-  again on their own.
+  made while it is open. It holds while its cause is open (even when other
+  members resolved); when the cause resolves (after ``resolve_after_cycles``
+  like any finding), it resolves, its pending proposal resolves, and the
+  members still open are judged again on their own.
 
 A **burst** is one rule about to file more than ``burst_limit`` proposals in
 one cycle (``[reviewer] burst_limit``, or ``burst_limit`` in the rule's own
@@ -275,6 +275,7 @@ def review(engine: Engine, at: datetime, result: ReviewResult) -> set[str]:
     found = group(settings, rows) if settings.enabled else []
     by_key = {r["key"]: r for r in current if r["kind"] == "incident"}
     inhibited: dict[str, int] = {}
+    kinds: dict[int, str] = {int(r["id"]): r["kind"] for r in current}
     for key, cause, members in found:
         finding = _incident_finding(key, cause, members, rows)
         payload = json.dumps(finding.model_dump(mode="json"), default=str)
@@ -306,15 +307,31 @@ def review(engine: Engine, at: datetime, result: ReviewResult) -> set[str]:
             )
         _inhibit(engine, incident_id, key, members, at_ts, result)
         inhibited.update(dict.fromkeys(members, incident_id))
+        kinds[incident_id] = "incident"
     for row in by_key.values():
-        _resolve(engine, row, at_ts, "its findings no longer share a cause", result)
+        # No longer enough findings to open one, but its cause still fires: it holds what is left.
+        still = [fp for fp in json.loads(row["members"]) if fp in rows and fp not in inhibited]
+        if row["cause"] not in still:
+            _resolve(engine, row, at_ts, "its cause is no longer open", result)
+            continue
+        if len(still) != len(json.loads(row["members"])):
+            state.update_incident(
+                int(row["id"]),
+                cause=row["cause"],
+                members=still,
+                payload=row["payload"],
+                at=at_ts,
+                added=[],
+                rule=json.loads(row["payload"])["rule"],
+            )
+        inhibited.update(dict.fromkeys(still, int(row["id"])))
     for row in (r for r in current if r["kind"] == "burst"):
         still = [fp for fp in json.loads(row["members"]) if fp in rows and fp not in inhibited]
         if not still:
             _resolve(engine, row, at_ts, "none of its findings is open any more", result)
             continue
         inhibited.update(dict.fromkeys(still, int(row["id"])))
-    _annotate(result, inhibited)
+    _annotate(result, inhibited, kinds)
     return set(inhibited)
 
 
@@ -372,7 +389,9 @@ def bursts(
                 added=[p for p in prints if p not in before],
                 rule=rule,
             )
-        _annotate(result, dict.fromkeys((f.fingerprint for f in members), burst_id))
+        _annotate(
+            result, dict.fromkeys((f.fingerprint for f in members), burst_id), {burst_id: "burst"}
+        )
     keep = [c for c in candidates if c[0].rule not in flooding]
     return keep
 
@@ -500,11 +519,13 @@ def _resolve(engine: Engine, row: Row, at: str, why: str, result: ReviewResult) 
         result.proposals.append({**done.public(), "change": "resolved"})
 
 
-def _annotate(result: ReviewResult, inhibited: dict[str, int]) -> None:
+def _annotate(result: ReviewResult, inhibited: dict[str, int], kinds: dict[int, str]) -> None:
+    """Mark this cycle's findings that wait behind an incident or burst (``review --json``)."""
     for item in result.findings:
         incident_id = inhibited.get(item["fingerprint"])
         if incident_id is not None:
             item["incident"] = incident_id
+            item["incident_kind"] = kinds.get(incident_id, "incident")
             item["inhibited"] = True
 
 
@@ -549,6 +570,7 @@ def _incident_finding(key: str, cause: str, members: list[str], rows: dict[str, 
             "incident when they do, and files a proposal for any that remains on its own."
         ),
         task_type="heal",
+        remedy=str(top.get("remedy") or "alert"),  # the cause's remedy (e.g. pause it)
         related=[p["subject"] for p in payloads[:_MAX_LISTED]],
     )
 

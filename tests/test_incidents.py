@@ -175,6 +175,25 @@ def test_pending_symptom_proposals_give_way_to_the_incident(store: Store) -> Non
     assert all(f"inhibited by incident {incident['incident']}" in r["reason"] for r in reasons)
 
 
+def test_incident_holds_while_its_cause_fires(store: Store) -> None:
+    engine = engine_for(store, stuck_config())
+    [incident] = created(engine.review(NOW))
+    # The hung tasks are killed; the executor still fails everything.
+    done = fmt_ts(NOW + timedelta(minutes=10))
+    store.upsert_tasks(
+        task_rows(
+            {**t, "status": "cancelled", "updated_at": done, "finished_at": done}
+            for t in broken_executor()["tasks"]
+            if t["id"].startswith("stuck")
+        )
+    )
+    later = engine.review(NOW + timedelta(minutes=15))
+    assert sorted(f["kind"] for f in later.findings) == ["error-rate", "repeated-failure"]
+    assert created(later) == []  # the cause does not get a second proposal of its own
+    [row] = engine.state.list_incidents()
+    assert row["id"] == incident["incident"] and len(json.loads(row["members"])) == 2
+
+
 @pytest.mark.parametrize(
     ("incidents", "proposals"),
     [
