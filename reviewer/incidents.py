@@ -94,7 +94,7 @@ class Matcher(BaseModel):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"matcher {text!r}: bad regular expression ({exc})") from None
-        return cls(label=label, op=op, value=value)
+        return cls.model_validate({"label": label, "op": op, "value": value})
 
     def matches(self, labels: dict[str, str]) -> bool:
         have = labels.get(self.label, "")  # a missing label is the empty string
