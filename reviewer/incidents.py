@@ -270,9 +270,24 @@ def review(engine: Engine, at: datetime, result: ReviewResult) -> set[str]:
     settings: IncidentSettings = engine.config.incidents
     state = engine.state
     at_ts = fmt_ts(at)
-    rows = {fp: r for fp, r in state.open_findings().items() if r["silenced_by"] is None}
+    rules = engine.config.rules
+    rows = {
+        fp: r
+        for fp, r in state.open_findings().items()
+        if r["silenced_by"] is None
+        and r["rule"] in rules
+        and rules[r["rule"]].settings.approval != Approval.off  # off: report only
+    }
     current = state.open_incidents()
     found = group(settings, rows) if settings.enabled else []
+    # A rejected incident or burst stays recorded but holds nothing back: a person said
+    # its grouping was wrong, so its members are judged on their own.
+    prints = [incident_print(k) for k, _, _ in found] + [r["fingerprint"] for r in current]
+    rejected = {
+        fp
+        for fp, p in state.latest_proposals(prints).items()
+        if p["state"] == ProposalState.rejected.value
+    }
     by_key = {r["key"]: r for r in current if r["kind"] == "incident"}
     inhibited: dict[str, int] = {}
     kinds: dict[int, str] = {int(r["id"]): r["kind"] for r in current}
@@ -305,9 +320,11 @@ def review(engine: Engine, at: datetime, result: ReviewResult) -> set[str]:
                 added=[m for m in members if m not in before],
                 rule=finding.rule,
             )
+        kinds[incident_id] = "incident"
+        if finding.fingerprint in rejected:
+            continue
         _inhibit(engine, incident_id, key, members, at_ts, result)
         inhibited.update(dict.fromkeys(members, incident_id))
-        kinds[incident_id] = "incident"
     for row in by_key.values():
         # No longer enough findings to open one, but its cause still fires: it holds what is left.
         still = [fp for fp in json.loads(row["members"]) if fp in rows and fp not in inhibited]
@@ -324,13 +341,15 @@ def review(engine: Engine, at: datetime, result: ReviewResult) -> set[str]:
                 added=[],
                 rule=json.loads(row["payload"])["rule"],
             )
-        inhibited.update(dict.fromkeys(still, int(row["id"])))
+        if row["fingerprint"] not in rejected:
+            inhibited.update(dict.fromkeys(still, int(row["id"])))
     for row in (r for r in current if r["kind"] == "burst"):
         still = [fp for fp in json.loads(row["members"]) if fp in rows and fp not in inhibited]
         if not still:
             _resolve(engine, row, at_ts, "none of its findings is open any more", result)
             continue
-        inhibited.update(dict.fromkeys(still, int(row["id"])))
+        if row["fingerprint"] not in rejected:
+            inhibited.update(dict.fromkeys(still, int(row["id"])))
     _annotate(result, inhibited, kinds)
     return set(inhibited)
 
@@ -352,7 +371,13 @@ def bursts(
     at_ts = fmt_ts(at)
     state = engine.state
     open_bursts = {r["key"]: r for r in state.open_incidents() if r["kind"] == "burst"}
-    keep = []
+    # A burst whose summary a person rejected lets its rule's proposals through one by one.
+    latest = state.latest_proposals([r["fingerprint"] for r in open_bursts.values()])
+    flooding -= {
+        r["key"].removeprefix("rule:")
+        for r in open_bursts.values()
+        if latest.get(r["fingerprint"], {}).get("state") == ProposalState.rejected.value
+    }
     for rule in sorted(flooding):
         members = [f for f, _, _ in candidates if f.rule == rule]
         key = f"rule:{rule}"

@@ -194,6 +194,23 @@ def test_incident_holds_while_its_cause_fires(store: Store) -> None:
     assert row["id"] == incident["incident"] and len(json.loads(row["members"])) == 2
 
 
+def test_rejecting_an_incident_releases_its_members(store: Store) -> None:
+    engine = engine_for(store, stuck_config())
+    [incident] = created(engine.review(NOW))
+    engine.reject(incident["id"], by="alice", reason="not one cause")
+    later = engine.review(NOW + timedelta(minutes=15))
+    assert len(created(later)) == 5
+    assert all("inhibited" not in f for f in later.findings)
+    assert created(engine.review(NOW + timedelta(minutes=30))) == []  # no new incident proposal
+
+
+def test_findings_of_rules_on_approval_off_form_no_incident(store: Store) -> None:
+    data = stuck_config()
+    data["rules"]["stuck-phases"]["approval"] = "off"
+    result = engine_for(store, data).review(NOW)
+    assert len(result.findings) == 5 and result.proposals == []
+
+
 @pytest.mark.parametrize(
     ("incidents", "proposals"),
     [
@@ -353,6 +370,15 @@ def test_a_flood_of_one_rule_is_one_summary_proposal() -> None:
     # Approved, the summary files one task.
     engine.approve(made[0]["id"], by="alice")
     assert store.query("SELECT COUNT(*) AS n FROM tasks WHERE source = 'reviewer'") == [{"n": 1}]
+    store.close()
+
+
+def test_rejecting_a_burst_files_its_findings_one_by_one() -> None:
+    store = make_store(tasks=stale_tasks(7))
+    engine = engine_for(store, {"reviewer": {"burst_limit": 5}, "rules": only("stale-queue")})
+    [burst] = created(engine.review(NOW))
+    engine.reject(burst["id"], by="alice", reason="they are unrelated")
+    assert len(created(engine.review(NOW + timedelta(minutes=15)))) == 7
     store.close()
 
 
