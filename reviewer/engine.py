@@ -14,6 +14,9 @@ One cycle, as of an instant ``now``:
    no rejection still in its cooldown) becomes a candidate proposal. At most
    ``max_new_proposals_per_cycle`` are created per cycle, highest severity
    first; the rest are held back and said so, and come next cycle.
+   Before that, ``reviewer.incidents`` groups open findings that share a cause
+   into one incident with one proposal and holds its members back, and folds
+   one rule's flood (more than ``burst_limit``) into one summary proposal.
 4. ``auto`` proposals, and approved ones not yet in the backlog, are scheduled:
    the backlog task and the proposal's ``scheduled`` state are written in one
    transaction under a unique task id, so the task exists exactly once.
@@ -630,7 +633,7 @@ class Engine:
             "updated_at": at,
             "attempts": 0,
             "depends_on": json.dumps([]),
-            "spec": proposal.subject if _subject_is_spec(proposal.rule) else None,
+            "spec": proposal.subject if finding and _subject_is_spec(proposal.rule) else None,
             "goal_id": payload.get("evidence", {}).get("goal_id") if payload else None,
             "labels": json.dumps(["reviewer", f"rule:{proposal.rule}", f"kind:{proposal.kind}"]),
             "source": "reviewer",

@@ -477,3 +477,26 @@ def test_a_store_that_cannot_change_a_task_files_one_instead() -> None:
     task = store.get_task("l")
     assert task is not None and task["priority"] == "low"
     store.close()
+
+
+@pytest.mark.slow
+def test_the_demo_shows_an_incident_on_its_broken_executor(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from reviewer.cli import cli
+
+    result = CliRunner().invoke(cli, ["demo", "--db", str(tmp_path / "demo.db"), "--json"])
+    assert result.exit_code == 0, result.output
+    review = json.loads(result.stdout)["review"]
+    [incident] = [p for p in review["proposals"] if p["kind"] == "incident"]
+    assert incident["subject"] == "executor:runner-c"
+    members = {
+        (f["kind"], f["subject"]) for f in review["findings"] if f.get("incident") is not None
+    }
+    assert members == {
+        ("error-rate", "executor:runner-c"),
+        ("stuck", "task-stuck-c1"),
+        ("repeated-failure", "task-fail-c1"),
+    }
+    # Everything else still gets its own proposal (the demo's burst_limit keeps them).
+    assert not any(p["kind"] == "burst" for p in review["proposals"])
