@@ -206,18 +206,19 @@ def group(
     payloads = {fp: json.loads(r["payload"]) for fp, r in open_rows.items()}
     labels = {fp: labels_of(p, settings.evidence_labels) for fp, p in payloads.items()}
     groups: dict[str, _Group] = {}
+    order = sorted(labels)
     for rule in settings.inhibit_rules:
         keyed = [e for e in rule.equal if e in settings.group_by]
         if not keyed:
             continue
         sources, targets = rule.sources(), rule.targets()
-        for src in sorted(labels):
+        for src in order:
             have = labels[src]
             if not all(m.matches(have) for m in sources) or not all(e in have for e in rule.equal):
                 continue
             hits = [
                 t
-                for t in sorted(labels)
+                for t in order
                 if t != src
                 and all(labels[t].get(e) == have[e] for e in rule.equal)
                 and all(m.matches(labels[t]) for m in targets)
