@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from reviewer.incidents import IncidentSettings
 from reviewer.notify import NotifySettings, Receiver
 from rules import REGISTRY
 from store import STORE_SCHEMES, STORE_URL_FORMS, Approval, Severity
@@ -111,6 +112,8 @@ class ReviewerSettings(BaseModel):
     # `auto` approval into `manual` until a person resets it (0: never).
     breaker_rejections: int = Field(default=5, ge=0)
     breaker_window: Duration = timedelta(days=7)
+    # More new proposals than this of one rule in one cycle become one summary (a burst).
+    burst_limit: int = Field(default=5, ge=1)
     templates_dir: str | None = None
     # Controls (pause, hold, throttle, quarantine): how long one lasts once applied, and
     # after how many cycles in a row without its finding it lifts early.
@@ -212,6 +215,8 @@ class RuleSettings(BaseModel):
     # How long this rule's controls last ([reviewer] control_ttl when unset); "0s": its
     # findings apply no control, their proposals file the task only.
     control_ttl: Duration | None = None
+    # This rule's own [reviewer] burst_limit.
+    burst_limit: int | None = Field(default=None, ge=1)
 
 
 SHARED_RULE_KEYS = frozenset(RuleSettings.model_fields)
@@ -239,6 +244,7 @@ class Config(BaseModel):
     goals: dict[str, Any] = Field(default_factory=dict)
     experiments: dict[str, Any] = Field(default_factory=dict)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
 
     def goal_settings(self) -> dict[str, Any]:
         """The goals and progress settings of the rule that watches the ``[goals]``
@@ -443,7 +449,7 @@ def config_from_dict(
     data: dict[str, Any], path: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> Config:
     """Validate an already-parsed config; ``path`` is only for messages and relative paths."""
-    known_tables = {"reviewer", "rules", "goals", "experiments", "notify"}
+    known_tables = {"reviewer", "rules", "goals", "experiments", "notify", "incidents"}
     unknown = sorted(set(data) - known_tables)
     if unknown:
         raise ConfigError(
@@ -497,6 +503,10 @@ def config_from_dict(
         rules[rule_id] = RuleConfig(id=rule_id, settings=rule_settings, options=options)
 
     notify = _notify_settings(data.get("notify", {}), path)
+    try:
+        incidents = IncidentSettings.model_validate(data.get("incidents", {}))
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path, "incidents")) from None
     base_dir = (path.parent if path is not None else Path.cwd()).resolve()
     config = Config(
         path=path,
@@ -506,6 +516,7 @@ def config_from_dict(
         goals=dict(data.get("goals", {})),
         experiments=dict(data.get("experiments", {})),
         notify=notify,
+        incidents=incidents,
     )
     templates = config.resolve(settings.templates_dir)
     if templates is not None and not templates.is_dir():

@@ -55,6 +55,8 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
     # The first registered rule that asks for it runs on auto.
     auto = next((r for r, m in REGISTRY.items() if getattr(m, "DEMO_AUTO", False)), None)
     data = labels.config(f"sqlite:///{db_path}", approval="manual", auto=[auto] if auto else [])
+    # Above the demo's largest rule (backlog-hygiene, 7), so every kind keeps its own proposal.
+    data["reviewer"]["burst_limit"] = 10
     data["reviewer"]["specs_dir"] = str(labels.specs_dir.relative_to(workspace))
     data["reviewer"]["repo_dir"] = str(labels.repo_dir.relative_to(workspace))
     config_path = workspace / "config.toml"

@@ -14,6 +14,9 @@ One cycle, as of an instant ``now``:
    no rejection still in its cooldown) becomes a candidate proposal. At most
    ``max_new_proposals_per_cycle`` are created per cycle, highest severity
    first; the rest are held back and said so, and come next cycle.
+   Before that, ``reviewer.incidents`` groups open findings that share a cause
+   into one incident with one proposal and holds its members back, and folds
+   one rule's flood (more than ``burst_limit``) into one summary proposal.
 4. ``auto`` proposals, and approved ones not yet in the backlog, are scheduled:
    the backlog task and the proposal's ``scheduled`` state are written in one
    transaction under a unique task id, so the task exists exactly once. A
@@ -31,11 +34,12 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from reviewer import changes, incidents
 from reviewer.config import Config
 from reviewer.controls import apply_for_proposal, lift_due
 from reviewer.failpoint import failpoint, pausepoint
@@ -351,7 +355,8 @@ class Engine:
         result.outcomes = judge_outcomes(self.state, self.config, at, result.run_id, failed_rules)
         tripped = check_breakers(self.state, self.config, at, result.notes)
         first_seen = {fp: row["first_seen"] for fp, row in known.items()}
-        self._propose(findings, regressed, first_seen, at, result, tripped)
+        inhibited = incidents.review(self, at, result)  # incidents and bursts hold these back
+        self._propose(findings, regressed, first_seen, at, result, tripped, inhibited)
         self._schedule_approved(at_ts, result)
 
     def _record_finding(
@@ -441,13 +446,16 @@ class Engine:
         at: datetime,
         result: ReviewResult,
         tripped: frozenset[str] = frozenset(),
+        inhibited: Collection[str] = (),
     ) -> None:
         at_ts = fmt_ts(at)
         rules = self.config.rules
         live = [
             f
             for f in findings
-            if f.silenced_by is None and rules[f.rule].settings.approval != Approval.off
+            if f.silenced_by is None
+            and rules[f.rule].settings.approval != Approval.off
+            and f.fingerprint not in inhibited
         ]
         latest = self.state.latest_proposals([f.fingerprint for f in live])
         cooling = self.state.in_cooldown([f.fingerprint for f in live], at_ts)
@@ -486,6 +494,7 @@ class Engine:
                 c[0].fingerprint,
             )
         )
+        candidates = incidents.bursts(self, candidates, at, result)
         cap = self.config.reviewer.max_new_proposals_per_cycle
         for f, prev, note in candidates[:cap]:
             approval = effective_approval(self.config, f.rule, tripped)
@@ -626,9 +635,23 @@ class Engine:
                     allowed_from=(ProposalState.pending,),
                     decided=True,
                 )
+            changed = changes.apply_declared(self, proposal, at, actor)
+            if changed is not None:  # the approval changed the backlog; no task to file
+                return self.state.transition(
+                    proposal,
+                    ProposalState.scheduled,
+                    at=at,
+                    actor=actor,
+                    reason=f"{reason}; applied {changes.declared(proposal)} to task {changed}",
+                    allowed_from=(ProposalState.approved,),
+                    task_id=changed,
+                )
             finding = self.state.findings_by_print([proposal.fingerprint]).get(proposal.fingerprint)
-            payload = json.loads(finding["payload"]) if finding else {}
-            record = self._task_record(proposal, task_id, at, payload)
+            if finding:
+                payload = json.loads(finding["payload"])
+            else:  # an incident's or a burst's proposal
+                payload = incidents.payload_for(self, proposal.fingerprint) or {}
+            record = self._task_record(proposal, task_id, at, payload, finding is not None)
             inserted = self.store.insert_task_once(record)
             if not inserted:
                 existing = self.store.get_task(task_id) or {}
@@ -657,7 +680,12 @@ class Engine:
             )
 
     def _task_record(
-        self, proposal: Proposal, task_id: str, at: str, payload: dict[str, Any]
+        self,
+        proposal: Proposal,
+        task_id: str,
+        at: str,
+        payload: dict[str, Any],
+        own_finding: bool = True,
     ) -> dict[str, Any]:
         return {
             "id": task_id,
@@ -671,7 +699,7 @@ class Engine:
             "updated_at": at,
             "attempts": 0,
             "depends_on": json.dumps([]),
-            "spec": proposal.subject if _subject_is_spec(proposal.rule) else None,
+            "spec": proposal.subject if own_finding and _subject_is_spec(proposal.rule) else None,
             "goal_id": payload.get("evidence", {}).get("goal_id") if payload else None,
             "labels": json.dumps(["reviewer", f"rule:{proposal.rule}", f"kind:{proposal.kind}"]),
             "source": "reviewer",

@@ -32,6 +32,8 @@ def print_review(result: ReviewResult) -> None:
             flags.append(f["status"])
         if f.get("silenced_by"):
             flags.append(f"silenced by #{f['silenced_by']}")
+        if f.get("incident"):
+            flags.append(f"inhibited by {f.get('incident_kind', 'incident')} {f['incident']}")
         flag = f" [{', '.join(flags)}]" if flags else ""
         click.echo(f"  {f['severity']:<8} {f['rule']}/{f['kind']:<18} {f['subject']}{flag}")
         click.echo(f"           {f['summary']}")

@@ -54,6 +54,8 @@ ID = "goal-progress"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
 # The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
 TUNING = {"option": "stalled_after", "quieter": "higher"}
+# Kinds an operational cause can produce (grouped into incidents by the engine).
+SYMPTOM_KINDS = ("stalled", "at-risk")
 
 
 # Options filled by the config loader from top-level tables: ``goals`` from [goals.<id>].

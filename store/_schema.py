@@ -564,6 +564,30 @@ _V_OUTCOMES: list[str | dict[str, str]] = [
     """,
 ]
 
+# Incidents and bursts (issue 11): findings grouped behind one cause (an incident,
+# keyed by a scope like executor:NAME) or one rule's flood in a cycle (a burst,
+# keyed rule:ID), each with one proposal. A member finding points at its open group.
+_V_INCIDENTS: list[str | dict[str, str]] = [
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL,
+        cause TEXT,
+        members TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        resolved_at TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS reviewer_incidents_state ON reviewer_incidents (state, kind, key)",
+    "CREATE INDEX IF NOT EXISTS reviewer_incidents_print ON reviewer_incidents (fingerprint)",
+    "ALTER TABLE reviewer_findings ADD COLUMN incident_id INTEGER",
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -580,5 +604,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_AUDIT_AT,
     _V_CONTROLS,
     _V_OUTCOMES,
+    _V_INCIDENTS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -53,6 +53,10 @@ class Store(Protocol):
 
     def get_task(self, task_id: str) -> Row | None: ...
     def touch_task_labels(self, task_id: str, add_labels: Sequence[str], at: str) -> None: ...
+    def set_task_priority(self, task_id: str, priority: str, at: str) -> str | None:
+        """Change a task's priority; the one it had, or None when the store has no such
+        task or cannot change one (the engine then files a task to do it)."""
+        ...
 
     # -- reviewer state ------------------------------------------------------
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:

@@ -197,6 +197,11 @@ class HTTPStore(SQLiteStore):
         """Labels stay local: the HTTP protocol has no partial update of a task."""
         return None
 
+    def set_task_priority(self, task_id: str, priority: str, at: str) -> str | None:
+        """The HTTP protocol has no partial update of a task: None, so an approved
+        priority change is filed as a task for the pipeline instead."""
+        return None
+
 
 def _test_row(item: dict[str, Any], norm_ts: Any) -> Row:
     test_id = item["test_id"]

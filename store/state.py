@@ -299,6 +299,149 @@ class ReviewerState(ControlsState):
             )
         }
 
+    # -- incidents and bursts ----------------------------------------------------------
+    def open_incidents(self) -> list[Row]:
+        """Open incidents and bursts, oldest first."""
+        return self.store.query("SELECT * FROM reviewer_incidents WHERE state = 'open' ORDER BY id")
+
+    def list_incidents(self, state: str | None = "open", limit: int = 200) -> list[Row]:
+        """Incidents and bursts, newest first (``state`` None: all of them)."""
+        where = "WHERE state = :state" if state else ""
+        return self.store.query(
+            f"SELECT * FROM reviewer_incidents {where} ORDER BY id DESC LIMIT :n",
+            {"state": state, "n": limit},
+        )
+
+    def incident_by_print(self, fingerprint: str) -> Row | None:
+        """The newest incident or burst whose proposal carries ``fingerprint``."""
+        rows = self.store.query(
+            "SELECT * FROM reviewer_incidents WHERE fingerprint = :f ORDER BY id DESC LIMIT 1",
+            {"f": fingerprint},
+        )
+        return rows[0] if rows else None
+
+    def open_incident(
+        self,
+        *,
+        kind: str,
+        key: str,
+        fingerprint: str,
+        rule: str,
+        cause: str | None,
+        members: list[str],
+        payload: str,
+        at: str,
+        reason: str,
+    ) -> int:
+        """Open an incident (or burst) over ``members`` (finding prints); audited."""
+        rows = self.store.query(
+            """INSERT INTO reviewer_incidents (kind, key, fingerprint, state, cause, members,
+                   payload, opened_at, updated_at)
+               VALUES (:kind, :key, :fp, 'open', :cause, :members, :payload, :at, :at)
+               RETURNING id""",
+            {
+                "kind": kind,
+                "key": key,
+                "fp": fingerprint,
+                "cause": cause,
+                "members": json.dumps(members),
+                "payload": payload,
+                "at": at,
+            },
+        )
+        incident_id = int(rows[0]["id"])
+        self._point_members(incident_id, members)
+        self.audit(
+            at,
+            "reviewer",
+            f"{kind}.opened",
+            fingerprint=fingerprint,
+            rule=rule,
+            subject=key,
+            reason=reason,
+            details={"incident_id": incident_id, "cause": cause, "members": members},
+        )
+        return incident_id
+
+    def update_incident(
+        self,
+        incident_id: int,
+        *,
+        cause: str | None,
+        members: list[str],
+        payload: str,
+        at: str,
+        added: list[str],
+        rule: str,
+    ) -> None:
+        """An open incident's current cause, members and evidence; new members audited."""
+        row = self.store.query(
+            "SELECT kind, key, fingerprint FROM reviewer_incidents WHERE id = :id",
+            {"id": incident_id},
+        )[0]
+        self.store.execute(
+            """UPDATE reviewer_incidents SET cause = :cause, members = :members,
+                   payload = :payload, updated_at = :at WHERE id = :id""",
+            {
+                "cause": cause,
+                "members": json.dumps(members),
+                "payload": payload,
+                "at": at,
+                "id": incident_id,
+            },
+        )
+        self._point_members(incident_id, members)
+        if added:
+            self.audit(
+                at,
+                "reviewer",
+                f"{row['kind']}.grew",
+                fingerprint=row["fingerprint"],
+                rule=rule,
+                subject=row["key"],
+                reason=f"{len(added)} more finding(s) share its cause",
+                details={"incident_id": incident_id, "added": added},
+            )
+
+    def resolve_incident(self, incident_id: int, *, at: str, reason: str) -> None:
+        """Close an incident (or burst): its members are judged on their own again."""
+        row = self.store.query(
+            "SELECT kind, key, fingerprint FROM reviewer_incidents WHERE id = :id",
+            {"id": incident_id},
+        )[0]
+        self.store.execute(
+            """UPDATE reviewer_incidents SET state = 'resolved', resolved_at = :at,
+                   updated_at = :at WHERE id = :id""",
+            {"at": at, "id": incident_id},
+        )
+        self.store.execute(
+            "UPDATE reviewer_findings SET incident_id = NULL WHERE incident_id = :id",
+            {"id": incident_id},
+        )
+        self.audit(
+            at,
+            "reviewer",
+            f"{row['kind']}.resolved",
+            fingerprint=row["fingerprint"],
+            subject=row["key"],
+            reason=reason,
+            details={"incident_id": incident_id},
+        )
+
+    def _point_members(self, incident_id: int, members: list[str]) -> None:
+        """Each member finding names the open incident it belongs to (and only members do)."""
+        self.store.execute(
+            "UPDATE reviewer_findings SET incident_id = NULL WHERE incident_id = :id",
+            {"id": incident_id},
+        )
+        for i in range(0, len(members), 500):
+            chunk = members[i : i + 500]
+            marks = ", ".join(f":p{j}" for j in range(len(chunk)))
+            self.store.execute(
+                f"UPDATE reviewer_findings SET incident_id = :id WHERE fingerprint IN ({marks})",
+                {"id": incident_id, **{f"p{j}": p for j, p in enumerate(chunk)}},
+            )
+
     # -- goals defined over the API ---------------------------------------------------
     def define_goal(self, goal: dict[str, Any], at: str, actor: str) -> None:
         """Store (or redefine) a goal by id: ``id``, ``title``, ``target``, ``deadline``,

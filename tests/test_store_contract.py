@@ -233,6 +233,24 @@ def test_touch_task_labels_adds_labels_and_remembers_the_touch(store: Store) -> 
     store.touch_task_labels("missing", ["x"], "2026-03-09T00:00:00Z")  # silently nothing
 
 
+def test_set_task_priority_changes_it_and_remembers_the_touch(store: Store) -> None:
+    store.upsert_tasks(task_rows([task("a", priority="low", updated_at="2026-03-02T00:00:00Z")]))
+    assert store.set_task_priority("a", "high", "2026-03-09T00:00:00Z") == "low"
+    got = store.get_task("a")
+    assert got is not None and got["priority"] == "high"
+    assert got["updated_at"] == "2026-03-09T00:00:00Z"
+    assert store.query("SELECT * FROM reviewer_task_touches") == [
+        {
+            "task_id": "a",
+            "touched_at": "2026-03-09T00:00:00Z",
+            "previous_updated_at": "2026-03-02T00:00:00Z",
+        }
+    ]
+    assert store.set_task_priority("a", "high", "2026-03-09T01:00:00Z") == "high"  # no change
+    assert store.set_task_priority("missing", "high", "2026-03-09T00:00:00Z") is None
+    assert store.query("SELECT incident_id FROM reviewer_findings") == []  # the column exists
+
+
 # -- transactions --------------------------------------------------------------------
 def test_transaction_rolls_back_on_exception(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction():

@@ -22,6 +22,7 @@ from reviewer.api import (
     goals,
     guard,
     health,
+    incidents,
     page,
     proposals,
     report,
@@ -51,6 +52,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit.router,
     controls.router,
     report.router,
+    incidents.router,
 )
 # Never behind the read guard: liveness and Prometheus probes, and the page (its
 # login decides what it shows).

@@ -119,6 +119,9 @@ ID = "stuck-phases"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
 # The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
 TUNING = {"option": "timeout_multiplier", "quieter": "higher"}
+# Kinds an operational cause (a broken executor, model or task type) produces: the
+# engine may group them into one incident behind that cause.
+SYMPTOM_KINDS = ("stuck", "stalled-phase", "timeout-pattern", "repeated-failure", "error-rate")
 
 
 ErrorScope = Literal["executor", "model", "task_type"]

@@ -127,6 +127,8 @@ ID = "usage-spikes"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
 # The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
 TUNING = {"option": "spike_score", "quieter": "higher"}
+# Kinds an operational cause can produce (grouped into incidents by the engine).
+SYMPTOM_KINDS = ("spike", "task-outlier")
 
 Action = Literal["alert", "throttle"]
 Kind = Literal["task-outlier", "spike", "budget"]
