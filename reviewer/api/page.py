@@ -9,7 +9,6 @@ is audited under that principal's name.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +21,13 @@ from reviewer.api.common import now_of
 from reviewer.api.deps import get_app
 from reviewer.api.guard import RowId
 from reviewer.api.page_charts import metric_charts
-from reviewer.api.page_render import PROPOSAL_STATES, SEVERITIES, evidence_rows, render
+from reviewer.api.page_render import (
+    PROPOSAL_STATES,
+    SEVERITIES,
+    evidence_rows,
+    pages,
+    render,
+)
 from reviewer.app import App
 from store import ARM_COLUMNS
 from store.state import InvalidTransition, NotFound
@@ -35,7 +40,10 @@ MAX_BULK = 200
 
 
 def _asset(name: str) -> str:
-    return (resources.files("reviewer") / "templates" / "web" / name).read_text("utf-8")
+    """A static file beside the templates (read through the same package loader)."""
+    loader = pages.loader
+    assert loader is not None
+    return loader.get_source(pages, f"web/{name}")[0]
 
 
 @router.get("/page.css", include_in_schema=False)

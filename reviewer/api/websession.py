@@ -109,9 +109,12 @@ def set_cookie(request: Request, response: Response, name: str, value: str, seco
 async def form_of(request: Request) -> dict[str, list[str]]:
     """The fields of a urlencoded form body (each name with all its values)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if not raw and not ctype:
+        return {}
     if ctype != "application/x-www-form-urlencoded":
         raise HTTPException(415, "expected a form (application/x-www-form-urlencoded)")
-    body = (await request.body()).decode("utf-8", "replace")
+    body = raw.decode("utf-8", "replace")
     try:
         return parse_qs(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
     except ValueError:
