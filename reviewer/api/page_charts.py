@@ -28,7 +28,7 @@ class Line:
     colour: str
     dashed: bool
     segments: list[str] = field(default_factory=list)  # SVG polyline points
-    dots: list[tuple[float, float]] = field(default_factory=list)  # lone points
+    dots: list[tuple[float, float]] = field(default_factory=list)  # a mark on each day with data
     last: str = ""
 
 
@@ -67,18 +67,18 @@ def _chart(
     names = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(dict.fromkeys(n for n, _, _ in series))}
     lines = []
     for name, dashed, vs in series:
+        # Days without runs are skipped, not drawn as zero: the line joins the days that have data.
+        points = [
+            (round(LEFT + i * step, 1), round(TOP + plot_h * (1 - v / top_value), 1))
+            for i, v in enumerate(vs)
+            if v is not None
+        ]
         line = Line(name, names[name], dashed)
-        run: list[tuple[float, float]] = []
-        for i, v in enumerate([*vs, None]):
-            if v is not None:
-                run.append((round(LEFT + i * step, 1), round(TOP + plot_h * (1 - v / top_value), 1)))
-                line.last = _fmt(v, unit)
-                continue
-            if len(run) > 1:
-                line.segments.append(" ".join(f"{x},{y}" for x, y in run))
-            elif run:
-                line.dots.append(run[0])
-            run = []
+        if len(points) > 1:
+            line.segments.append(" ".join(f"{x},{y}" for x, y in points))
+        line.dots = [] if dashed else points
+        known = [v for v in vs if v is not None]
+        line.last = _fmt(known[-1], unit) if known else ""
         lines.append(line)
     return Chart(title, unit, _fmt(top_value, unit), days[0][5:], days[-1][5:], lines)
 
