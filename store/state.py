@@ -379,7 +379,12 @@ class ReviewerState:
         (critical first), then by age (oldest first); each filter optional."""
         conds: list[str] = []
         params: dict[str, Any] = {"n": limit}
-        for col, value in (("state", state), ("rule", rule), ("kind", kind), ("severity", severity)):
+        for col, value in (
+            ("state", state),
+            ("rule", rule),
+            ("kind", kind),
+            ("severity", severity),
+        ):
             if value:
                 conds.append(f"{col} = :{col}")
                 params[col] = value

@@ -182,9 +182,11 @@ def test_an_operator_works_the_page(server: tuple[str, App], tmp_path: Path) -> 
         # Console errors other than a refused status (the wrong token's 401 is one).
         page.on(
             "console",
-            lambda m: errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None,
+            lambda m: (
+                errors.append(m.text)
+                if m.type == "error" and not m.text.startswith("Failed to load resource")
+                else None
+            ),
         )
         page.goto(url + "/")
         assert page.locator("article.proposal").count() == len(ids)

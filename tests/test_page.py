@@ -95,8 +95,12 @@ def test_hostile_text_is_escaped_everywhere(client: tuple[TestClient, App]) -> N
     login(c)
     with app.store.transaction():
         app.state.add_silence(
-            rule="stale-queue", subject=HOSTILE, until="2999-01-01T00:00:00Z", by=HOSTILE,
-            comment=HOSTILE, at="2026-03-10T00:00:00Z",
+            rule="stale-queue",
+            subject=HOSTILE,
+            until="2999-01-01T00:00:00Z",
+            by=HOSTILE,
+            comment=HOSTILE,
+            at="2026-03-10T00:00:00Z",
         )
     for path in ("/", "/findings", "/runs", "/silences", "/pipeline", "/audit"):
         html = c.get(path).text
@@ -164,8 +168,10 @@ def test_csrf_is_checked_on_every_form(client: tuple[TestClient, App]) -> None:
         ("/proposals/1/approve", {"reason": "x"}),
         ("/proposals/1/reject", {"reason": "x"}),
         ("/proposals/bulk", {"action": "approve", "ids": "1"}),
-        ("/silences", {"rule": "stale-queue", "subject": "x", "until": "2999-01-01T00:00",
-                       "comment": "c"}),
+        (
+            "/silences",
+            {"rule": "stale-queue", "subject": "x", "until": "2999-01-01T00:00", "comment": "c"},
+        ),
         ("/silences/1/expire", {}),
     ):
         assert c.post(path, data=data).status_code == 403, path
@@ -190,7 +196,9 @@ def test_approve_and_reject_on_the_page_are_audited_by_name(
     assert app.state.proposal(2).state.value == "pending"
     c.post("/proposals/2/reject", data={"csrf": csrf, "reason": "duplicate"})
     assert app.state.proposal(2).state.value == "rejected"
-    trail = {(e["proposal_id"], e["action"], e["actor"], e["reason"]) for e in app.state.audit_log()}
+    trail = {
+        (e["proposal_id"], e["action"], e["actor"], e["reason"]) for e in app.state.audit_log()
+    }
     assert (1, "proposal.approved", "api", "worth it") in trail
     assert (2, "proposal.rejected", "api", "duplicate") in trail
     again = c.post("/proposals/2/approve", data={"csrf": csrf})
@@ -207,8 +215,16 @@ def test_pending_first_then_severity_then_age(client: tuple[TestClient, App]) ->
             ("old-critical", Severity.critical, "2026-03-02T00:00:00Z"),
         ):
             p = app.state.create_proposal(
-                fingerprint=name, rule="stale-queue", kind="extra", subject=name, severity=sev,
-                title=name, body="b", approval=Approval.manual, at=at, run_id=None,
+                fingerprint=name,
+                rule="stale-queue",
+                kind="extra",
+                subject=name,
+                severity=sev,
+                title=name,
+                body="b",
+                approval=Approval.manual,
+                at=at,
+                run_id=None,
             )
             made[name] = p.id
     csrf = login(c)
@@ -219,7 +235,9 @@ def test_pending_first_then_severity_then_age(client: tuple[TestClient, App]) ->
     assert ids[-1] == 1  # decided: after every pending one
     assert _ids(c.get("/?severity=critical").text) == [made["old-critical"], made["new-critical"]]
     assert _ids(c.get("/?kind=extra&state=pending").text) == [
-        made["old-critical"], made["new-critical"], made["old-warning"]
+        made["old-critical"],
+        made["new-critical"],
+        made["old-warning"],
     ]
     assert _ids(c.get("/?state=rejected").text) == [1]
     assert _ids(c.get("/?rule=no-such-rule").text) == []
@@ -235,8 +253,10 @@ def test_bulk_approve_and_reject(client: tuple[TestClient, App]) -> None:
     assert "2 approved" in r.text
     assert {app.state.proposal(i).state.value for i in (1, 2)} == {"scheduled"}
     assert app.store.get_task("reviewer-2") is not None
-    r = c.post("/proposals/bulk", data={"csrf": csrf, "action": "reject", "ids": "1",
-                                        "reason": "changed my mind"})
+    r = c.post(
+        "/proposals/bulk",
+        data={"csrf": csrf, "action": "reject", "ids": "1", "reason": "changed my mind"},
+    )
     assert app.state.proposal(1).state.value == "scheduled" and "cannot become" in r.text
 
 
@@ -244,11 +264,27 @@ def test_silence_add_and_expire(client: tuple[TestClient, App]) -> None:
     c, app = client
     assert "Log in</a> to add" in c.get("/silences").text
     csrf = login(c)
-    past = c.post("/silences", data={"csrf": csrf, "rule": "stale-queue", "subject": "t*",
-                                     "until": "2001-01-01T00:00", "comment": "old"})
+    past = c.post(
+        "/silences",
+        data={
+            "csrf": csrf,
+            "rule": "stale-queue",
+            "subject": "t*",
+            "until": "2001-01-01T00:00",
+            "comment": "old",
+        },
+    )
     assert "must be in the future" in past.text
-    r = c.post("/silences", data={"csrf": csrf, "rule": "stale-queue", "subject": "t*",
-                                  "until": "2999-01-01T00:00", "comment": "known"})
+    r = c.post(
+        "/silences",
+        data={
+            "csrf": csrf,
+            "rule": "stale-queue",
+            "subject": "t*",
+            "until": "2999-01-01T00:00",
+            "comment": "known",
+        },
+    )
     assert 'id="silence-1"' in r.text and "2999-01-01T00:00:00Z" in r.text
     (s,) = app.state.silences(include_expired=True)
     assert (s.created_by, s.subject, s.comment) == ("api", "t*", "known")
@@ -261,7 +297,7 @@ def test_silence_add_and_expire(client: tuple[TestClient, App]) -> None:
 
 
 def test_sections_render(client: tuple[TestClient, App]) -> None:
-    c, app = client
+    c, _ = client
     findings = c.get("/findings").text
     assert 'id="rule-stale-queue"' in findings and "proposal #1" in findings
     assert "proposal.created" in findings  # the history comes from the audit log
@@ -278,3 +314,21 @@ def test_sections_render(client: tuple[TestClient, App]) -> None:
     assert cell("proposal.approved") in audit and cell("proposal.created") not in audit
     created = c.get("/audit?action=proposal.created").text
     assert cell("proposal.created") in created and cell("proposal.approved") not in created
+
+
+def test_deciding_needs_the_approve_scope(
+    client: tuple[TestClient, App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reviewer.api import page
+    from reviewer.api.auth import Principal
+
+    c, app = client
+    monkeypatch.setattr(
+        page, "principal_for_token", lambda a, token: Principal("viewer", frozenset({"read"}))
+    )
+    csrf = login(c)
+    html = c.get("/").text
+    assert "viewer" in html and "Approve</button>" not in html and 'id="bulk"' not in html
+    r = c.post("/proposals/1/approve", data={"csrf": csrf})
+    assert r.status_code == 403 and "needs the 'approve' scope" in r.text
+    assert app.state.proposal(1).state.value == "pending"

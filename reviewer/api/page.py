@@ -1,5 +1,6 @@
-"""The review page: ``/`` (proposals), ``/findings``, ``/runs``, ``/silences``,
-``/pipeline`` (metrics and goals; ``/metrics`` is Prometheus'), ``/audit``, and the forms that log in and decide.
+"""The review page and its forms: ``/`` (proposals), ``/findings``, ``/runs``,
+``/silences``, ``/pipeline`` (metrics and goals; ``/metrics`` is Prometheus'),
+``/audit``, ``/login``.
 
 Server-rendered (``page_render``), usable without JavaScript (``/page.js`` only
 adds "select all"). Reads are open like the API's; a form that changes state
@@ -110,7 +111,9 @@ async def _decider(request: Request) -> tuple[websession.Session, dict[str, list
     if session is None:
         raise HTTPException(401, "log in first (your session may have ended)")
     if not websession.same_secret(websession.first(form, "csrf"), session.csrf):
-        raise HTTPException(403, "the form's CSRF token does not match your session; reload the page")
+        raise HTTPException(
+            403, "the form's CSRF token does not match your session; reload the page"
+        )
     if not session.principal.can(DECIDE_SCOPE):
         raise HTTPException(
             403, f"{session.principal.name} may not change state (needs the '{DECIDE_SCOPE}' scope)"
@@ -120,7 +123,7 @@ async def _decider(request: Request) -> tuple[websession.Session, dict[str, list
 
 # -- login ---------------------------------------------------------------------------------
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str = "/", a: App = Depends(get_app)) -> HTMLResponse:  # noqa: A002, B008
+def login_form(request: Request, next: str = "/", a: App = Depends(get_app)) -> HTMLResponse:  # noqa: B008
     token = websession.secrets.token_urlsafe(24)
     response = _page(
         request,
@@ -162,12 +165,10 @@ async def login(request: Request, a: App = Depends(get_app)) -> Response:  # noq
         return response
     sid, session = websession.sessions_of(request).create(principal)
     session.flash.append(("ok", f"Logged in as {principal.name}."))
-    response = _back(next_url)
-    websession.set_cookie(
-        request, response, websession.SESSION_COOKIE, sid, websession.SESSION_SECONDS
-    )
-    response.delete_cookie(websession.LOGIN_COOKIE, path="/")
-    return response
+    back = _back(next_url)
+    websession.set_cookie(request, back, websession.SESSION_COOKIE, sid, websession.SESSION_SECONDS)
+    back.delete_cookie(websession.LOGIN_COOKIE, path="/")
+    return back
 
 
 @router.post("/logout")

@@ -64,7 +64,8 @@ def _chart(
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
     step = plot_w / max(1, len(days) - 1)
-    names = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(dict.fromkeys(n for n, _, _ in series))}
+    names = dict.fromkeys(n for n, _, _ in series)
+    colours = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(names)}
     lines = []
     for name, dashed, vs in series:
         # Days without runs are skipped, not drawn as zero: the line joins the days that have data.
@@ -73,7 +74,7 @@ def _chart(
             for i, v in enumerate(vs)
             if v is not None
         ]
-        line = Line(name, names[name], dashed)
+        line = Line(name, colours[name], dashed)
         if len(points) > 1:
             line.segments.append(" ".join(f"{x},{y}" for x, y in points))
         line.dots = [] if dashed else points
@@ -126,9 +127,7 @@ def metric_charts(view: BacklogView, column: str) -> list[Chart]:
         (g, False, per_day(g, lambda _g, _d, c: int(c["completed"] or 0) / int(c["runs"])))
         for g in groups
     ]
-    cost = [
-        (g, False, per_day(g, lambda _g, _d, c: float(c["cost_usd"] or 0.0))) for g in groups
-    ]
+    cost = [(g, False, per_day(g, lambda _g, _d, c: float(c["cost_usd"] or 0.0))) for g in groups]
     return [
         _chart("Duration p50 (solid) and p95 (dashed)", "s", days, durations),
         _chart("Success rate", "%", days, success),
