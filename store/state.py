@@ -134,7 +134,7 @@ class ReviewerState:
             col: [
                 r["v"]
                 for r in self.store.query(
-                    f"SELECT DISTINCT {col} AS v FROM reviewer_audit ORDER BY {col}"
+                    f"SELECT DISTINCT {col} AS v FROM reviewer_audit ORDER BY v"
                 )
             ]
             for col in ("actor", "action")
