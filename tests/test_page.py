@@ -20,11 +20,10 @@ TOKEN = "page-s3cret"
 HOSTILE = "<script>alert('x')</script> <img src=x onerror=alert(1)>"
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[tuple[TestClient, App]]:
+def _app(store_url: str) -> App:
     cfg = make_config(
         {
-            "reviewer": {"store": f"sqlite:///{tmp_path / 'p.db'}", "api_token": TOKEN},
+            "reviewer": {"store": store_url, "api_token": TOKEN},
             "goals": {"ship": {"title": "Ship <b>it</b>", "label": "ship"}},
         }
     )
@@ -63,6 +62,12 @@ def client(tmp_path: Path) -> Iterator[tuple[TestClient, App]]:
         )
     )
     app.engine.review(parse_ts("2026-03-10T00:00:00Z"))
+    return app
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[tuple[TestClient, App]]:
+    app = _app(f"sqlite:///{tmp_path / 'p.db'}")
     with TestClient(create_app(app)) as c:
         yield c, app
     app.close()
@@ -142,6 +147,14 @@ def test_login_sets_a_session_cookie_not_the_token(client: tuple[TestClient, App
     assert TOKEN not in page
 
 
+def test_redirects_stay_on_this_server() -> None:
+    from reviewer.api.page import _safe_next
+
+    assert _safe_next("/?state=pending#proposal-2") == "/?state=pending#proposal-2"
+    for hostile in ("//evil.example", "/\t/evil.example", "/\\evil.example", "https://x", ""):
+        assert _safe_next(hostile) == "/", hostile
+
+
 def test_login_needs_its_form_token(client: tuple[TestClient, App]) -> None:
     c, _ = client
     r = c.post("/login", data={"csrf": "forged", "token": TOKEN})
@@ -156,8 +169,8 @@ def test_logout_ends_the_session(client: tuple[TestClient, App]) -> None:
     r = c.post("/logout", data={"csrf": csrf}, follow_redirects=False)
     assert r.status_code == 303
     assert 'id="login-link"' in c.get("/").text
-    r = c.post("/proposals/1/approve", data={"csrf": csrf, "reason": "x"})
-    assert r.status_code == 401
+    r = c.post("/proposals/1/approve", data={"csrf": csrf, "reason": "x"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/"
     assert app.state.proposal(1).state.value == "pending"
 
 
@@ -332,3 +345,24 @@ def test_deciding_needs_the_approve_scope(
     r = c.post("/proposals/1/approve", data={"csrf": csrf})
     assert r.status_code == 403 and "needs the 'approve' scope" in r.text
     assert app.state.proposal(1).state.value == "pending"
+
+
+@pytest.mark.postgres
+def test_every_section_on_postgres() -> None:
+    from tests.pg import fresh_schema_url
+
+    with fresh_schema_url() as url:
+        app = _app(url)
+        try:
+            with TestClient(create_app(app)) as c:
+                for path in ("/", "/findings", "/runs", "/silences", "/pipeline", "/audit"):
+                    assert c.get(path).status_code == 200, path
+                csrf = login(c)
+                c.post("/proposals/bulk", data={"csrf": csrf, "action": "approve", "ids": "1"})
+                assert _ids(c.get("/?state=scheduled").text) == [1]
+                audit = c.get("/audit?actor=api&action=proposal").text
+                assert '<td class="action">proposal.scheduled</td>' in audit
+                assert c.get("/pipeline").text.count("<polyline") >= 3
+                assert "proposal.created" in c.get("/findings").text
+        finally:
+            app.close()

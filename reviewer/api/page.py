@@ -95,21 +95,32 @@ def _page(request: Request, a: App, template: str, current: str, **context: Any)
 
 def _safe_next(value: str) -> str:
     """Only a path on this server: never another origin (``//x``, ``http://x``)."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    # Browsers drop tabs and newlines inside a URL, so "/\t/evil" would become "//evil".
+    if any(ord(ch) < 33 for ch in value) or "\\" in value:
+        return "/"
+    return value if value.startswith("/") and not value.startswith("//") else "/"
 
 
 def _back(to: str) -> RedirectResponse:
     return RedirectResponse(_safe_next(to), status_code=303)
 
 
+class LoginFirst(Exception):
+    """A form came without a session; its one argument is the page to return to."""
+
+
+def login_redirect(request: Request, exc: Exception) -> Response:
+    """Where a form without a session goes: ``/login``, then back to its page."""
+    next_url = _safe_next(str(exc.args[0]) if exc.args else "/")
+    return _back("/login?" + urlencode({"next": next_url}, safe="/"))
+
+
 async def _decider(request: Request) -> tuple[websession.Session, dict[str, list[str]]]:
     """The session of a form that changes state, after its login, CSRF and scope checks."""
     form = await websession.form_of(request)
     session = websession.current_session(request)
-    if session is None:
-        raise HTTPException(401, "log in first (your session may have ended)")
+    if session is None:  # never logged in, logged out, or the server restarted
+        raise LoginFirst(websession.first(form, "next") or "/")
     if not websession.same_secret(websession.first(form, "csrf"), session.csrf):
         raise HTTPException(
             403, "the form's CSRF token does not match your session; reload the page"
