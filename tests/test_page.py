@@ -148,11 +148,11 @@ def test_login_sets_a_session_cookie_not_the_token(client: tuple[TestClient, App
 
 
 def test_redirects_stay_on_this_server() -> None:
-    from reviewer.api.page import _safe_next
+    from reviewer.api.page import safe_next
 
-    assert _safe_next("/?state=pending#proposal-2") == "/?state=pending#proposal-2"
+    assert safe_next("/?state=pending#proposal-2") == "/?state=pending#proposal-2"
     for hostile in ("//evil.example", "/\t/evil.example", "/\\evil.example", "https://x", ""):
-        assert _safe_next(hostile) == "/", hostile
+        assert safe_next(hostile) == "/", hostile
 
 
 def test_login_needs_its_form_token(client: tuple[TestClient, App]) -> None:

@@ -93,7 +93,7 @@ def _page(request: Request, a: App, template: str, current: str, **context: Any)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
-def _safe_next(value: str) -> str:
+def safe_next(value: str) -> str:
     """Only a path on this server: never another origin (``//x``, ``http://x``)."""
     # Browsers drop tabs and newlines inside a URL, so "/\t/evil" would become "//evil".
     if any(ord(ch) < 33 for ch in value) or "\\" in value:
@@ -102,7 +102,7 @@ def _safe_next(value: str) -> str:
 
 
 def _back(to: str) -> RedirectResponse:
-    return RedirectResponse(_safe_next(to), status_code=303)
+    return RedirectResponse(safe_next(to), status_code=303)
 
 
 class LoginFirst(Exception):
@@ -111,7 +111,7 @@ class LoginFirst(Exception):
 
 def login_redirect(request: Request, exc: Exception) -> Response:
     """Where a form without a session goes: ``/login``, then back to its page."""
-    next_url = _safe_next(str(exc.args[0]) if exc.args else "/")
+    next_url = safe_next(str(exc.args[0]) if exc.args else "/")
     return _back("/login?" + urlencode({"next": next_url}, safe="/"))
 
 
@@ -142,7 +142,7 @@ def login_form(request: Request, next: str = "/", a: App = Depends(get_app)) -> 
         "login.html",
         "/login",
         login_csrf=token,
-        next_url=_safe_next(next),
+        next_url=safe_next(next),
         error=None,
         token_configured=bool(a.config.api_token),
     )
@@ -153,7 +153,7 @@ def login_form(request: Request, next: str = "/", a: App = Depends(get_app)) -> 
 @router.post("/login")
 async def login(request: Request, a: App = Depends(get_app)) -> Response:  # noqa: B008
     form = await websession.form_of(request)
-    next_url = _safe_next(websession.first(form, "next"))
+    next_url = safe_next(websession.first(form, "next"))
     if not websession.same_secret(
         websession.first(form, "csrf"), request.cookies.get(websession.LOGIN_COOKIE)
     ):
