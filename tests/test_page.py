@@ -366,3 +366,29 @@ def test_every_section_on_postgres() -> None:
                 assert "proposal.created" in c.get("/findings").text
         finally:
             app.close()
+
+
+def test_findings_show_resolved_ones_with_their_history(client: tuple[TestClient, App]) -> None:
+    c, app = client
+    app.store.upsert_tasks(
+        task_rows(
+            [
+                {
+                    "id": "t2",
+                    "title": "Docs",
+                    "priority": "critical",
+                    "status": "completed",
+                    "created_at": "2026-03-01T00:00:00Z",
+                    "updated_at": "2026-03-10T01:00:00Z",
+                    "finished_at": "2026-03-10T01:00:00Z",
+                }
+            ]
+        )
+    )
+    for hour in (2, 3, 4):
+        app.engine.review(parse_ts(f"2026-03-10T0{hour}:00:00Z"))
+    html = c.get("/findings").text
+    open_part, resolved_part = html.split("Resolved recently")
+    assert 'id="finding-' in resolved_part and "<td>t2</td>" in resolved_part
+    assert '<span class="subject">t2</span>' not in open_part
+    assert '<span class="subject">t1</span>' in open_part

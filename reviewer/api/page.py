@@ -10,6 +10,7 @@ is audited under that principal's name.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,6 +39,7 @@ router = APIRouter()
 
 DECIDE_SCOPE = "approve"
 MAX_BULK = 200
+PAGE_LIMIT = 200  # proposals on one page; filters narrow the rest
 
 
 def _asset(name: str) -> str:
@@ -135,7 +137,7 @@ async def _decider(request: Request) -> tuple[websession.Session, dict[str, list
 # -- login ---------------------------------------------------------------------------------
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/", a: App = Depends(get_app)) -> HTMLResponse:  # noqa: B008
-    token = websession.secrets.token_urlsafe(24)
+    token = secrets.token_urlsafe(24)
     response = _page(
         request,
         a,
@@ -160,7 +162,7 @@ async def login(request: Request, a: App = Depends(get_app)) -> Response:  # noq
         raise HTTPException(403, "the login form expired; reload /login and try again")
     principal = principal_for_token(a, websession.first(form, "token"))
     if principal is None:
-        token = websession.secrets.token_urlsafe(24)
+        token = secrets.token_urlsafe(24)
         response = _page(
             request,
             a,
@@ -215,7 +217,9 @@ def proposals_page(
     if severity and severity not in SEVERITIES:
         problems.append(f"unknown severity {severity!r}; showing every severity")
         severity = ""
-    items = a.state.proposal_queue(state=state, rule=rule, kind=kind, severity=severity, limit=200)
+    items = a.state.proposal_queue(
+        state=state, rule=rule, kind=kind, severity=severity, limit=PAGE_LIMIT
+    )
     findings = a.state.findings_by_print(sorted({p.fingerprint for p in items}))
     filters = {"state": state, "rule": rule, "kind": kind, "severity": severity}
     facets = a.state.proposal_facets()
@@ -238,6 +242,7 @@ def proposals_page(
         rules=sorted({r["rule"] for r in facets}),
         kinds=sorted({r["kind"] for r in facets}),
         problems=problems,
+        limit=PAGE_LIMIT,
     )
 
 
@@ -328,12 +333,14 @@ def findings_page(
                 "history": history.get(r["fingerprint"], []),
             }
         )
+    resolved = a.state.list_findings("resolved", rule or None, 50)
     return _page(
         request,
         a,
         "findings.html",
         "/findings",
         groups=sorted(groups.items()),
+        resolved=sorted(resolved, key=lambda r: r["resolved_at"] or "", reverse=True),
         rule=rule,
         total=len(rows),
     )
