@@ -392,3 +392,19 @@ def test_findings_show_resolved_ones_with_their_history(client: tuple[TestClient
     assert 'id="finding-' in resolved_part and "<td>t2</td>" in resolved_part
     assert '<span class="subject">t2</span>' not in open_part
     assert '<span class="subject">t1</span>' in open_part
+
+
+def test_a_failed_cycle_stands_out(client: tuple[TestClient, App]) -> None:
+    c, app = client
+    with app.store.transaction():
+        run = app.state.start_run("2026-03-10T05:00:00Z", "2026-03-10T05:00:00Z", "schedule")
+        app.state.finish_run(
+            run,
+            status="failed",
+            duration_ms=1500,
+            errors=[{"rule": "stale-queue", "error": "<b>boom</b>"}],
+        )
+    html = c.get("/runs").text
+    assert f"The latest cycle (#{run}) ended failed with 1 error(s)" in html
+    assert f'<tr id="run-{run}" class="failed">' in html and '<tr id="run-1" class="">' in html
+    assert "error: &lt;b&gt;boom&lt;/b&gt;" in html and "1.50 s" in html
