@@ -323,7 +323,7 @@ def test_sections_render(client: tuple[TestClient, App]) -> None:
     csrf = login(c)
     c.post("/proposals/1/approve", data={"csrf": csrf})
     audit = c.get("/audit?actor=api").text
-    cell = '<td class="action">{}</td>'.format
+    cell = '<td class="action" data-label="action">{}</td>'.format
     assert cell("proposal.approved") in audit and cell("proposal.created") not in audit
     created = c.get("/audit?action=proposal.created").text
     assert cell("proposal.created") in created and cell("proposal.approved") not in created
@@ -361,7 +361,7 @@ def test_every_section_on_postgres() -> None:
                 c.post("/proposals/bulk", data={"csrf": csrf, "action": "approve", "ids": "1"})
                 assert _ids(c.get("/?state=scheduled").text) == [1]
                 audit = c.get("/audit?actor=api&action=proposal").text
-                assert '<td class="action">proposal.scheduled</td>' in audit
+                assert '<td class="action" data-label="action">proposal.scheduled</td>' in audit
                 assert c.get("/pipeline").text.count("<polyline") >= 3
                 assert "proposal.created" in c.get("/findings").text
         finally:
