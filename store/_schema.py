@@ -591,6 +591,12 @@ _V_INCIDENTS: list[str | dict[str, str]] = [
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
+# The review page: a finding's history and the audit filters read the audit log by these.
+_V_PAGE_AUDIT: list[str | dict[str, str]] = [
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_fingerprint ON reviewer_audit (fingerprint, id)",
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_actor ON reviewer_audit (actor, id)",
+]
+
 MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V1,
     _V_METRICS_GOALS,
@@ -605,5 +611,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_CONTROLS,
     _V_OUTCOMES,
     _V_INCIDENTS,
+    _V_PAGE_AUDIT,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

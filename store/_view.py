@@ -33,6 +33,7 @@ from store._q_graph import GraphQueries
 from store._q_hygiene import HygieneQueries
 from store._q_metrics import MetricQueries
 from store._q_reviews import ReviewQueries
+from store._q_series import SeriesQueries
 from store._q_specs import SpecQueries
 from store._q_stuck import StuckQueries
 from store._q_tasks import TaskQueries
@@ -89,6 +90,7 @@ class BacklogView(
     HygieneQueries,
     ReviewQueries,
     CoverageQueries,
+    SeriesQueries,
 ):
     """The pipeline's records as of ``now``, read-only, for rules and reports."""
 

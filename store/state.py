@@ -27,6 +27,9 @@ from store.models import (
 )
 
 _ACTIVE = "(" + ", ".join(f"'{s.value}'" for s in ACTIVE_PROPOSAL_STATES) + ")"
+_SEVERITY_ORDER = (
+    "CASE severity WHEN 'critical' THEN 0 WHEN 'error' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END"
+)
 
 
 def _like_prefix(text: str) -> str:
@@ -138,6 +141,59 @@ class ReviewerState(ControlsState):
         return self.store.query(
             f"SELECT * FROM reviewer_audit {where} ORDER BY id DESC LIMIT :n", params
         )
+
+    def audit_search(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        rule: str | None = None,
+        limit: int = 200,
+    ) -> list[Row]:
+        """The newest audit entries, optionally of one actor, action (or action prefix
+        such as ``proposal.``) and rule."""
+        conds: list[str] = []
+        params: dict[str, Any] = {"n": limit}
+        if actor:
+            conds.append("actor = :actor")
+            params["actor"] = actor
+        if action:
+            conds.append("(action = :action OR action LIKE :action_prefix)")
+            params.update(action=action, action_prefix=action.rstrip(".") + ".%")
+        if rule:
+            conds.append("rule = :rule")
+            params["rule"] = rule
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        return self.store.query(
+            f"SELECT * FROM reviewer_audit {where} ORDER BY id DESC LIMIT :n", params
+        )
+
+    def audit_facets(self) -> dict[str, list[str]]:
+        """The actors and actions the audit log holds: the page's filter choices."""
+        return {
+            col: [
+                r["v"]
+                for r in self.store.query(
+                    f"SELECT DISTINCT {col} AS v FROM reviewer_audit ORDER BY v"
+                )
+            ]
+            for col in ("actor", "action")
+        }
+
+    def audit_for_prints(self, prints: list[str], per_print: int = 20) -> dict[str, list[Row]]:
+        """The audit entries of each fingerprint, oldest first (at most ``per_print``)."""
+        out: dict[str, list[Row]] = {}
+        for i in range(0, len(prints), 500):
+            chunk = prints[i : i + 500]
+            marks = ", ".join(f":p{j}" for j in range(len(chunk)))
+            rows = self.store.query(
+                f"""SELECT * FROM reviewer_audit WHERE fingerprint IN ({marks})
+                    ORDER BY fingerprint, id""",
+                {f"p{j}": p for j, p in enumerate(chunk)},
+            )
+            for r in rows:
+                out.setdefault(r["fingerprint"], []).append(r)
+        return {fp: entries[-per_print:] for fp, entries in out.items()}
 
     # -- runs -------------------------------------------------------------------
     def start_run(self, started_at: str, now: str, trigger: str) -> int:
@@ -638,6 +694,43 @@ class ReviewerState(ControlsState):
             f"SELECT * FROM reviewer_proposals {where} ORDER BY id DESC LIMIT :n", params
         )
         return [_proposal(r) for r in rows]
+
+    def proposal_queue(
+        self,
+        *,
+        state: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        severity: str | None = None,
+        limit: int = 200,
+    ) -> list[Proposal]:
+        """Proposals as the review page lists them: pending first, then by severity
+        (critical first), then by age (oldest first); each filter optional."""
+        conds: list[str] = []
+        params: dict[str, Any] = {"n": limit}
+        for col, value in (
+            ("state", state),
+            ("rule", rule),
+            ("kind", kind),
+            ("severity", severity),
+        ):
+            if value:
+                conds.append(f"{col} = :{col}")
+                params[col] = value
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        rows = self.store.query(
+            f"""SELECT * FROM reviewer_proposals {where}
+                ORDER BY CASE state WHEN 'pending' THEN 0 WHEN 'approved' THEN 1 ELSE 2 END,
+                  {_SEVERITY_ORDER}, created_at, id LIMIT :n""",
+            params,
+        )
+        return [_proposal(r) for r in rows]
+
+    def proposal_facets(self) -> list[Row]:
+        """The (rule, kind) pairs proposals exist for: the page's filter choices."""
+        return self.store.query(
+            "SELECT DISTINCT rule, kind FROM reviewer_proposals ORDER BY rule, kind"
+        )
 
     def latest_proposals(self, prints: list[str]) -> dict[str, Row]:
         """The newest proposal of each fingerprint (active or not)."""

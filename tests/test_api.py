@@ -139,7 +139,7 @@ def test_page_lists_pending_proposals_escaped(client: tuple[TestClient, App]) ->
     html = c.get("/").text
     assert 'id="proposal-1"' in html and 'id="proposal-2"' in html
     assert "Wire &lt;b&gt;metrics&lt;/b&gt;" in html and "<b>metrics</b>" not in html
-    assert 'data-action="approve"' in html
+    assert 'href="/login?next=' in html  # deciding needs a login (tests/test_page.py)
 
 
 def test_prometheus_metrics(client: tuple[TestClient, App]) -> None:

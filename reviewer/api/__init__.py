@@ -77,6 +77,7 @@ def create_app(app: App) -> FastAPI:
     def _conflict(request: Request, exc: InvalidTransition) -> JSONResponse:
         return JSONResponse({"detail": redact(str(exc))}, status_code=409)
 
+    api.add_exception_handler(page.LoginFirst, page.login_redirect)
     guard.install(api, app.config.reviewer.api_max_body_bytes)
     for router in ROUTERS:
         guarded = router not in OPEN_ROUTERS
