@@ -215,7 +215,7 @@ def test_approve_and_reject_on_the_page_are_audited_by_name(
     assert (1, "proposal.approved", "api", "worth it") in trail
     assert (2, "proposal.rejected", "api", "duplicate") in trail
     again = c.post("/proposals/2/approve", data={"csrf": csrf})
-    assert "cannot become" in again.text  # a message, not a traceback
+    assert "cannot be approved" in again.text  # a message, not a traceback
 
 
 def test_pending_first_then_severity_then_age(client: tuple[TestClient, App]) -> None:
