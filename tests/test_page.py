@@ -270,7 +270,7 @@ def test_bulk_approve_and_reject(client: tuple[TestClient, App]) -> None:
         "/proposals/bulk",
         data={"csrf": csrf, "action": "reject", "ids": "1", "reason": "changed my mind"},
     )
-    assert app.state.proposal(1).state.value == "scheduled" and "cannot become" in r.text
+    assert app.state.proposal(1).state.value == "scheduled" and "cannot be rejected" in r.text
 
 
 def test_silence_add_and_expire(client: tuple[TestClient, App]) -> None:
