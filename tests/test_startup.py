@@ -1,0 +1,75 @@
+"""Command start-up stays light: no command that only reads loads the heavy libraries.
+
+Every command loads the config, and the config imports every rule module for its
+``Options``; a rule that imports scipy at the top of its module would add half a
+second and 80 MB to ``reviewer proposals list``. These tests run the real command
+in a fresh interpreter and look at what it imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Run ``python -m reviewer ARGS`` and, at exit, write the loaded module names to a file.
+_WRAPPER = """
+import atexit, json, runpy, sys
+out = sys.argv[1]
+sys.argv = ["reviewer", *sys.argv[2:]]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+runpy.run_module("reviewer", run_name="__main__", alter_sys=True)
+"""
+
+HEAVY = ("scipy", "numpy", "pandas", "fastapi", "uvicorn", "psycopg", "sqlite_utils")
+
+
+def _loaded(tmp_path: Path, *args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    (tmp_path / "config.toml").write_text(
+        f'[reviewer]\nstore = "sqlite:///{tmp_path / "fresh.db"}"\n', encoding="utf-8"
+    )
+    out = tmp_path / "modules.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REVIEWER_CONFIG": str(tmp_path / "config.toml")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, str(out), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return {m.split(".")[0] for m in json.loads(out.read_text())}, proc
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("proposals", "list", "--json"),
+        ("findings", "list", "--json"),
+        ("runs", "list", "--json"),
+        ("review", "--help"),
+        ("config", "check"),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_reading_commands_load_no_heavy_library(tmp_path: Path, args: tuple[str, ...]) -> None:
+    modules, proc = _loaded(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr
+    # The command really ran against the store and the rules (not just printed usage).
+    if args[-1] == "--json":
+        assert json.loads(proc.stdout) == []
+        assert {"rules", "store", "pydantic"} <= modules
+    assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_the_check_sees_a_heavy_import(tmp_path: Path) -> None:
+    # The wrapper is not blind: a command that computes statistics loads scipy.
+    modules, proc = _loaded(tmp_path, "review", "--once", "--dry-run")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "scipy" in modules
