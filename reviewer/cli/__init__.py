@@ -15,6 +15,7 @@ from reviewer.cli import (  # noqa: F401  (each module registers its commands)
     goals,
     ingest,
     metrics,
+    migrate,
     proposals,
     review,
     rules,
