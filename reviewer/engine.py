@@ -126,12 +126,22 @@ class Engine:
         # Set (by the daemon, on SIGTERM) to stop a running cycle at the next rule
         # boundary: the run is recorded as cancelled and no finding of it is written.
         self.cancel = threading.Event()
+        self.cancel_why = "the reviewer is stopping"
 
     # -- the cycle --------------------------------------------------------------
     def review(
-        self, now: datetime | None = None, *, dry_run: bool = False, trigger: str = "once"
+        self,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        trigger: str = "once",
+        tick: str | None = None,
+        runner: str | None = None,
     ) -> ReviewResult:
-        """Run one review cycle as of ``now`` (default: the clock)."""
+        """Run one review cycle as of ``now`` (default: the clock).
+
+        ``tick`` and ``runner`` are recorded with the run: the scheduled instant a
+        replica leads, and which process it is (``reviewer.daemon``)."""
         started = time.monotonic()
         at = parse_ts(now) if now is not None else self.clock()
         at_ts = fmt_ts(at)
@@ -149,7 +159,9 @@ class Engine:
         run_id = None
         if not dry_run:
             with self.store.transaction():
-                run_id = self.state.start_run(fmt_ts(self.clock()), at_ts, trigger)
+                run_id = self.state.start_run(
+                    fmt_ts(self.clock()), at_ts, trigger, tick=tick, runner=runner
+                )
         result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
         if past_note:
             result.notes.append(past_note)
@@ -162,7 +174,7 @@ class Engine:
         except CycleCancelled as exc:
             log.warning("review cycle %s cancelled %s", run_id, exc)
             result.status = "cancelled"
-            result.notes.append(f"cancelled {exc}: the reviewer is stopping; nothing was saved")
+            result.notes.append(f"cancelled {exc}: {self.cancel_why}; nothing was saved")
         except Exception as exc:  # the store could not be read: nothing to judge this cycle
             _log_failure("review cycle %s could not read the store", run_id, exc)
             result.status = "failed"
