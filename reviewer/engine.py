@@ -31,17 +31,19 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reviewer.config import Config
 from reviewer.failpoint import failpoint, pausepoint
-from reviewer.render import Renderer
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
 from store.base import Store
 from store.secrets import redact
 from store.state import InvalidTransition, ReviewerState, silence_for
 from store.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
+
+if TYPE_CHECKING:
+    from reviewer.render import Renderer
 
 log = logging.getLogger("reviewer.engine")
 
@@ -121,12 +123,21 @@ class Engine:
         self.config = config
         self.store = store
         self.state = ReviewerState(store)
-        self.renderer = renderer or Renderer(config.resolve(config.reviewer.templates_dir))
+        self._renderer = renderer
         self.clock = clock
         # Set (by the daemon, on SIGTERM) to stop a running cycle at the next rule
         # boundary: the run is recorded as cancelled and no finding of it is written.
         self.cancel = threading.Event()
         self.cancel_why = "the reviewer is stopping"
+
+    @property
+    def renderer(self) -> Renderer:
+        """The proposal templates, loaded on first use (jinja2 is not needed to read)."""
+        if self._renderer is None:
+            from reviewer.render import Renderer
+
+            self._renderer = Renderer(self.config.resolve(self.config.reviewer.templates_dir))
+        return self._renderer
 
     # -- the cycle --------------------------------------------------------------
     def review(

@@ -73,3 +73,17 @@ def test_the_check_sees_a_heavy_import(tmp_path: Path) -> None:
     modules, proc = _loaded(tmp_path, "review", "--once", "--dry-run")
     assert proc.returncode in (0, 1), proc.stderr
     assert "scipy" in modules
+
+
+def test_a_template_error_is_still_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    # handled() no longer imports reviewer.render up front (so jinja2 stays unloaded);
+    # a template error raised inside a command is still one line and exit 1.
+    from reviewer.cli.base import handled
+    from reviewer.render import TemplateError
+
+    with pytest.raises(SystemExit) as exited, handled():
+        raise TemplateError("template proposal.md.j2:1: unexpected '}'")
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == "reviewer: template proposal.md.j2:1: unexpected '}'\n"
+    with pytest.raises(KeyError), handled():  # what it does not know still propagates
+        raise KeyError("x")
