@@ -244,3 +244,28 @@ def test_streams_without_holding_a_table(source: Path, tmp_path: Path) -> None:
         )
     finally:
         src.close()
+
+
+def test_progress_bars_on_a_terminal(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+    import types
+
+    from reviewer.cli import migrate as migrate_cli
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(migrate_cli, "sys", types.SimpleNamespace(stderr=term, exit=sys.exit))
+    code, _, err = invoke("--from", f"sqlite:///{source}", "--to", f"sqlite:///{tmp_path / 'b.db'}")
+    assert code == 0, err
+    shown = term.getvalue()
+    src = SQLiteStore(source)
+    n = src.query("SELECT COUNT(*) AS n FROM tasks")[0]["n"]
+    src.close()
+    assert "tasks" in shown and f"{n}/{n}" in shown
+    assert "coverage" not in shown  # an empty table gets no bar

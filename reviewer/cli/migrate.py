@@ -45,22 +45,29 @@ def migrate(
     for flag, url in (("--from", source_url),):
         if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
             fail(f"{flag} {url}: no such file", 2)
-    bars: dict[str, Any] = {}
+    # One bar per table on a terminal (an empty table gets none), the last one closed
+    # when the next table starts.
+    bar: list[Any] = [None, None]  # [table, progress bar]
     show = not as_json and sys.stderr.isatty()
+
+    def end_bar() -> None:
+        if bar[1] is not None:
+            bar[1].__exit__(None, None, None)
+        bar[:] = [None, None]
 
     def progress(table_name: str, done: int, total: int) -> None:
         if not show:
             return
-        bar = bars.get(table_name)
-        if bar is None:
-            for other in bars.values():
-                other.render_finish()
-            bar = click.progressbar(
-                length=max(total, 1), label=f"{table_name:<24}", file=sys.stderr, show_pos=True
+        if bar[0] != table_name:
+            end_bar()
+            if total == 0:
+                return
+            shown = click.progressbar(
+                length=total, label=f"{table_name:<24}", file=sys.stderr, show_pos=True
             )
-            bar.__enter__()
-            bars[table_name] = bar
-        bar.update(done - bar.pos)
+            bar[:] = [table_name, shown.__enter__()]
+        if bar[1] is not None:
+            bar[1].update(done - bar[1].pos)
 
     started = time.monotonic()
     with handled():
@@ -68,11 +75,12 @@ def migrate(
         try:
             target = open_store(target_url)
             try:
-                reports = copy_store(
-                    source, target, batch=batch, replace=replace, progress=progress
-                )
-                for bar in bars.values():
-                    bar.__exit__(None, None, None)
+                try:
+                    reports = copy_store(
+                        source, target, batch=batch, replace=replace, progress=progress
+                    )
+                finally:
+                    end_bar()
                 took = time.monotonic() - started
                 rows = sum(r.source_rows for r in reports)
                 ok = all(r.ok for r in reports)
