@@ -29,9 +29,20 @@ class App:
             specs_dir=config.resolve(config.reviewer.specs_dir),
             repo_dir=config.resolve(config.reviewer.repo_dir),
         )
-        mirror = config.resolve(config.reviewer.http_mirror)
+        r = config.reviewer
+        mirror = config.resolve(r.http_mirror)
+        http_policy = {
+            "timeout_s": r.http_timeout.total_seconds(),
+            "attempts": r.http_attempts,
+            "budget": r.http_retry_budget,
+            "max_retry_after_s": r.http_max_retry_after.total_seconds(),
+            "page_size": r.http_page_size,
+        }
         store = open_store(
-            config.store_url, workspace=workspace, mirror_path=str(mirror) if mirror else None
+            config.store_url,
+            workspace=workspace,
+            mirror_path=str(mirror) if mirror else None,
+            http_policy=http_policy,
         )
         return cls(config, store, clock)
 

@@ -89,6 +89,12 @@ class ReviewerSettings(BaseModel):
     store: str = "sqlite:///reviewer.db"
     # For an http(s):// store: the local SQLite file it is mirrored into.
     http_mirror: str | None = None
+    # For an http(s):// store: how long to wait for the pipeline and how often to retry.
+    http_timeout: Duration = timedelta(seconds=30)
+    http_attempts: int = Field(default=5, ge=1, le=20)
+    http_retry_budget: int = Field(default=30, ge=0)
+    http_max_retry_after: Duration = timedelta(minutes=2)
+    http_page_size: int = Field(default=1000, ge=1)
     specs_dir: str = "specs"
     repo_dir: str = "."
     # Schedule: an interval, or a five-field cron expression (cron wins when set).

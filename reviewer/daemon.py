@@ -10,12 +10,24 @@ SIGTERM and SIGINT stop it cleanly: the API stops taking requests, a running
 cycle stops at its next rule boundary (recorded as ``cancelled``, none of its
 findings written), then the store's daemon lock is released. So a stop takes
 at most one rule's time, well within systemd's ``TimeoutStopSec``.
+
+On SQLite one daemon reviews a store (a file lock). On PostgreSQL any number
+of daemons (replicas) may: the schedule is on a grid all of them share (an
+interval counts from the Unix epoch; a cron time is a wall-clock time), each
+scheduled instant is a *tick*, and at each tick every replica asks the store
+for the tick's lease (``lead_cycle``). The one that gets it runs the cycle,
+recording the tick in ``reviewer_runs`` (unique there: a late replica finds it
+and skips); the others log that they stand by and go on serving the API. While
+it runs, the leader checks its lease connection; if it is lost, the cycle
+stops at the next rule, recorded ``cancelled``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,14 +41,19 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reviewer.app import App
 from reviewer.config import Config
-from store.base import DaemonLockedError
-from store.timeutil import parse_ts, utcnow
+from store.base import CycleLease, DaemonLockedError, SupportsReplicas
+from store.timeutil import fmt_ts, parse_ts, utcnow
 
 log = logging.getLogger("reviewer.daemon")
 
 # A wall-clock jump larger than this (against the monotonic clock) is a step.
 CLOCK_TOLERANCE = timedelta(seconds=60)
 CLOCK_CHECK_S = 5.0
+# How often a leading replica checks that its cycle lock's connection is alive.
+LEASE_CHECK_S = 1.0
+LOST_LEASE = "lost the connection that holds this cycle's lock (another replica may lead now)"
+# Replicas' interval grids start here, so every replica has the same ticks.
+GRID_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class WallClockCron(CronTrigger):
@@ -78,12 +95,42 @@ class WallClockCron(CronTrigger):
         return None
 
 
-def make_trigger(config: Config) -> BaseTrigger:
-    """The schedule from ``[reviewer]``: ``cron`` when set, else ``interval``."""
+def make_trigger(config: Config, *, grid: bool = False) -> BaseTrigger:
+    """The schedule from ``[reviewer]``: ``cron`` when set, else ``interval``.
+
+    ``grid``: an interval counted from the Unix epoch, the same for every replica."""
     r = config.reviewer
     if r.cron:
         return WallClockCron.from_crontab(r.cron, timezone=r.timezone)
-    return IntervalTrigger(seconds=max(1, int(r.interval.total_seconds())), timezone=r.timezone)
+    seconds = max(1, int(r.interval.total_seconds()))
+    if grid:
+        return IntervalTrigger(seconds=seconds, start_date=GRID_ORIGIN, timezone=r.timezone)
+    return IntervalTrigger(seconds=seconds, timezone=r.timezone)
+
+
+def current_tick(config: Config, now: datetime) -> str:
+    """The scheduled instant a cycle starting at ``now`` belongs to: the latest at or before it.
+
+    A replica whose clock runs a little ahead of the scheduler's may start just
+    before the instant; two seconds of tolerance put it on the right tick.
+    """
+    r = config.reviewer
+    probe = now + timedelta(seconds=2)
+    if not r.cron:
+        step = max(1, int(r.interval.total_seconds()))
+        k = int((probe - GRID_ORIGIN).total_seconds()) // step
+        return fmt_ts(GRID_ORIGIN + timedelta(seconds=k * step))
+    trigger = make_trigger(config)
+    # A cron run starts within its misfire grace of its time: look back that far.
+    back = timedelta(minutes=r.misfire_grace_minutes) + timedelta(minutes=2)
+    fire = trigger.get_next_fire_time(None, probe - back)
+    latest = None
+    while fire is not None and fire <= probe:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    if latest is None:  # not on the schedule (a first run at start): this minute
+        return fmt_ts(now.replace(second=0, microsecond=0))
+    return fmt_ts(latest)
 
 
 def first_run_time(config: Config, last_mark: datetime | None, now: datetime) -> datetime:
@@ -143,6 +190,11 @@ class Daemon:
         self.app = app
         self.scheduler = BackgroundScheduler(timezone=app.config.reviewer.timezone)
         self.cycles = 0
+        self.standby = 0  # ticks another replica ran
+        # PostgreSQL: replicas share the store, one leads each tick.
+        self.replicated = isinstance(app.store, SupportsReplicas)
+        self.runner = f"{socket.gethostname()}:{os.getpid()}"
+        self._stopping = False
         self._clock_ref = (utcnow(), time.monotonic())
         self._watching = threading.Event()
 
@@ -185,34 +237,135 @@ class Daemon:
     def cycle(self) -> None:
         """One scheduled review; never raises, so one bad cycle cannot stop the next."""
         try:
+            if self.replicated:
+                self._lead(current_tick(self.app.config, utcnow()))
+                return
             result = self.app.engine.review(trigger="schedule")
             self.cycles += 1
-            if result.status != "ok":
-                log.warning(
-                    "review cycle finished with errors",
-                    extra={
-                        "run_id": result.run_id,
-                        "status": result.status,
-                        "errors": [e.get("error") for e in result.errors],
-                    },
-                )
+            self._report(result)
         except Exception:
             log.exception("review cycle failed; the next one runs on schedule")
 
+    def _report(self, result: Any) -> None:
+        if result.status != "ok":
+            log.warning(
+                "review cycle finished with errors",
+                extra={
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "errors": [e.get("error") for e in result.errors],
+                },
+            )
+
+    def _lead(self, tick: str) -> None:
+        """Run the cycle of ``tick`` if this replica gets its lease and no one ran it yet."""
+        store: Any = self.app.store
+        lease: CycleLease | None = store.lead_cycle(tick)
+        if lease is None:
+            self.standby += 1
+            log.info(
+                "standing by: another replica runs the cycle of %s", tick, extra={"tick": tick}
+            )
+            return
+        try:
+            done = self.app.state.run_for_tick(tick)
+            if done is not None:
+                self.standby += 1
+                log.info(
+                    "standing by: the cycle of %s already ran (run %s by %s)",
+                    tick,
+                    done.id,
+                    done.runner,
+                    extra={"tick": tick, "run_id": done.id},
+                )
+                return
+            self.reap_dead_runs(tick)
+            log.info("leading the cycle of %s", tick, extra={"tick": tick})
+            lost = threading.Event()
+            watching = threading.Event()
+            watcher = threading.Thread(
+                target=self._watch_lease, args=(lease, watching, lost), name="lease-watch"
+            )
+            watcher.start()
+            try:
+                result = self.app.engine.review(trigger="schedule", tick=tick, runner=self.runner)
+            finally:
+                watching.set()
+                watcher.join()
+            if lost.is_set():
+                engine = self.app.engine
+                if not self._stopping:
+                    engine.cancel.clear()
+                    engine.cancel_why = "the reviewer is stopping"
+                if result.run_id is not None:
+                    with self.app.store.transaction():
+                        self.app.state.finish_run(
+                            result.run_id,
+                            errors=[
+                                *result.errors,
+                                {"rule": None, "stage": "lock", "error": LOST_LEASE},
+                            ],
+                        )
+            self.cycles += 1
+            self._report(result)
+        finally:
+            lease.release()
+
+    def _watch_lease(
+        self, lease: CycleLease, watching: threading.Event, lost: threading.Event
+    ) -> None:
+        while not watching.wait(LEASE_CHECK_S):
+            if not lease.alive():
+                log.error("%s; stopping the cycle of %s at its next rule", LOST_LEASE, lease.tick)
+                self.app.engine.cancel_why = LOST_LEASE
+                lost.set()
+                self.app.engine.cancel.set()
+                return
+
+    def reap_dead_runs(self, tick: str | None = None) -> int:
+        """Mark runs ``interrupted`` whose replica is gone (its tick's lease is free)."""
+        store: Any = self.app.store
+        reaped = 0
+        for run in self.app.state.running_runs():
+            if run.tick == tick:
+                continue
+            # A scheduled run without a tick is from a daemon before replicas: gone too.
+            if run.tick is None and run.trigger != "schedule":
+                continue
+            if run.tick is not None and store.cycle_is_led(run.tick):
+                continue
+            with self.app.store.transaction():
+                if self.app.state.mark_run_interrupted(run.id):
+                    reaped += 1
+                    log.warning(
+                        "run %s (tick %s, by %s) was left running by a replica that is gone:"
+                        " interrupted",
+                        run.id,
+                        run.tick,
+                        run.runner,
+                    )
+        return reaped
+
     def start(self) -> datetime:
         cfg = self.app.config
-        with self.app.store.transaction():
-            interrupted = self.app.state.mark_interrupted()
-        if interrupted:
-            log.warning(
-                "%d review run(s) left running by a stopped process: interrupted", interrupted
-            )
-        last = self.app.state.last_run(completed=False)
-        last_mark = parse_ts(last.started_at) if last else None
-        first = first_run_time(cfg, last_mark, utcnow())
+        if self.replicated:
+            # Other replicas' runs may be under way: only the dead ones are marked. The
+            # current tick is run at once unless a replica has run it (``_lead``).
+            self.reap_dead_runs()
+            first = utcnow()
+        else:
+            with self.app.store.transaction():
+                interrupted = self.app.state.mark_interrupted()
+            if interrupted:
+                log.warning(
+                    "%d review run(s) left running by a stopped process: interrupted", interrupted
+                )
+            last = self.app.state.last_run(completed=False)
+            last_mark = parse_ts(last.started_at) if last else None
+            first = first_run_time(cfg, last_mark, utcnow())
         self.scheduler.add_job(
             self.cycle,
-            make_trigger(cfg),
+            make_trigger(cfg, grid=self.replicated),
             id="review",
             name="review cycle",
             coalesce=True,
@@ -229,6 +382,7 @@ class Daemon:
             extra={
                 "first_run": first.isoformat(),
                 "schedule": cfg.reviewer.cron or str(cfg.reviewer.interval),
+                "replica": self.runner if self.replicated else None,
             },
         )
         return first
@@ -236,6 +390,8 @@ class Daemon:
     def stop(self) -> None:
         """Stop scheduling, cancel a running cycle at its next rule, and wait for it."""
         self._watching.set()
+        self._stopping = True
+        self.app.engine.cancel_why = "the reviewer is stopping"
         self.app.engine.cancel.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)

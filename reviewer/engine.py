@@ -37,20 +37,22 @@ import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reviewer import changes, incidents
 from reviewer.config import Config
 from reviewer.controls import apply_for_proposal, lift_due
 from reviewer.failpoint import failpoint, pausepoint
 from reviewer.outcomes import check_breakers, effective_approval, judge_outcomes
-from reviewer.render import Renderer
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
 from store.base import Store
 from store.secrets import redact
 from store.state import InvalidTransition, ReviewerState, silence_for
 from store.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
+
+if TYPE_CHECKING:
+    from reviewer.render import Renderer
 
 log = logging.getLogger("reviewer.engine")
 
@@ -147,17 +149,36 @@ class Engine:
         self.config = config
         self.store = store
         self.state = ReviewerState(store)
-        self.renderer = renderer or Renderer(config.resolve(config.reviewer.templates_dir))
+        self._renderer = renderer
         self.clock = clock
         # Set (by the daemon, on SIGTERM) to stop a running cycle at the next rule
         # boundary: the run is recorded as cancelled and no finding of it is written.
         self.cancel = threading.Event()
+        self.cancel_why = "the reviewer is stopping"
+
+    @property
+    def renderer(self) -> Renderer:
+        """The proposal templates, loaded on first use (jinja2 is not needed to read)."""
+        if self._renderer is None:
+            from reviewer.render import Renderer
+
+            self._renderer = Renderer(self.config.resolve(self.config.reviewer.templates_dir))
+        return self._renderer
 
     # -- the cycle --------------------------------------------------------------
     def review(
-        self, now: datetime | None = None, *, dry_run: bool = False, trigger: str = "once"
+        self,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        trigger: str = "once",
+        tick: str | None = None,
+        runner: str | None = None,
     ) -> ReviewResult:
-        """Run one review cycle as of ``now`` (default: the clock)."""
+        """Run one review cycle as of ``now`` (default: the clock).
+
+        ``tick`` and ``runner`` are recorded with the run: the scheduled instant a
+        replica leads, and which process it is (``reviewer.daemon``)."""
         started = time.monotonic()
         at = parse_ts(now) if now is not None else self.clock()
         at_ts = fmt_ts(at)
@@ -175,7 +196,9 @@ class Engine:
         run_id = None
         if not dry_run:
             with self.store.transaction():
-                run_id = self.state.start_run(fmt_ts(self.clock()), at_ts, trigger)
+                run_id = self.state.start_run(
+                    fmt_ts(self.clock()), at_ts, trigger, tick=tick, runner=runner
+                )
         result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
         if past_note:
             result.notes.append(past_note)
@@ -188,7 +211,7 @@ class Engine:
         except CycleCancelled as exc:
             log.warning("review cycle %s cancelled %s", run_id, exc)
             result.status = "cancelled"
-            result.notes.append(f"cancelled {exc}: the reviewer is stopping; nothing was saved")
+            result.notes.append(f"cancelled {exc}: {self.cancel_why}; nothing was saved")
         except Exception as exc:  # the store could not be read: nothing to judge this cycle
             _log_failure("review cycle %s could not read the store", run_id, exc)
             result.status = "failed"

@@ -48,9 +48,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from scipy import stats
 
 from reviewer.config import Config, ConfigError
 from store import ARM_COLUMNS, BacklogView, MetricFilter
@@ -120,6 +118,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     """The Wilson score interval of a proportion (scipy's ``method="wilson"``)."""
     if n <= 0:
         return None
+    from scipy import stats  # not at the top: config loading imports this module
+
     ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -163,6 +163,10 @@ def compare_arms(
     experiment: str | None = None,
 ) -> dict[str, Any]:
     """Compare every arm of ``by`` with the control, as of ``view.now``; a JSON-able dict."""
+    # numpy and scipy load here, not at the top: config loading imports this module.
+    import numpy as np
+    from scipy import stats
+
     if by not in ARM_COLUMNS:
         raise ValueError(f"cannot compare by {by!r}; expected one of {', '.join(ARM_COLUMNS)}")
     settings = experiment_settings(config)
@@ -313,6 +317,8 @@ def _srm(arms: dict[str, dict[str, Any]], exp: ExperimentDef | None, threshold: 
         return {"checked": False, "note": "needs runs in at least two intended arms"}
     wsum = sum(weights[n] for n in names)
     expected = [total * weights[n] / wsum for n in names]
+    from scipy import stats
+
     res = stats.chisquare(observed, expected)
     p = float(res.pvalue)
     mismatch = p < threshold

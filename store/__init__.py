@@ -91,10 +91,17 @@ STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "http://", "https
 STORE_URL_FORMS = "sqlite:///path.db, postgresql://user@host/db or http(s)://host/api"
 
 
-def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = None) -> Store:
+def open_store(
+    url: str,
+    *,
+    workspace: Any = None,
+    mirror_path: str | None = None,
+    http_policy: dict[str, Any] | None = None,
+) -> Store:
     """Open the store a URL names; raises ``StoreError`` with a clear message.
 
-    ``mirror_path`` is the local SQLite file an HTTP store mirrors into.
+    ``mirror_path`` is the local SQLite file an HTTP store mirrors into;
+    ``http_policy`` its timeouts and retries (``store._http_client.RetryPolicy``'s fields).
     """
     from store.base import StoreError
     from store.sqlite import SQLiteStore
@@ -106,9 +113,11 @@ def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = Non
 
         return PostgresStore(url, workspace=workspace)
     if url.startswith(("http://", "https://")):
+        from store._http_client import RetryPolicy
         from store.http import HTTPStore
 
-        return HTTPStore(url, workspace=workspace, mirror_path=mirror_path)
+        policy = RetryPolicy(**http_policy) if http_policy else None
+        return HTTPStore(url, workspace=workspace, mirror_path=mirror_path, policy=policy)
     raise StoreError(f"unknown store URL {url!r}; expected {STORE_URL_FORMS}")
 
 

@@ -588,6 +588,14 @@ _V_INCIDENTS: list[str | dict[str, str]] = [
     "ALTER TABLE reviewer_findings ADD COLUMN incident_id INTEGER",
 ]
 
+# Replicas on PostgreSQL: the scheduled instant (tick) a run was the cycle of, unique so
+# no tick runs twice, and which process ran it (host:pid).
+_V_RUN_TICK: list[str | dict[str, str]] = [
+    "ALTER TABLE reviewer_runs ADD COLUMN tick TEXT",
+    "ALTER TABLE reviewer_runs ADD COLUMN runner TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS reviewer_runs_tick ON reviewer_runs (tick)",
+]
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -612,5 +620,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_OUTCOMES,
     _V_INCIDENTS,
     _V_PAGE_AUDIT,
+    _V_RUN_TICK,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from store._view import BacklogView
@@ -66,3 +66,28 @@ class Store(Protocol):
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]: ...
     def acquire_daemon_lock(self) -> None: ...
     def release_daemon_lock(self) -> None: ...
+
+
+class CycleLease(Protocol):
+    """The right to run one scheduled cycle, held until ``release()``."""
+
+    tick: str
+
+    def alive(self) -> bool:
+        """Whether the lock is still held (False once its connection is gone)."""
+        ...
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsReplicas(Protocol):
+    """A store several daemons may share; each scheduled cycle has one leader."""
+
+    def lead_cycle(self, tick: str) -> CycleLease | None:
+        """The lease of the cycle of ``tick``, or None while another process holds it."""
+        ...
+
+    def cycle_is_led(self, tick: str) -> bool:
+        """Whether a live process holds the lease of ``tick`` now."""
+        ...

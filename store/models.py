@@ -128,6 +128,9 @@ class ReviewRun(BaseModel):
     errors: list[dict[str, Any]] = Field(default_factory=list)
     # Pipeline records dated after the present when the run ran (a wrong clock upstream).
     future_records: int = 0
+    # A scheduled cycle of replicas on PostgreSQL: its scheduled instant and who ran it.
+    tick: str | None = None
+    runner: str | None = None
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

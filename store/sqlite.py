@@ -23,9 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
-
-import sqlite_utils
+from typing import IO, TYPE_CHECKING, Any
 
 from store._common import SQLStoreCommon
 from store._dialect import SQLITE
@@ -36,6 +34,9 @@ from store._schema import (
 )
 from store._view import BacklogView
 from store.base import DaemonLockedError, Row, StoreError, StoreLockedError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 BUSY_TIMEOUT_S = 30.0
 _BATCH = 1000
@@ -145,6 +146,10 @@ class SQLiteStore(SQLStoreCommon):
     def db(self) -> sqlite_utils.Database:
         db: sqlite_utils.Database | None = getattr(self._local, "db", None)
         if db is None or db.conn is not self.conn:
+            # sqlite_utils imports numpy when it can: loaded here, for writes, so a
+            # command that only reads starts without it.
+            import sqlite_utils
+
             db = sqlite_utils.Database(self.conn, recursive_triggers=False)
             self._local.db = db
         return db

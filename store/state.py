@@ -196,13 +196,39 @@ class ReviewerState(ControlsState):
         return {fp: entries[-per_print:] for fp, entries in out.items()}
 
     # -- runs -------------------------------------------------------------------
-    def start_run(self, started_at: str, now: str, trigger: str) -> int:
+    def start_run(
+        self,
+        started_at: str,
+        now: str,
+        trigger: str,
+        *,
+        tick: str | None = None,
+        runner: str | None = None,
+    ) -> int:
         rows = self.store.query(
-            """INSERT INTO reviewer_runs (started_at, now, status, trigger)
-               VALUES (:s, :n, 'running', :t) RETURNING id""",
-            {"s": started_at, "n": now, "t": trigger},
+            """INSERT INTO reviewer_runs (started_at, now, status, trigger, tick, runner)
+               VALUES (:s, :n, 'running', :t, :tick, :runner) RETURNING id""",
+            {"s": started_at, "n": now, "t": trigger, "tick": tick, "runner": runner},
         )
         return int(rows[0]["id"])
+
+    def run_for_tick(self, tick: str) -> ReviewRun | None:
+        """The run of one scheduled instant, if a replica ran (or is running) it."""
+        rows = self.store.query("SELECT * FROM reviewer_runs WHERE tick = :t", {"t": tick})
+        return _run(rows[0]) if rows else None
+
+    def running_runs(self) -> list[ReviewRun]:
+        rows = self.store.query("SELECT * FROM reviewer_runs WHERE status = 'running' ORDER BY id")
+        return [_run(r) for r in rows]
+
+    def mark_run_interrupted(self, run_id: int) -> bool:
+        """Mark one run whose process is gone ``interrupted``; False if it was no longer running."""
+        rows = self.store.query(
+            "UPDATE reviewer_runs SET status = 'interrupted'"
+            " WHERE id = :id AND status = 'running' RETURNING id",
+            {"id": run_id},
+        )
+        return bool(rows)
 
     def finish_run(self, run_id: int, **fields: Any) -> None:
         if "errors" in fields:

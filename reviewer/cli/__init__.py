@@ -18,6 +18,7 @@ from reviewer.cli import (  # noqa: F401  (each module registers its commands)
     incidents,
     ingest,
     metrics,
+    migrate,
     notify,
     proposals,
     report,

@@ -64,7 +64,6 @@ def handled() -> Iterator[None]:
     import sqlite3
 
     from reviewer.config import ConfigError
-    from reviewer.render import TemplateError
     from store.base import StoreError
     from store.state import InvalidTransition, NotFound
 
@@ -72,7 +71,7 @@ def handled() -> Iterator[None]:
         yield
     except ConfigError as exc:
         fail(str(exc), 2)
-    except (NotFound, InvalidTransition, StoreError, TemplateError) as exc:
+    except (NotFound, InvalidTransition, StoreError) as exc:
         fail(str(exc), 1)
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
@@ -84,6 +83,13 @@ def handled() -> Iterator[None]:
         fail(f"store error: {exc}", 1)
     except (OSError, UnicodeError, ValueError, OverflowError, RecursionError) as exc:
         fail(f"{type(exc).__name__}: {exc}", 1)
+    except Exception as exc:
+        # A template error can only come from a loaded reviewer.render; looking it up
+        # here, not importing it, keeps jinja2 out of the commands that render nothing.
+        render = sys.modules.get("reviewer.render")
+        if render is not None and isinstance(exc, render.TemplateError):
+            fail(str(exc), 1)
+        raise
 
 
 class ReviewerGroup(click.Group):

@@ -29,7 +29,7 @@ def config_group() -> None:
 def config_check(ctx: Context, as_json: bool) -> None:
     """Validate config.toml and the proposal templates."""
     from reviewer.render import Renderer
-    from store.postgres import redact
+    from store.secrets import redact
 
     with handled():
         cfg = ctx.config

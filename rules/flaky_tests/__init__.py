@@ -71,7 +71,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from pydantic import Field, model_validator
-from scipy.stats import beta
 
 from rules.contract import Finding, RuleOptions
 from rules.flaky_tests.text import broken_finding, flaky_finding, holdout_finding
@@ -140,6 +139,8 @@ def failure_rate(failures: int, runs: int) -> tuple[float, float, float]:
     """The failure rate and its 95% Jeffreys interval (0, 0, 1 without runs)."""
     if runs <= 0:
         return 0.0, 0.0, 1.0
+    from scipy.stats import beta  # here, not at the top: see rules/__init__.py
+
     a, b = failures + 0.5, runs - failures + 0.5
     low = float(beta.ppf(0.025, a, b)) if failures > 0 else 0.0
     high = float(beta.ppf(0.975, a, b)) if failures < runs else 1.0

@@ -76,7 +76,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from rules.contract import Finding, RuleOptions, Severity
-from rules.stale_queue.similarity import duplicate_groups
 from store import BacklogView, Row, json_list
 from store.timeutil import Duration, fmt_duration, parse_ts
 
@@ -184,6 +183,9 @@ def _stale(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _duplicates(options: Options, view: BacklogView) -> Iterator[Finding]:
+    # TF-IDF loads numpy and scipy: imported here, not at the top (see rules/__init__.py).
+    from rules.stale_queue.similarity import duplicate_groups
+
     tasks = [
         t
         for t in view.open_task_texts(options.duplicate_max_description)

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from scipy.stats import fisher_exact
-
 from rules.contract import ControlKind, ControlSpec, Finding, Severity
 from store import BacklogView
 from store.timeutil import fmt_duration
@@ -65,6 +63,8 @@ def _greater_p(hits: int, misses: int, base_hits: int, base_misses: int) -> floa
     """One-sided Fisher exact p that the first row's share of hits beats the second's."""
     if base_hits + base_misses == 0:
         return 1.0
+    from scipy.stats import fisher_exact  # here, not at the top: see rules/__init__.py
+
     table = [[hits, misses], [base_hits, base_misses]]
     return float(fisher_exact(table, alternative="greater").pvalue)
 

@@ -117,9 +117,6 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from rules.contract import Finding, RuleOptions
-from rules.usage_spikes import findings as text
-from rules.usage_spikes.spike import ShiftParams, SpikeParams, find_spikes
-from rules.usage_spikes.stats import Thresholds, log_reference
 from store import USAGE_DIMENSIONS, BacklogView
 from store.timeutil import Duration
 
@@ -212,6 +209,10 @@ def check(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _task_outliers(options: Options, view: BacklogView) -> Iterator[Finding]:
+    # The helpers load numpy and scipy: imported here, not at the top (see rules/__init__.py).
+    from rules.usage_spikes import findings as text
+    from rules.usage_spikes.stats import Thresholds, log_reference
+
     recent = view.ago(options.outlier_window)
     history = view.ago(options.outlier_history)
     limits = {
@@ -267,6 +268,10 @@ def _task_outliers(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
+    from rules.usage_spikes import findings as text
+    from rules.usage_spikes.spike import ShiftParams, SpikeParams, find_spikes
+    from rules.usage_spikes.stats import Thresholds
+
     params = SpikeParams(
         days=options.spike_baseline // timedelta(days=1),
         min_days=options.spike_min_history // timedelta(days=1),
@@ -299,6 +304,8 @@ def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _budgets(options: Options, view: BacklogView) -> Iterator[Finding]:
+    from rules.usage_spikes import findings as text
+
     day_start = view.now_ts[:10] + "T00:00:00Z"
     wanted: list[tuple[str, str | None, str, float]] = []
     if options.daily_budget_usd > 0:
