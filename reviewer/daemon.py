@@ -151,8 +151,10 @@ class Daemon:
 
         APScheduler waits on wall-clock times, so after a backward step the next
         cycle would wait for the old time to come round again: the cycle is
-        rescheduled to run now (and the step logged). A forward step needs
-        nothing: missed runs are coalesced into one, never replayed.
+        rescheduled to run now (and the step logged). Until the clock passes the
+        last recorded review again, the engine runs such cycles read-only (a note
+        and a log line), so an instant of the past never rewrites the present. A
+        forward step needs nothing: missed runs are coalesced into one, never replayed.
         """
         wall = wall if wall is not None else utcnow()
         mono = mono if mono is not None else time.monotonic()

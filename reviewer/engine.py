@@ -136,14 +136,16 @@ class Engine:
         at = parse_ts(now) if now is not None else self.clock()
         at_ts = fmt_ts(at)
         past_note = None
-        if now is not None and not dry_run:
+        if not dry_run:
             # A look at the past never rewrites the present: before the last recorded
-            # run, the cycle is a dry run and says so.
+            # run (an explicit --now, or a wall clock that stepped back), the cycle is
+            # a dry run and says so.
             latest = self.state.latest_now()
             if latest is not None and at_ts < latest:
                 dry_run = True
+                what = "--now" if now is not None else "the clock's now"
                 past_note = (
-                    f"--now {at_ts} is before the last recorded review ({latest}): "
+                    f"{what} {at_ts} is before the last recorded review ({latest}): "
                     "reviewed read-only, nothing was written"
                 )
         run_id = None

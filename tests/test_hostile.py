@@ -350,6 +350,123 @@ def test_after_a_backward_clock_step_the_daemon_reviews_within_one_interval(
     app.close()
 
 
+def _state_snapshot(app) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Everything a cycle may write, to compare before and after."""
+    return {
+        table: app.store.query(f"SELECT * FROM {table} ORDER BY 1")
+        for table in (
+            "reviewer_runs",
+            "reviewer_findings",
+            "reviewer_proposals",
+            "reviewer_audit",
+            "tasks",
+        )
+    }
+
+
+def _stale_app(tmp_path: Path, clock):  # type: ignore[no-untyped-def]
+    """A daemon-style app over one stale high-priority task, on an injected clock."""
+    import rules
+    from reviewer.app import App
+    from tests.support import make_config
+
+    db = tmp_path / "c.db"
+    make_store(
+        path=str(db),
+        tasks=[
+            {
+                "id": "t-1",
+                "title": "old",
+                "priority": "high",
+                "created_at": "2026-03-01T00:00:00Z",
+            }
+        ],
+    ).close()
+    only = {r: {"enabled": False} for r in rules.REGISTRY if r != "stale-queue"}
+    cfg = make_config(
+        {
+            "reviewer": {"store": f"sqlite:///{db}", "interval": "15m", "resolve_after_cycles": 1},
+            "rules": only,
+        }
+    )
+    return App.from_config(cfg, clock=clock)
+
+
+def test_a_clock_stepped_back_rewrites_no_live_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from reviewer.daemon import Daemon
+
+    present = datetime(2026, 3, 11, 12, tzinfo=UTC)
+    wall = {"now": present}
+    app = _stale_app(tmp_path, lambda: wall["now"])
+    first = app.engine.review(trigger="schedule")
+    assert first.run_id is not None and not first.dry_run
+    pending = app.state.proposals(state="pending")
+    assert len(pending) == 1
+    before = _state_snapshot(app)
+
+    daemon = Daemon(app)
+    daemon.scheduler.start(paused=True)  # a paused scheduler: the test drives the cycles
+    daemon.scheduler.add_job(
+        daemon.cycle, "interval", minutes=15, id="review", next_run_time=present
+    )
+    # The wall clock goes back ten days (the task was not yet stale then: a live
+    # cycle would resolve the finding and its pending proposal).
+    wall["now"] = present - timedelta(days=10)
+    daemon._clock_ref = (present, 1000.0)
+    with caplog.at_level("WARNING"):
+        assert daemon.check_clock(wall["now"], 1001.0) < 0
+        assert "stepped back" in caplog.text
+        # Within one interval a cycle is due (the daemon keeps reviewing) ...
+        job = daemon.scheduler.get_job("review")
+        assert job.next_run_time <= wall["now"] + timedelta(minutes=15)
+        daemon.cycle()
+        daemon.cycle()
+    assert daemon.cycles == 2
+    # ... read-only: said in the log, and nothing was written.
+    assert "before the last recorded review" in caplog.text
+    assert "reviewed read-only" in caplog.text
+    assert _state_snapshot(app) == before
+    assert [p.id for p in app.state.proposals(state="pending")] == [pending[0].id]
+    # Back at the present, the cycle writes again and the proposal is the same one.
+    wall["now"] = present + timedelta(minutes=15)
+    again = app.engine.review(trigger="schedule")
+    assert not again.dry_run and again.run_id is not None
+    assert [p.id for p in app.state.proposals(state="pending")] == [pending[0].id]
+    daemon.scheduler.shutdown(wait=False)
+    app.close()
+
+
+def test_a_past_now_without_dry_run_changes_nothing(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import rules
+
+    present = datetime(2026, 3, 11, 12, tzinfo=UTC)
+    app = _stale_app(tmp_path, lambda: present)
+    cfg = tmp_path / "config.toml"
+    only = "".join(f"[rules.{r}]\nenabled = false\n" for r in rules.REGISTRY if r != "stale-queue")
+    cfg.write_text(
+        f'[reviewer]\nstore = "sqlite:///{tmp_path / "c.db"}"\nresolve_after_cycles = 1\n{only}'
+    )
+    assert app.engine.review(present).run_id is not None
+    pending = app.state.proposals(state="pending")
+    assert len(pending) == 1
+    before = _state_snapshot(app)
+    for _ in range(2):
+        r = CliRunner().invoke(
+            cli, ["--config", str(cfg), "review", "--once", "--now", "2026-03-01T01:00:00Z"]
+        )
+        assert r.exit_code == 0, r.output
+        assert "before the last recorded review" in r.output, r.output
+    assert _state_snapshot(app) == before
+    assert [p.id for p in app.state.proposals(state="pending")] == [pending[0].id]
+    app.close()
+
+
 def test_healthz_says_when_the_daemon_is_not_reviewing(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
