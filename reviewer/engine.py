@@ -18,7 +18,10 @@ One cycle, as of an instant ``now``:
    the backlog task and the proposal's ``scheduled`` state are written in one
    transaction under a unique task id, so the task exists exactly once.
 
-All of step 2-4 is one write transaction; ``dry_run`` rolls it back.
+All of step 2-4 is one write transaction; ``dry_run`` rolls it back, and runs
+against the store's ``dry_run_copy()`` so it never needs the write lock. A
+``now`` before the last recorded review (an explicit one, or a wall clock that
+stepped back) makes the cycle a dry run, with a note and a log line.
 """
 
 from __future__ import annotations
@@ -148,6 +151,23 @@ class Engine:
                     f"{what} {at_ts} is before the last recorded review ({latest}): "
                     "reviewed read-only, nothing was written"
                 )
+        if past_note:
+            log.warning(past_note)
+        if not dry_run:
+            return self._cycle(at, trigger, past_note, started, dry_run=False)
+        # A dry run takes no write lock: it runs against a throwaway copy (or inside a
+        # transaction that skips the lock), and what it writes there is rolled back.
+        with self.store.dry_run_copy() as scratch:
+            engine = self
+            if scratch is not self.store:
+                engine = Engine(self.config, scratch, renderer=self.renderer, clock=self.clock)
+                engine.cancel = self.cancel
+            return engine._cycle(at, trigger, past_note, started, dry_run=True)
+
+    def _cycle(
+        self, at: datetime, trigger: str, past_note: str | None, started: float, *, dry_run: bool
+    ) -> ReviewResult:
+        at_ts = fmt_ts(at)
         run_id = None
         if not dry_run:
             with self.store.transaction():
@@ -155,7 +175,6 @@ class Engine:
         result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
         if past_note:
             result.notes.append(past_note)
-            log.warning(past_note)
 
         finished = False
         try:

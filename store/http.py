@@ -31,7 +31,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,14 @@ class HTTPStore(SQLiteStore):
     def view(self, now: datetime) -> BacklogView:
         self.sync()
         return super().view(now)
+
+    @contextmanager
+    def dry_run_copy(self) -> Iterator[SQLiteStore]:
+        """Pull first (the mirror is the reviewer's own), then a copy of the mirror:
+        a dry run files nothing at the pipeline."""
+        self.sync()
+        with super().dry_run_copy() as copy:
+            yield copy
 
     # -- filing -------------------------------------------------------------------
     def insert_task_once(self, record: Row) -> bool:

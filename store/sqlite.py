@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -180,6 +181,36 @@ class SQLiteStore(SQLStoreCommon):
             if _is_locked(exc):
                 raise self._locked(exc) from exc
             raise
+
+    @contextmanager
+    def dry_run_copy(self) -> Iterator[SQLiteStore]:
+        """A throwaway copy of this store for a dry run, so it needs no write lock.
+
+        SQLite's online backup reads the file in one read transaction (WAL: a
+        writer holding the lock does not block it) into a private temporary file,
+        deleted afterwards; the dry run writes and rolls back there. An in-memory
+        store is its own: no other process can hold its lock.
+        """
+        if self.memory:
+            yield self
+            return
+        with tempfile.TemporaryDirectory(prefix="reviewer-dry-run-") as tmp:
+            path = os.path.join(tmp, "store.db")
+            _private(path)
+            dest = sqlite3.connect(path)
+            try:
+                self.conn.backup(dest)
+            except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    raise self._locked(exc) from exc
+                raise StoreError(f"store {self.path}: cannot copy it for a dry run: {exc}") from exc
+            finally:
+                dest.close()
+            copy = SQLiteStore(path, workspace=self.workspace)
+            try:
+                yield copy
+            finally:
+                copy.close()
 
     def _locked(self, exc: BaseException) -> StoreLockedError:
         return StoreLockedError(
