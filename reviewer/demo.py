@@ -9,7 +9,6 @@ also shows a task being filed into the backlog.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import click
 from reviewer.sim import Labels, simulate, to_toml
 from rules import REGISTRY
 from store import ReviewerState, SQLiteStore, read_meta
+from store.finite import dumps
 
 SEED = 2026
 DAYS = 28
@@ -108,7 +108,7 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
             "history": labels.public(),
             "review": result.public(),
         }
-        click.echo(json.dumps(out, indent=2, default=str))
+        click.echo(dumps(out, indent=2))
         return 1 if result.status == "failed" else 0
 
     c = labels.counts

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from pydantic import ValidationError
 
 from store._view import BacklogView
 from store.base import Row, StoreError
+from store.records import DURATION_MAX_S
 from store.sqlite import SQLiteStore
 
 log = logging.getLogger("reviewer.store.http")
@@ -207,6 +209,17 @@ class HTTPStore(SQLiteStore):
         return None
 
 
+def _seconds(value: Any) -> float | None:
+    """A test's duration if it is a finite number of seconds within the cap, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= DURATION_MAX_S else None
+
+
 def _test_row(item: dict[str, Any], norm_ts: Any) -> Row:
     test_id = item["test_id"]
     classname, _, name = test_id.partition("::")
@@ -218,7 +231,7 @@ def _test_row(item: dict[str, Any], norm_ts: Any) -> Row:
         "commit_sha": str(item["commit_sha"]),
         "branch": item.get("branch"),
         "outcome": item["outcome"],
-        "duration_seconds": item.get("duration_seconds"),
+        "duration_seconds": _seconds(item.get("duration_seconds")),
         "message": item.get("message"),
         "file": item.get("file"),
         "ran_at": norm_ts(item["ran_at"]),

@@ -42,10 +42,13 @@ def _config(tmp_path: Path, store: Path, extra: str = "") -> Path:
 # -- 1. aggregates cannot overflow -----------------------------------------------------
 def test_sum_of_max_int_tokens_does_not_break_metrics_or_usage_spikes(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    make_store(
-        path=str(db),
-        metrics=[_metric(i, tokens_in=BIG, tokens_out=BIG, api_calls=BIG) for i in range(3)],
-    ).close()
+    make_store(path=str(db), metrics=[_metric(i) for i in range(3)]).close()
+    # Records are capped at ingest (tokens <= 1e12), so the 64-bit maxima come by direct SQL.
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE task_metrics SET tokens_in = ?, tokens_out = ?, api_calls = ?", (BIG,) * 3
+        )
+    conn.close()
     cfg = _config(tmp_path, db)
     r = CliRunner().invoke(cli, ["--config", str(cfg), "metrics", "--json"])
     assert r.exit_code == 0, r.output
@@ -115,6 +118,10 @@ def test_deep_json_and_invalid_utf8_are_named_by_line(tmp_path: Path) -> None:
         {"cost_usd": float("inf")},
         {"tokens_in": 2**63},
         {"duration_seconds": float("nan")},
+        {"duration_seconds": 1e7 + 1},  # the caps: sane maxima, far above a real run
+        {"cost_usd": 2e9},
+        {"tokens_in": 10**13},
+        {"api_calls": 10**10},
     ],
 )
 def test_metric_values_are_bounded(tmp_path: Path, over: dict[str, object]) -> None:
@@ -146,6 +153,89 @@ def test_junit_infinite_and_negative_times_are_not_stored(tmp_path: Path) -> Non
     rows = store.query("SELECT name, duration_seconds, ran_at FROM test_results ORDER BY name")
     assert [r["duration_seconds"] for r in rows] == [None, None, 1.5]
     assert {r["ran_at"] for r in rows} == {"2026-03-02T00:00:00Z"}
+    dropped = [w for w in report.warnings if "'time'" in w]
+    assert len(dropped) == 2, report.warnings
+    assert f"{f}: <testcase 'c::a'>" in dropped[0] and "finite" in dropped[0]
+    assert f"{f}: <testcase 'c::b'>" in dropped[1] and "negative" in dropped[1]
+
+
+def test_junit_time_above_the_cap_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    from reviewer.ingest import ingest_junit
+
+    f = tmp_path / "j.xml"
+    f.write_text(
+        '<testsuite name="s"><testcase classname="c" name="slow" time="20000000"/>'
+        '<testcase classname="c" name="ok" time="10000000"/></testsuite>'
+    )
+    store = SQLiteStore(":memory:")
+    report = ingest_junit(store, [f], run_id="r", commit="c", now="2026-03-02T00:00:00Z")
+    assert report.stored == 2
+    rows = store.query("SELECT name, duration_seconds FROM test_results ORDER BY name")
+    assert [(r["name"], r["duration_seconds"]) for r in rows] == [("ok", 1e7), ("slow", None)]
+    assert any(f"{f}: <testcase 'c::slow'>" in w and "above" in w for w in report.warnings)
+
+
+def test_cobertura_condition_counts_are_bounded(tmp_path: Path) -> None:
+    from reviewer.ingest_coverage import ingest_coverage
+
+    f = tmp_path / "cov.xml"
+    f.write_text(
+        "<coverage><packages><package><classes>"
+        '<class name="bad" filename="bad.py"><lines><line number="1" hits="1" branch="true"'
+        ' condition-coverage="50% (99999999999999999999/99999999999999999999)"/></lines></class>'
+        '<class name="good" filename="good.py"><lines><line number="1" hits="1" branch="true"'
+        ' condition-coverage="50% (1/2)"/></lines></class>'
+        "</classes></package></packages></coverage>"
+    )
+    store = SQLiteStore(":memory:")
+    report = ingest_coverage(store, f, commit="c", now="2026-03-02T00:00:00Z")
+    rows = store.query("SELECT file, branches_valid, branches_covered FROM coverage")
+    assert rows == [{"file": "good.py", "branches_valid": 2, "branches_covered": 1}]
+    assert any(str(f) in m and "condition-coverage" in m for m in report.rejected), report
+
+
+def test_non_finite_sums_never_print_inf_or_nan(tmp_path: Path) -> None:
+    """A direct SQL writer can make a sum overflow a float: every output says null or n/a."""
+    from fastapi.testclient import TestClient
+
+    from reviewer.api import create_app
+    from reviewer.app import App
+    from rules import Finding
+    from tests.support import make_config
+
+    db = tmp_path / "s.db"
+    make_store(path=str(db), metrics=[_metric(i, cost_usd=1.0) for i in range(12)]).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE task_metrics SET cost_usd = 1e308, duration_seconds = 1e308")
+    conn.close()
+    cfg = _config(tmp_path, db)
+    for args in (["metrics", "--json"], ["metrics"]):
+        r = CliRunner().invoke(cli, ["--config", str(cfg), *args])
+        assert r.exit_code == 0, r.output
+        for word in ("inf", "Infinity", "NaN", "nan"):
+            assert f" {word}" not in r.output and f"${word}" not in r.output, r.output
+        if "--json" in args:
+            json.loads(r.output, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    r = CliRunner().invoke(
+        cli,
+        ["--config", str(cfg), "review", "--once", "--json", "--now", "2026-03-02T00:00:00Z"],
+    )
+    assert r.exit_code == 0, r.output
+    assert "Infinity" not in r.output and "NaN" not in r.output
+    assert "$inf" not in r.output and "inf×" not in r.output
+    app = App.from_config(make_config({"reviewer": {"store": f"sqlite:///{db}"}}))
+    resp = TestClient(create_app(app)).get("/api/agent/metrics")
+    assert resp.status_code == 200, resp.text
+    assert "Infinity" not in resp.text and "NaN" not in resp.text
+    app.close()
+    f = Finding(
+        kind="k",
+        subject="s",
+        summary="used $inf, inf× the median; nan s; info stays",
+        evidence={"ratio": float("inf"), "nested": [float("nan"), 1.0]},
+    )
+    assert f.summary == "used $n/a, n/a× the median; n/a s; info stays"
+    assert f.evidence == {"ratio": None, "nested": [None, 1.0]}
 
 
 def test_timestamp_forms_are_normalised() -> None:
@@ -765,7 +855,9 @@ def test_max_int_usage_sums_on_every_store(any_store) -> None:  # type: ignore[n
     from tests.support import metric_rows
 
     s = any_store
-    s.upsert_metrics(metric_rows([_metric(i, tokens_in=BIG, tokens_out=BIG) for i in range(3)]))
+    s.upsert_metrics(metric_rows([_metric(i) for i in range(3)]))
+    with s.transaction():  # beyond the ingest cap: only a direct SQL writer gets here
+        s.execute("UPDATE task_metrics SET tokens_in = :big, tokens_out = :big", {"big": BIG})
     usage = pipeline_metrics(s.view(parse_ts("2026-03-02T00:00:00Z")))["usage"]
     assert usage["tokens_in"] >= 3 * BIG - 2**12
     from rules import REGISTRY

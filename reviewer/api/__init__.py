@@ -8,6 +8,8 @@ in ``ROUTERS``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -27,6 +29,7 @@ from reviewer.api import (
 )
 from reviewer.app import App
 from reviewer.promexport import registry_for
+from store.finite import dumps
 from store.secrets import redact
 from store.state import InvalidTransition, NotFound
 
@@ -46,9 +49,17 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
+class FiniteJSONResponse(JSONResponse):
+    """JSON with every non-finite float as null (never ``Infinity``, never a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def create_app(app: App) -> FastAPI:
     """The FastAPI application serving one opened reviewer."""
     api = FastAPI(
+        default_response_class=FiniteJSONResponse,
         title="reviewer",
         description="Auto-review of an AI-agent pipeline: findings, proposals, metrics.",
         version="0.1.0",

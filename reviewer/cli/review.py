@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 
@@ -19,6 +18,7 @@ from reviewer.cli.base import (
     pass_ctx,
     table,
 )
+from store.finite import dumps
 
 
 @cli.command()
@@ -65,7 +65,7 @@ def backtest(ctx: Context, start: datetime, end: datetime, step: str, as_json: b
         events = run_backtest(app.engine, start, end, step_td)
         if as_json:
             for item in events:
-                click.echo(json.dumps(item, default=str))
+                click.echo(dumps(item))
             return
         table(
             events,
