@@ -77,6 +77,8 @@ class ReviewResult:
     notes: list[str] = field(default_factory=list)
     # Pipeline records dated after the present (see Engine._future_records).
     future_records: int = 0
+    # Pipeline rows the rules skipped: a timestamp or number that does not parse.
+    skipped_records: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -91,6 +93,7 @@ class ReviewResult:
             "resolved": self.resolved,
             "notes": self.notes,
             "future_records": self.future_records,
+            "skipped_records": self.skipped_records,
             "duration_ms": self.duration_ms,
         }
 
@@ -191,6 +194,7 @@ class Engine:
         else:
             # Counted outside the saving transaction: a failed count must not abort it.
             result.future_records = self._future_records(result)
+            result.skipped_records = self._skipped_records(result)
             try:
                 with self.store.transaction():
                     self._apply(findings, failed_rules, at, result)
@@ -243,6 +247,7 @@ class Engine:
             duration_ms=result.duration_ms,
             errors=result.errors,
             future_records=result.future_records,
+            skipped_records=result.skipped_records,
         )
 
     def _future_records(self, result: ReviewResult) -> int:
@@ -266,6 +271,23 @@ class Engine:
             result.notes.append(note)
             log.warning(note)
         return future
+
+    def _skipped_records(self, result: ReviewResult) -> int:
+        """Pipeline rows no rule could read (written by direct SQL): a note on the run."""
+        try:
+            skipped = self.state.count_unreadable()
+        except Exception as exc:
+            log.warning("could not count unreadable records: %s", redact(str(exc)))
+            return 0
+        if skipped:
+            note = (
+                f"skipped {skipped} pipeline record(s) whose timestamp or number does not "
+                "parse (written by direct SQL; see the README's 'Hostile input' for the "
+                "forms a writer may use)"
+            )
+            result.notes.append(note)
+            log.warning(note)
+        return skipped
 
     def run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
         """Every enabled rule's findings as of ``at`` (deduplicated by fingerprint) and the

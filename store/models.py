@@ -114,6 +114,8 @@ class ReviewRun(BaseModel):
     errors: list[dict[str, Any]] = Field(default_factory=list)
     # Pipeline records dated after the present when the run ran (a wrong clock upstream).
     future_records: int = 0
+    # Pipeline rows the run skipped: a timestamp or number that does not parse.
+    skipped_records: int = 0
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -130,6 +130,16 @@ class ReviewerState:
         rows = self.store.query(f"SELECT {' + '.join(parts)} AS n", {"after": after})
         return int(rows[0]["n"] or 0) if rows else 0
 
+    def count_unreadable(self) -> int:
+        """How many pipeline rows the rules skip (a timestamp or number that does not
+        parse, written by direct SQL; see ``store._valid``)."""
+        from store._dialect import SQLITE
+        from store._valid import count_unreadable_sql
+
+        dialect = getattr(self.store, "dialect", SQLITE)
+        rows = self.store.query(count_unreadable_sql(dialect))
+        return int(rows[0]["n"] or 0) if rows else 0
+
     def mark_interrupted(self) -> int:
         """Mark runs left ``running`` by a killed process ``interrupted``; how many.
 
