@@ -140,6 +140,11 @@ class ReviewerState:
         rows = self.store.query(count_unreadable_sql(dialect))
         return int(rows[0]["n"] or 0) if rows else 0
 
+    def count_running(self) -> int:
+        """How many runs are recorded as ``running`` (under way, or left by a kill)."""
+        rows = self.store.query("SELECT COUNT(*) AS n FROM reviewer_runs WHERE status = 'running'")
+        return int(rows[0]["n"] or 0) if rows else 0
+
     def mark_interrupted(self) -> int:
         """Mark runs left ``running`` by a killed process ``interrupted``; how many.
 

@@ -611,6 +611,40 @@ def test_runs_left_running_are_marked_interrupted_at_daemon_start(tmp_path: Path
     app.close()
 
 
+def test_review_once_marks_runs_left_running_when_no_daemon_holds_the_store(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "s.db"
+    make_store(path=str(db)).close()
+    cfg = _config(tmp_path, db)
+    s = SQLiteStore(db)
+    from store.state import ReviewerState
+
+    with s.transaction():
+        ReviewerState(s).start_run("2026-03-01T00:00:00Z", "2026-03-01T00:00:00Z", "once")
+    s.close()
+    # While a daemon holds the store, its run may be under way: left alone.
+    daemon = SQLiteStore(db)
+    daemon.acquire_daemon_lock()
+    r = CliRunner().invoke(
+        cli, ["--config", str(cfg), "review", "--once", "--now", "2026-03-02T00:00:00Z"]
+    )
+    assert r.exit_code == 0, r.output
+    statuses = [x["status"] for x in daemon.query("SELECT status FROM reviewer_runs ORDER BY id")]
+    assert statuses == ["running", "ok"]
+    daemon.close()
+    # With no daemon, review --once marks it interrupted before its own run.
+    r = CliRunner().invoke(
+        cli, ["--config", str(cfg), "review", "--once", "--now", "2026-03-03T00:00:00Z"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "marked 1 run(s)" in r.output
+    s = SQLiteStore(db)
+    statuses = [x["status"] for x in s.query("SELECT status FROM reviewer_runs ORDER BY id")]
+    assert statuses == ["interrupted", "ok", "ok"]
+    s.close()
+
+
 # -- 8. config check catches what the daemon would die on; 10. secrets masked -----------------
 @pytest.mark.parametrize(
     ("text", "says"),

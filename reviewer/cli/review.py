@@ -30,6 +30,13 @@ from store.finite import dumps
 def review(ctx: Context, once: bool, now: datetime | None, dry_run: bool, as_json: bool) -> None:
     """Run one review cycle."""
     with handled(), open_app(ctx) as app:
+        if not dry_run:
+            interrupted = app.mark_interrupted_runs()
+            if interrupted:
+                click.echo(
+                    f"marked {interrupted} run(s) left running by a stopped process interrupted",
+                    err=True,
+                )
         result = app.engine.review(now, dry_run=dry_run, trigger="once")
     if as_json:
         emit_json(result.public())
