@@ -185,8 +185,13 @@ def _where(path: Path | None) -> str:
 def _explain(exc: ValidationError, path: Path | None, table: str) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(table)"
+        loc = ".".join(str(x) for x in err["loc"])
         got = err.get("input")
+        if not loc:
+            # A cross-field check (a model validator) has no location of its own; its
+            # message opens with the option it is about ("cron '99 * * * *' is ...").
+            first = err["msg"].removeprefix("Value error, ").split(" ", 1)[0]
+            loc = first if isinstance(got, dict) and first in got else "(table)"
         got_text = "" if isinstance(got, dict) else f" (got {got!r})"
         if err["type"] == "extra_forbidden":
             lines.append(f"{_where(path)}: [{table}] unknown option '{loc}'")

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from reviewer.render import shell_words
 from reviewer.sim import Labels, simulate, to_toml
 from rules import REGISTRY
 from store import ReviewerState, SQLiteStore, read_meta
@@ -128,15 +129,23 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
         click.echo("")
         click.echo(f"--- proposal #{proposal['id']} ({proposal['state']}): {proposal['title']}")
         click.echo(proposal["body"].rstrip())
-    cfg = f"reviewer --config {config_path}"
     click.echo("")
     click.echo("Next steps:")
-    click.echo(f"  {cfg} proposals list")
-    click.echo(f"  {cfg} proposals show ID")
-    click.echo(f"  {cfg} proposals approve ID")
-    click.echo(f"  {cfg} findings list")
-    click.echo(f"  {cfg} run        # the daemon, with the web page at http://127.0.0.1:8787/")
+    for line in next_steps(config_path):
+        click.echo(f"  {line}")
     return 1 if result.status == "failed" else 0
+
+
+def next_steps(config_path: Path) -> list[str]:
+    """The commands to paste next; the path is quoted (it may hold spaces or quotes)."""
+    cfg = shell_words("reviewer", "--config", config_path)
+    return [
+        f"{cfg} proposals list",
+        f"{cfg} proposals show ID",
+        f"{cfg} proposals approve ID",
+        f"{cfg} findings list",
+        f"{cfg} run        # the daemon, with the web page at http://127.0.0.1:8787/",
+    ]
 
 
 def _proposals_to_show(app: Any, proposals: list[dict[str, Any]]) -> list[dict[str, Any]]:

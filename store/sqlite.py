@@ -368,9 +368,19 @@ class SQLiteStore(SQLStoreCommon):
 
 
 def _private(path: str) -> None:
-    """Create ``path`` readable and writable by its owner only (0600), if absent."""
-    with contextlib.suppress(FileExistsError):
+    """Create ``path`` readable and writable by its owner only (0600), if absent; an
+    existing file of ours that others may read (created 0644 by an older reviewer)
+    is made 0600, and so are its ``-wal`` and ``-shm`` files."""
+    try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for name in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(OSError):  # absent, or not ours to change
+            st = os.stat(name)
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.chmod(name, 0o600)
 
 
 def _is_locked(exc: BaseException) -> bool:

@@ -356,6 +356,31 @@ def test_pasting_the_silence_hint_runs_no_command(tmp_path: Path, subject: str) 
     assert subject in (tmp_path / "args").read_text()
 
 
+def test_demo_next_steps_quote_the_config_path(tmp_path: Path) -> None:
+    from reviewer.demo import next_steps
+
+    where = tmp_path / "my demo's $(touch PWNED)" / "config.toml"
+    for line in next_steps(where):
+        words = shlex.split(line.split("  #")[0])
+        assert words[:3] == ["reviewer", "--config", str(where)], line
+    subprocess.run(["sh", "-c", "echo " + next_steps(where)[0]], cwd=tmp_path, check=True)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_an_existing_world_readable_store_is_made_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    os.chmod(db, 0o644)
+    SQLiteStore(db).close()
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+
+
 # -- 5. one daemon per store, however it is reached ---------------------------------------
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
 def test_one_daemon_per_store_through_links(tmp_path: Path, link: str) -> None:
@@ -649,12 +674,12 @@ def test_review_once_marks_runs_left_running_when_no_daemon_holds_the_store(
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ('[reviewer]\ncron = "99 * * * *"\n', "cron"),
-        ('[reviewer]\ntimezone = "Mars/Olympus"\n', "timezone"),
+        ('[reviewer]\ncron = "99 * * * *"\n', "[reviewer] option 'cron': cron"),
+        ('[reviewer]\ntimezone = "Mars/Olympus"\n', "[reviewer] option 'timezone': timezone"),
         ("reviewer = [1]\n", "reviewer must be a table"),
         ("experiments = 3\n", "experiments must be a table"),
         ('[experiments]\nalpha = "x"\n', "[experiments]"),
-        ('[reviewer]\ninterval = "0s"\n', "interval must be at least"),
+        ('[reviewer]\ninterval = "0s"\n', "option 'interval': interval must be at least"),
         ('[reviewer]\ntemplates_dir = "no-such-dir"\n', "templates_dir"),
         ('[reviewer]\nstore = "sqlite:///no/such/folder/s.db"\n', "does not exist"),
         ("[reviewer]\ninterval = 1e999\n", "interval"),
