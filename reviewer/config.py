@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from reviewer.experiment_settings import parse_experiments
 from rules import REGISTRY
 from store import Approval, Severity
 from store.goals import RATE_WINDOW, RUNNING_WEIGHT
@@ -311,9 +312,10 @@ def config_from_dict(
         raise ConfigError(
             f"{_where(path)}: [reviewer] option 'templates_dir': {templates} is not a folder"
         )
-    from reviewer.experiments import experiment_settings
-
-    experiment_settings(config)  # a bad [experiments] table is refused here, not later
+    try:  # a bad [experiments] table is refused here, not later
+        parse_experiments(config.experiments, _where(path))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     from store.secrets import register
 
     register(settings.api_token)  # masked in every log line and message from now on
