@@ -223,3 +223,40 @@ def test_the_sqlite_trigger_reads_lowercase_and_refuses_negative_unix_seconds() 
         with pytest.raises(sqlite3.IntegrityError, match="negative Unix seconds"):
             store.execute(sql)
     store.close()
+
+
+@pytest.mark.postgres
+def test_a_postgres_dry_run_takes_no_write_lock() -> None:
+    """Another process holds the store's write lock: a dry run still completes."""
+    import threading
+
+    from tests.pg import fresh_schema_url
+
+    with fresh_schema_url() as url:
+        store = make_store(url=url, **_records())
+        other = make_store(url=url)
+        held, release = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with other.transaction():  # holds the advisory write lock until released
+                held.set()
+                release.wait(30)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            assert held.wait(10)
+            done: list[Any] = []
+            reviewer = threading.Thread(
+                target=lambda: done.append(_engine(store).review(NOW, dry_run=True))
+            )
+            reviewer.start()
+            reviewer.join(20)
+            assert done, "the dry run waited for the write lock"
+            assert done[0].status == "ok" and done[0].findings
+            assert store.query("SELECT COUNT(*) AS n FROM reviewer_runs") == [{"n": 0}]
+        finally:
+            release.set()
+            t.join()
+            other.close()
+            store.close()
