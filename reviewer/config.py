@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from reviewer.experiment_settings import parse_experiments
 from reviewer.incidents import IncidentSettings
 from reviewer.notify import NotifySettings, Receiver
 from rules import REGISTRY
@@ -377,12 +378,17 @@ def _where(path: Path | None) -> str:
 def _explain(exc: ValidationError, path: Path | None, table: str) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(table)"
+        loc = ".".join(str(x) for x in err["loc"])
         got = err.get("input")
+        if not loc:
+            # A cross-field check (a model validator) has no location of its own; its
+            # message opens with the option it is about ("cron '99 * * * *' is ...").
+            first = err["msg"].removeprefix("Value error, ").split(" ", 1)[0]
+            loc = first if isinstance(got, dict) and first in got else "(table)"
         got_text = "" if isinstance(got, dict) else f" (got {got!r})"
         if err["type"] == "extra_forbidden":
             lines.append(f"{_where(path)}: [{table}] unknown option '{loc}'")
-        elif not err["loc"]:  # a check across options: its message names them
+        elif not err["loc"] and loc == "(table)":  # across options: its message names them
             lines.append(f"{_where(path)}: [{table}] {err['msg'].removeprefix('Value error, ')}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
@@ -529,9 +535,10 @@ def config_from_dict(
         raise ConfigError(
             f"{_where(path)}: [reviewer] option 'templates_dir': {templates} is not a folder"
         )
-    from reviewer.experiments import experiment_settings
-
-    experiment_settings(config)  # a bad [experiments] table is refused here, not later
+    try:  # a bad [experiments] table is refused here, not later
+        parse_experiments(config.experiments, _where(path))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     from store.secrets import register
 
     register(settings.api_token)  # masked in every log line and message from now on

@@ -18,10 +18,11 @@ from typing import Any
 
 from reviewer.config import Config
 from store import Control, ControlSpec, Proposal
+from store.models import REVIEWER_ACTOR
 from store.state import ReviewerState
 from store.timeutil import fmt_duration, fmt_ts, parse_ts
 
-ACTOR = "reviewer"
+ACTOR = REVIEWER_ACTOR
 
 
 def control_ttl(config: Config, rule_id: str) -> timedelta:

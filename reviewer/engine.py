@@ -24,7 +24,10 @@ One cycle, as of an instant ``now``:
    same transaction; controls that expired, or whose finding stayed clear for
    ``control_lift_after_cycles``, are lifted (``reviewer.controls``).
 
-All of step 2-4 is one write transaction; ``dry_run`` rolls it back.
+All of step 2-4 is one write transaction; ``dry_run`` rolls it back, and runs
+against the store's ``dry_run_copy()`` so it never needs the write lock. A
+``now`` before the last recorded review (an explicit one, or a wall clock that
+stepped back) makes the cycle a dry run, with a note and a log line.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from reviewer.outcomes import check_breakers, effective_approval, judge_outcomes
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
 from store.base import Store
+from store.models import REVIEWER_ACTOR
 from store.secrets import redact
 from store.state import InvalidTransition, ReviewerState, silence_for
 from store.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
@@ -56,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reviewer.engine")
 
-ACTOR = "reviewer"
+ACTOR = REVIEWER_ACTOR
 _DONE_TASK_STATES = ("completed", "cancelled", "failed")
 
 
@@ -89,6 +93,8 @@ class ReviewResult:
     controls: list[dict[str, Any]] = field(default_factory=list)
     # Outcomes of filed tasks that changed this cycle (reviewer/outcomes.py).
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    # Pipeline rows the rules skipped: a timestamp or number that does not parse.
+    skipped_records: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -105,6 +111,7 @@ class ReviewResult:
             "future_records": self.future_records,
             "controls": self.controls,
             "outcomes": self.outcomes,
+            "skipped_records": self.skipped_records,
             "duration_ms": self.duration_ms,
         }
 
@@ -183,16 +190,45 @@ class Engine:
         at = parse_ts(now) if now is not None else self.clock()
         at_ts = fmt_ts(at)
         past_note = None
-        if now is not None and not dry_run:
+        if not dry_run:
             # A look at the past never rewrites the present: before the last recorded
-            # run, the cycle is a dry run and says so.
+            # run (an explicit --now, or a wall clock that stepped back), the cycle is
+            # a dry run and says so.
             latest = self.state.latest_now()
             if latest is not None and at_ts < latest:
                 dry_run = True
+                what = "--now" if now is not None else "the clock's now"
                 past_note = (
-                    f"--now {at_ts} is before the last recorded review ({latest}): "
+                    f"{what} {at_ts} is before the last recorded review ({latest}): "
                     "reviewed read-only, nothing was written"
                 )
+        if past_note:
+            log.warning(past_note)
+        if not dry_run:
+            return self._cycle(
+                at, trigger, past_note, started, dry_run=False, tick=tick, runner=runner
+            )
+        # A dry run takes no write lock: it runs against a throwaway copy (or inside a
+        # transaction that skips the lock), and what it writes there is rolled back.
+        with self.store.dry_run_copy() as scratch:
+            engine = self
+            if scratch is not self.store:
+                engine = Engine(self.config, scratch, renderer=self.renderer, clock=self.clock)
+                engine.cancel = self.cancel
+            return engine._cycle(at, trigger, past_note, started, dry_run=True)
+
+    def _cycle(
+        self,
+        at: datetime,
+        trigger: str,
+        past_note: str | None,
+        started: float,
+        *,
+        dry_run: bool,
+        tick: str | None = None,
+        runner: str | None = None,
+    ) -> ReviewResult:
+        at_ts = fmt_ts(at)
         run_id = None
         if not dry_run:
             with self.store.transaction():
@@ -202,7 +238,6 @@ class Engine:
         result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
         if past_note:
             result.notes.append(past_note)
-            log.warning(past_note)
 
         finished = False
         try:
@@ -219,6 +254,7 @@ class Engine:
         else:
             # Counted outside the saving transaction: a failed count must not abort it.
             result.future_records = self._future_records(result)
+            result.skipped_records = self._skipped_records(result)
             try:
                 with self.store.transaction():
                     self._apply(findings, failed_rules, at, result)
@@ -276,6 +312,7 @@ class Engine:
             duration_ms=result.duration_ms,
             errors=result.errors,
             future_records=result.future_records,
+            skipped_records=result.skipped_records,
         )
 
     def _future_records(self, result: ReviewResult) -> int:
@@ -299,6 +336,23 @@ class Engine:
             result.notes.append(note)
             log.warning(note)
         return future
+
+    def _skipped_records(self, result: ReviewResult) -> int:
+        """Pipeline rows no rule could read (written by direct SQL): a note on the run."""
+        try:
+            skipped = self.state.count_unreadable()
+        except Exception as exc:
+            log.warning("could not count unreadable records: %s", redact(str(exc)))
+            return 0
+        if skipped:
+            note = (
+                f"skipped {skipped} pipeline record(s) whose timestamp or number does not "
+                "parse (written by direct SQL; see the README's 'Hostile input' for the "
+                "forms a writer may use)"
+            )
+            result.notes.append(note)
+            log.warning(note)
+        return skipped
 
     def run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
         """Every enabled rule's findings as of ``at`` (deduplicated by fingerprint) and the

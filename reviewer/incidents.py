@@ -53,13 +53,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rules import REGISTRY, Finding, fingerprint
 from store import Approval, ProposalState, Severity
 from store.base import Row
+from store.models import REVIEWER_ACTOR
 from store.timeutil import fmt_ts
 
 if TYPE_CHECKING:
     from reviewer.engine import Engine, ReviewResult
     from store.state import ReviewerState
 
-ACTOR = "reviewer"
+ACTOR = REVIEWER_ACTOR
 _SCOPED = re.compile(r"^([a-z][a-z_]*):(?!:)(.+)$")
 _MATCHER = re.compile(r"^\s*([a-z][a-z_]*)\s*(=~|!~|!=|>=|<=|=)\s*(.*?)\s*$")
 _MAX_LISTED = 30
@@ -478,8 +479,6 @@ def _propose(
     result: ReviewResult,
 ) -> None:
     """The incident's one proposal, unless one already speaks for its key."""
-    from reviewer.engine import ACTOR as _ENGINE_ACTOR
-
     at_ts = fmt_ts(at)
     state = engine.state
     if state.active_proposal(finding.fingerprint) is not None:
@@ -502,7 +501,7 @@ def _propose(
     )
     result.proposals.append({**proposal.public(), "change": "created", "incident": incident_id})
     if approval == Approval.auto:
-        proposal = engine._schedule(proposal, at_ts, _ENGINE_ACTOR, "approval = auto")
+        proposal = engine._schedule(proposal, at_ts, ACTOR, "approval = auto")
         result.proposals[-1] = {**proposal.public(), "change": "created", "incident": incident_id}
 
 

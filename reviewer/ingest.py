@@ -24,7 +24,7 @@ from defusedxml import ElementTree as SafeET
 from pydantic import ValidationError
 
 from store.base import Store
-from store.records import MetricRecord, TaskRecord, describe_errors
+from store.records import DURATION_MAX_S, MetricRecord, TaskRecord, describe_errors
 from store.timeutil import norm_ts
 
 log = logging.getLogger("reviewer.ingest")
@@ -208,6 +208,24 @@ def _message(el: Element) -> str:
     return text[:500]
 
 
+def _case_time(case: Element) -> tuple[float | None, str | None]:
+    """A test case's ``time`` in seconds, or None and why it was dropped."""
+    raw = case.get("time")
+    if raw is None or not raw.strip():
+        return 0.0, None
+    try:
+        duration = float(raw.replace(",", ""))
+    except ValueError:
+        return None, "is not a number"
+    if not math.isfinite(duration):
+        return None, "is not a finite number"
+    if duration < 0:
+        return None, "is negative"
+    if duration > DURATION_MAX_S:
+        return None, f"is above {DURATION_MAX_S:g} s"
+    return duration, None
+
+
 def _testcase_row(case: Element, suite: Element, ran_at: str) -> dict[str, Any]:
     classname = case.get("classname") or suite.get("name") or ""
     name = case.get("name") or ""
@@ -225,12 +243,8 @@ def _testcase_row(case: Element, suite: Element, ran_at: str) -> dict[str, Any]:
         if reruns:
             outcome = "flaky"  # failed, then passed on a rerun within the same run
             message = _message(reruns[0]) or None
-    try:
-        duration: float | None = float((case.get("time") or "0").replace(",", ""))
-    except ValueError:
-        duration = None
-    if duration is not None and not (math.isfinite(duration) and duration >= 0):
-        duration = None  # time="1e999" or a negative time: no duration, not inf or < 0
+    # time="1e999", a negative time or one above the cap: no duration, never inf or < 0.
+    duration, _ = _case_time(case)
     return {
         "test_id": f"{classname}::{name}",
         "classname": classname,
@@ -312,7 +326,15 @@ def parse_junit(
                     "are dated at the load time"
                 )
         for case in suite.findall("testcase"):
-            _merge_rerun(rows, seen, _testcase_row(case, suite, ran_at))
+            row = _testcase_row(case, suite, ran_at)
+            if row["duration_seconds"] is None and warnings is not None:
+                why = _case_time(case)[1]
+                warnings.append(
+                    f"{path}: <testcase {row['test_id']!r}> attribute 'time': "
+                    f"{case.get('time')!r} {why}; "
+                    "stored without a duration"
+                )
+            _merge_rerun(rows, seen, row)
     return rows
 
 

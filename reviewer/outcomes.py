@@ -29,10 +29,11 @@ from typing import Any
 
 from reviewer.config import Config
 from store import Approval, Outcome
+from store.models import REVIEWER_ACTOR
 from store.state import ReviewerState
 from store.timeutil import fmt_duration, fmt_ts, parse_ts
 
-ACTOR = "reviewer"
+ACTOR = REVIEWER_ACTOR
 
 
 def judge_outcomes(

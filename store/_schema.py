@@ -596,6 +596,49 @@ _V_RUN_TICK: list[str | dict[str, str]] = [
     "CREATE UNIQUE INDEX IF NOT EXISTS reviewer_runs_tick ON reviewer_runs (tick)",
 ]
 
+
+# Direct SQL writers (issue 9): the SQLite triggers also read a lowercase t/z, and
+# refuse negative Unix seconds (SQLite would read '-5' as a Julian day, PostgreSQL's
+# function keeps it as it is); rows left unreadable are skipped and counted by
+# reviews (store._valid), shown as reviewer_runs.skipped_records.
+def _sqlite_norm_v2(col: str) -> str:
+    return (
+        f"CASE WHEN {col} IS NULL OR {col} GLOB {_CANONICAL} THEN {col}"
+        f" WHEN {col} NOT GLOB '*[^0-9.]*'"
+        f" THEN COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', CASE WHEN CAST({col} AS REAL) >= 1e11"
+        f" THEN CAST({col} AS REAL) / 1000 ELSE {col} END, 'unixepoch'), {col})"
+        f" ELSE COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', upper({col})), {col}) END"
+    )
+
+
+def _sqlite_ts_triggers_v2(table: str, cols: tuple[str, ...]) -> list[str | dict[str, str]]:
+    needs = " OR ".join(f"(NEW.{c} IS NOT NULL AND NEW.{c} NOT GLOB {_CANONICAL})" for c in cols)
+    refuse = "".join(
+        f" SELECT RAISE(ABORT, '{table}.{c}: negative Unix seconds are no time; write"
+        " ISO 8601 UTC (2026-03-01T12:00:00Z) or Unix seconds since 1970')"
+        f" WHERE NEW.{c} GLOB '-[0-9]*' AND substr(NEW.{c}, 2) NOT GLOB '*[^0-9.]*';"
+        for c in cols
+    )
+    sets = ", ".join(f"{c} = {_sqlite_norm_v2(c)}" for c in cols)
+    out: list[str | dict[str, str]] = []
+    for event in ("INSERT", f"UPDATE OF {', '.join(cols)}"):
+        name = f"{table}_normalise_ts_{event.split()[0].lower()}"
+        out.append({"sqlite": f"DROP TRIGGER IF EXISTS {name}"})
+        out.append(
+            {
+                "sqlite": f"CREATE TRIGGER {name} AFTER {event} ON {table} WHEN {needs}"
+                f" BEGIN{refuse} UPDATE {table} SET {sets} WHERE rowid = NEW.rowid; END",
+            }
+        )
+    return out
+
+
+_V_READABLE: list[str | dict[str, str]] = [
+    "ALTER TABLE reviewer_runs ADD COLUMN skipped_records INTEGER NOT NULL DEFAULT 0",
+]
+for _table, _cols in [*TIMESTAMP_COLUMNS.items(), ("coverage", ("recorded_at",))]:
+    _V_READABLE += _sqlite_ts_triggers_v2(_table, _cols)
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
@@ -621,5 +664,6 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_INCIDENTS,
     _V_PAGE_AUDIT,
     _V_RUN_TICK,
+    _V_READABLE,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from store.base import Row, Store
+from store.models import NotFound
 
 
 class ControlKind(StrEnum):
@@ -109,8 +110,6 @@ class ControlsState:
     audit: Callable[..., None]
 
     def control(self, control_id: int) -> Control:
-        from store.state import NotFound
-
         rows = self.store.query("SELECT * FROM controls WHERE id = :id", {"id": control_id})
         if not rows:
             raise NotFound(f"no control with id {control_id}")

@@ -41,8 +41,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,7 @@ from pydantic import ValidationError
 from store._http_client import PipelineClient, RetryPolicy
 from store._view import BacklogView
 from store.base import Row, StoreError
+from store.records import DURATION_MAX_S
 from store.sqlite import SQLiteStore
 
 log = logging.getLogger("reviewer.store.http")
@@ -189,6 +192,14 @@ class HTTPStore(SQLiteStore):
         self.sync()
         return super().view(now)
 
+    @contextmanager
+    def dry_run_copy(self) -> Iterator[SQLiteStore]:
+        """Pull first (the mirror is the reviewer's own), then a copy of the mirror:
+        a dry run files nothing at the pipeline."""
+        self.sync()
+        with super().dry_run_copy() as copy:
+            yield copy
+
     # -- filing -------------------------------------------------------------------
     def insert_task_once(self, record: Row) -> bool:
         body = {k: v for k, v in record.items() if v is not None}
@@ -276,6 +287,17 @@ class HTTPStore(SQLiteStore):
 __all__ = ["HTTPStore", "RetryPolicy", "default_mirror_path"]
 
 
+def _seconds(value: Any) -> float | None:
+    """A test's duration if it is a finite number of seconds within the cap, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= DURATION_MAX_S else None
+
+
 def _test_row(item: dict[str, Any], norm_ts: Any) -> Row:
     test_id = item["test_id"]
     classname, _, name = test_id.partition("::")
@@ -287,7 +309,7 @@ def _test_row(item: dict[str, Any], norm_ts: Any) -> Row:
         "commit_sha": str(item["commit_sha"]),
         "branch": item.get("branch"),
         "outcome": item["outcome"],
-        "duration_seconds": item.get("duration_seconds"),
+        "duration_seconds": _seconds(item.get("duration_seconds")),
         "message": item.get("message"),
         "file": item.get("file"),
         "ran_at": norm_ts(item["ran_at"]),

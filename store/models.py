@@ -131,6 +131,20 @@ class ReviewRun(BaseModel):
     # A scheduled cycle of replicas on PostgreSQL: its scheduled instant and who ran it.
     tick: str | None = None
     runner: str | None = None
+    # Pipeline rows the run skipped: a timestamp or number that does not parse.
+    skipped_records: int = 0
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class NotFound(LookupError):
+    """No such proposal, run or silence."""
+
+
+class InvalidTransition(ValueError):
+    """A proposal cannot move from its state to the one asked for."""
+
+
+# The audit actor of every change the reviewer makes on its own.
+REVIEWER_ACTOR = "reviewer"

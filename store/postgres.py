@@ -152,12 +152,23 @@ class PostgresStore(SQLStoreCommon):
             return
         try:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_key,))
+                if not getattr(self._local, "dry_run", False):
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_key,))
                 yield
         except psycopg.errors.IntegrityError:
             raise
         except psycopg.Error as exc:
             raise StoreError(f"transaction failed on {self._where}: {exc}") from exc
+
+    @contextmanager
+    def dry_run_copy(self) -> Iterator[PostgresStore]:
+        """This store, with this thread's transactions skipping the write lock: a dry
+        run's transaction is rolled back, so it needs no lock against writers."""
+        self._local.dry_run = True
+        try:
+            yield self
+        finally:
+            self._local.dry_run = False
 
     # -- schema -------------------------------------------------------------
     def schema_version(self) -> int:

@@ -16,9 +16,19 @@ from store.timeutil import norm_ts
 
 # Bounded values (issue 9): every integer fits a 64-bit column, every float is finite,
 # no text holds a NUL (PostgreSQL refuses one, and then the whole batch with it).
+# Beyond that, each figure has a sane maximum far above any real execution, so that
+# neither a finding's text nor a sum over a million records can reach inf.
 INT64_MAX = 2**63 - 1
+DURATION_MAX_S = 1e7  # about 115 days for one execution (or one test case)
+COST_MAX_USD = 1e9
+TOKENS_MAX = 10**12  # tokens in or out of one execution
+API_CALLS_MAX = 10**9
+ATTEMPTS_MAX = 10**6
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, le=DURATION_MAX_S, allow_inf_nan=False)]
+Dollars = Annotated[float, Field(ge=0, le=COST_MAX_USD, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=TOKENS_MAX)]
 
 
 def _no_nul(value: Any) -> Any:
@@ -76,7 +86,7 @@ class TaskRecord(_Record):
     updated_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
-    attempts: Count = 0
+    attempts: Annotated[int, Field(ge=0, le=ATTEMPTS_MAX)] = 0
     depends_on: list[str] = Field(default_factory=list)
     goal_id: str | None = None
     spec: str | None = None
@@ -109,15 +119,15 @@ class MetricRecord(_Record):
     task_type: str | None = None
     model: str | None = None
     executor: str | None = None
-    duration_seconds: Amount
+    duration_seconds: Seconds
     status: Literal["completed", "failed"]
     created_at: str
     prompt_variant: str | None = None
     skill_version: str | None = None
-    tokens_in: Count | None = None
-    tokens_out: Count | None = None
-    cost_usd: Amount | None = None
-    api_calls: Count | None = None
+    tokens_in: Tokens | None = None
+    tokens_out: Tokens | None = None
+    cost_usd: Dollars | None = None
+    api_calls: Annotated[int, Field(ge=0, le=API_CALLS_MAX)] | None = None
     error: str | None = None
 
     normalise_timestamps = field_validator("created_at", mode="before")(_ts)

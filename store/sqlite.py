@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -186,6 +187,36 @@ class SQLiteStore(SQLStoreCommon):
                 raise self._locked(exc) from exc
             raise
 
+    @contextmanager
+    def dry_run_copy(self) -> Iterator[SQLiteStore]:
+        """A throwaway copy of this store for a dry run, so it needs no write lock.
+
+        SQLite's online backup reads the file in one read transaction (WAL: a
+        writer holding the lock does not block it) into a private temporary file,
+        deleted afterwards; the dry run writes and rolls back there. An in-memory
+        store is its own: no other process can hold its lock.
+        """
+        if self.memory:
+            yield self
+            return
+        with tempfile.TemporaryDirectory(prefix="reviewer-dry-run-") as tmp:
+            path = os.path.join(tmp, "store.db")
+            _private(path)
+            dest = sqlite3.connect(path)
+            try:
+                self.conn.backup(dest)
+            except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    raise self._locked(exc) from exc
+                raise StoreError(f"store {self.path}: cannot copy it for a dry run: {exc}") from exc
+            finally:
+                dest.close()
+            copy = SQLiteStore(path, workspace=self.workspace)
+            try:
+                yield copy
+            finally:
+                copy.close()
+
     def _locked(self, exc: BaseException) -> StoreLockedError:
         return StoreLockedError(
             f"store {self.path} is locked: another process has held its write lock for over "
@@ -342,9 +373,19 @@ class SQLiteStore(SQLStoreCommon):
 
 
 def _private(path: str) -> None:
-    """Create ``path`` readable and writable by its owner only (0600), if absent."""
-    with contextlib.suppress(FileExistsError):
+    """Create ``path`` readable and writable by its owner only (0600), if absent; an
+    existing file of ours that others may read (created 0644 by an older reviewer)
+    is made 0600, and so are its ``-wal`` and ``-shm`` files."""
+    try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for name in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(OSError):  # absent, or not ours to change
+            st = os.stat(name)
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.chmod(name, 0o600)
 
 
 def _is_locked(exc: BaseException) -> bool:

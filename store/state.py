@@ -18,6 +18,8 @@ from store.controls import ControlsState
 from store.models import (
     ACTIVE_PROPOSAL_STATES,
     Approval,
+    InvalidTransition,
+    NotFound,
     Outcome,
     Proposal,
     ProposalState,
@@ -35,14 +37,6 @@ _SEVERITY_ORDER = (
 def _like_prefix(text: str) -> str:
     """``text`` with LIKE's wildcards escaped (escape character ``!``)."""
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-
-
-class NotFound(LookupError):
-    """No such proposal, run or silence."""
-
-
-class InvalidTransition(ValueError):
-    """A proposal cannot move from its state to the one asked for."""
 
 
 def _proposal(row: Row) -> Proposal:
@@ -250,6 +244,21 @@ class ReviewerState(ControlsState):
             for table, cols in tables.items()
         ]
         rows = self.store.query(f"SELECT {' + '.join(parts)} AS n", {"after": after})
+        return int(rows[0]["n"] or 0) if rows else 0
+
+    def count_unreadable(self) -> int:
+        """How many pipeline rows the rules skip (a timestamp or number that does not
+        parse, written by direct SQL; see ``store._valid``)."""
+        from store._dialect import SQLITE
+        from store._valid import count_unreadable_sql
+
+        dialect = getattr(self.store, "dialect", SQLITE)
+        rows = self.store.query(count_unreadable_sql(dialect))
+        return int(rows[0]["n"] or 0) if rows else 0
+
+    def count_running(self) -> int:
+        """How many runs are recorded as ``running`` (under way, or left by a kill)."""
+        rows = self.store.query("SELECT COUNT(*) AS n FROM reviewer_runs WHERE status = 'running'")
         return int(rows[0]["n"] or 0) if rows else 0
 
     def mark_interrupted(self) -> int:

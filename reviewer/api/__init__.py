@@ -9,6 +9,8 @@ resource: a new module, listed in ``ROUTERS``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -33,6 +35,7 @@ from reviewer.api import (
 from reviewer.api.deps import require_read
 from reviewer.app import App
 from reviewer.promexport import registry_for
+from store.finite import dumps
 from store.secrets import redact
 from store.state import InvalidTransition, NotFound
 
@@ -59,9 +62,17 @@ ROUTERS: tuple[APIRouter, ...] = (
 OPEN_ROUTERS: tuple[APIRouter, ...] = (health.router, page.router)
 
 
+class FiniteJSONResponse(JSONResponse):
+    """JSON with every non-finite float as null (never ``Infinity``, never a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def create_app(app: App) -> FastAPI:
     """The FastAPI application serving one opened reviewer."""
     api = FastAPI(
+        default_response_class=FiniteJSONResponse,
         title="reviewer",
         description="Auto-review of an AI-agent pipeline: findings, proposals, metrics.",
         version="0.1.0",

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from store.finite import dumps
+
 if TYPE_CHECKING:
     from reviewer.config import Config
 
@@ -101,7 +103,7 @@ class ReviewerGroup(click.Group):
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(dumps(data, indent=2))
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, empty: str = "(none)") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ from reviewer.cli.base import (
     pass_ctx,
     table,
 )
+from store.finite import dumps
 
 
 @cli.command()
@@ -31,6 +31,13 @@ from reviewer.cli.base import (
 def review(ctx: Context, once: bool, now: datetime | None, dry_run: bool, as_json: bool) -> None:
     """Run one review cycle."""
     with handled(), open_app(ctx, read_only=dry_run) as app:
+        if not dry_run:
+            interrupted = app.mark_interrupted_runs()
+            if interrupted:
+                click.echo(
+                    f"marked {interrupted} run(s) left running by a stopped process interrupted",
+                    err=True,
+                )
         result = app.engine.review(now, dry_run=dry_run, trigger="once")
     if as_json:
         emit_json(result.public())
@@ -82,7 +89,7 @@ def backtest(ctx: Context, start: datetime, end: datetime, step: str, as_json: b
                 )
         if as_json:
             for item in events:
-                click.echo(json.dumps(item, default=str))
+                click.echo(dumps(item))
             return
         table(
             events,

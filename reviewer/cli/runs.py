@@ -47,6 +47,7 @@ def runs_list(ctx: Context, limit: int, as_json: bool) -> None:
             "resolved",
             "errors",
             "future_records",
+            "skipped_records",
             "duration_ms",
         ],
         empty="no runs yet",
