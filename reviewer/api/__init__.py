@@ -24,6 +24,7 @@ from reviewer.api import (
     health,
     incidents,
     page,
+    page_ops,
     proposals,
     report,
     runs,
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     test_results.router,
     coverage.router,
     page.router,
+    page_ops.router,
     agent_metrics.router,
     experiments.router,
     goals.router,
@@ -56,7 +58,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 # Never behind the read guard: liveness and Prometheus probes, and the page (its
 # login decides what it shows).
-OPEN_ROUTERS: tuple[APIRouter, ...] = (health.router, page.router)
+OPEN_ROUTERS: tuple[APIRouter, ...] = (health.router, page.router, page_ops.router)
 
 
 def create_app(app: App) -> FastAPI:

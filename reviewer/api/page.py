@@ -1,11 +1,14 @@
-"""The review page and its forms: ``/`` (proposals), ``/findings``, ``/runs``,
-``/silences``, ``/pipeline`` (metrics and goals; ``/metrics`` is Prometheus'),
-``/audit``, ``/login``.
+"""The review page and its forms: ``/`` (proposals), ``/findings`` (with incidents),
+``/runs`` (with notifications), ``/silences``, ``/pipeline`` (metrics and goals;
+``/metrics`` is Prometheus'), ``/audit``, ``/login``; ``/controls`` and ``/report``
+live in ``page_ops``.
 
 Server-rendered (``page_render``), usable without JavaScript (``/page.js`` only
-adds "select all"). Reads are open like the API's; a form that changes state
-needs a login (``websession``) whose principal holds the ``approve`` scope, and
-is audited under that principal's name.
+adds "select all"). Reads are open like the API's (behind a login when
+``reads_require_token``); a form that changes state needs a login
+(``websession``) whose principal holds the form's scope (``approve``; ``admin``
+to lift a control or reset a breaker, as in the API), and is audited under that
+principal's name.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from store.timeutil import fmt_ts, parse_ts, utcnow
 router = APIRouter()
 
 DECIDE_SCOPE = "approve"
+ADMIN_SCOPE = "admin"  # lifting a control, resetting a breaker: as the API's require_token
 MAX_BULK = 200
 PAGE_LIMIT = 200  # proposals on one page; filters narrow the rest
 
@@ -67,15 +71,18 @@ def _nav(a: App) -> list[tuple[str, str]]:
         ("/runs", "Runs"),
         ("/silences", "Silences"),
         ("/pipeline", "Metrics & goals"),
+        ("/controls", "Controls"),
+        ("/report", "Report"),
         ("/audit", "Audit"),
     ]
-    # Other sections plug in here (e.g. ("/controls", "Controls"), ("/report", "Report"))
-    # once their tables exist in the state.
     return nav
 
 
 def _page(request: Request, a: App, template: str, current: str, **context: Any) -> HTMLResponse:
     session = websession.current_session(request)
+    here = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
+    if session is None and current != "/login" and a.config.reviewer.reads_require_token:
+        raise LoginFirst(here)  # reads need a token: the page shows nothing before a login
     flash = []
     if session is not None:
         flash, session.flash = session.flash, []
@@ -86,10 +93,11 @@ def _page(request: Request, a: App, template: str, current: str, **context: Any)
         session=session,
         user=session.principal if session else None,
         can_decide=bool(session and session.principal.can(DECIDE_SCOPE)),
+        can_admin=bool(session and session.principal.can(ADMIN_SCOPE)),
         csrf=session.csrf if session else "",
         flash=flash,
         last_run=a.state.last_run(),
-        here=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+        here=here,
         **context,
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
@@ -117,7 +125,9 @@ def login_redirect(request: Request, exc: Exception) -> Response:
     return _back("/login?" + urlencode({"next": next_url}, safe="/"))
 
 
-async def _decider(request: Request) -> tuple[websession.Session, dict[str, list[str]]]:
+async def _decider(
+    request: Request, scope: str = DECIDE_SCOPE
+) -> tuple[websession.Session, dict[str, list[str]]]:
     """The session of a form that changes state, after its login, CSRF and scope checks."""
     form = await websession.form_of(request)
     session = websession.current_session(request)
@@ -127,9 +137,9 @@ async def _decider(request: Request) -> tuple[websession.Session, dict[str, list
         raise HTTPException(
             403, "the form's CSRF token does not match your session; reload the page"
         )
-    if not session.principal.can(DECIDE_SCOPE):
+    if not session.principal.can(scope):
         raise HTTPException(
-            403, f"{session.principal.name} may not change state (needs the '{DECIDE_SCOPE}' scope)"
+            403, f"{session.principal.name} may not do this (needs the '{scope}' scope)"
         )
     return session, form
 
@@ -319,26 +329,38 @@ def findings_page(
     rule: str = Query(""),
     a: App = Depends(get_app),  # noqa: B008
 ) -> HTMLResponse:
+    from reviewer.incidents import listing
+
     rows = a.state.list_findings("open", rule or None, 500)
     prints = [r["fingerprint"] for r in rows]
     proposals = a.state.latest_proposals(prints)
     history = a.state.audit_for_prints(prints)
+    incidents = {i["id"]: {**i, "findings": []} for i in listing(a.state, "open", 100)}
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(r["rule"], []).append(
-            {
-                **r,
-                "evidence": evidence_rows(r["payload"]),
-                "proposal": proposals.get(r["fingerprint"]),
-                "history": history.get(r["fingerprint"], []),
-            }
-        )
+        item = {
+            **r,
+            "evidence": evidence_rows(r["payload"]),
+            "proposal": proposals.get(r["fingerprint"]),
+            "history": history.get(r["fingerprint"], []),
+        }
+        incident = incidents.get(r.get("incident_id") or 0)
+        if incident is not None:
+            # Its likeliest cause first, then the rest as the store ordered them.
+            item["is_cause"] = r["fingerprint"] == incident["cause"]
+            incident["findings"].append(item)
+        else:
+            groups.setdefault(r["rule"], []).append(item)
+    for incident in incidents.values():
+        incident["findings"].sort(key=lambda f: not f["is_cause"])
     resolved = a.state.list_findings("resolved", rule or None, 50)
     return _page(
         request,
         a,
         "findings.html",
         "/findings",
+        # Under a rule filter, only the incidents with a member of that rule.
+        incidents=[i for i in incidents.values() if i["findings"] or not rule],
         groups=sorted(groups.items()),
         resolved=sorted(resolved, key=lambda r: r["resolved_at"] or "", reverse=True),
         rule=rule,
@@ -349,7 +371,28 @@ def findings_page(
 # -- runs ----------------------------------------------------------------------------------
 @router.get("/runs", response_class=HTMLResponse)
 def runs_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse:  # noqa: B008
-    return _page(request, a, "runs.html", "/runs", runs=[r.public() for r in a.state.runs(50)])
+    from reviewer.notify import notification_status
+
+    return _page(
+        request,
+        a,
+        "runs.html",
+        "/runs",
+        runs=[r.public() for r in a.state.runs(50)],
+        receivers=[{**r, "target": _origin(r["target"])} for r in notification_status(a)],
+    )
+
+
+def _origin(target: str) -> str:
+    """Where a receiver sends, to the host only: a webhook's path or query may hold its
+    secret, and the page may be read without a login."""
+    from urllib.parse import urlsplit
+
+    scheme, sep, _ = target.partition("://")
+    if not sep:
+        return target
+    parts = urlsplit(target.split(" ", 1)[0])
+    return f"{scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "") + "/…"
 
 
 # -- silences ------------------------------------------------------------------------------
