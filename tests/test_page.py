@@ -632,6 +632,7 @@ def test_notifications_panel_on_runs(tmp_path: Path) -> None:
             app.state.notification_failed(pending[2]["id"], "HTTP 503", "t3", drop=False)
         with TestClient(create_app(app)) as c:
             html = c.get("/runs").text
+        assert html.count('id="receiver-ops"') == 1
         panel = html.split('id="notifications"')[1]
         ops = panel.split('id="receiver-ops"')[1].split("</tr>")[0]
         assert 'class="failed"' in html.split('id="receiver-ops"')[1][:30]
