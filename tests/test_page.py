@@ -186,6 +186,7 @@ def test_logout_ends_the_session(client: tuple[TestClient, App]) -> None:
 def test_csrf_is_checked_on_every_form(client: tuple[TestClient, App]) -> None:
     c, app = client
     csrf = login(c)
+    forged = csrf[:-1] + ("B" if csrf.endswith("A") else "A")
     for path, data in (
         ("/proposals/1/approve", {"reason": "x"}),
         ("/proposals/1/reject", {"reason": "x"}),
@@ -197,7 +198,7 @@ def test_csrf_is_checked_on_every_form(client: tuple[TestClient, App]) -> None:
         ("/silences/1/expire", {}),
     ):
         assert c.post(path, data=data).status_code == 403, path
-        assert c.post(path, data={**data, "csrf": csrf[:-1] + ("B" if csrf.endswith("A") else "A")}).status_code == 403, path
+        assert c.post(path, data={**data, "csrf": forged}).status_code == 403, path
     assert app.state.proposal(1).state.value == "pending"
     assert app.state.silences(include_expired=True) == []
     # Not a form at all (what a cross-site JSON fetch would send) is refused too.
@@ -364,8 +365,15 @@ def test_every_section_on_postgres() -> None:
         app = _app(url)
         try:
             with TestClient(create_app(app)) as c:
+                cid = _control(app)
                 for path in ("/", "/findings", "/runs", "/silences", "/pipeline", "/audit"):
                     assert c.get(path).status_code == 200, path
+                for path in ("/controls", "/report", "/report?hints=1"):
+                    assert c.get(path).status_code == 200, path
+                csrf = login(c, ADMIN)
+                c.post(f"/controls/{cid}/lift", data={"csrf": csrf, "reason": "done"})
+                assert app.state.control(cid).lifted_by == "alice"
+                c.post("/logout", data={"csrf": csrf})
                 csrf = login(c)
                 c.post("/proposals/bulk", data={"csrf": csrf, "action": "approve", "ids": "1"})
                 assert _ids(c.get("/?state=scheduled").text) == [1]
@@ -475,9 +483,10 @@ def test_controls_page_lists_escapes_and_lifts_as_the_token(
     assert (entry["actor"], entry["reason"]) == ("alice", "runner replaced")
     again = c.post(f"/controls/{cid}/lift", data={"csrf": csrf, "reason": "twice"})
     assert "already lifted" in again.text
-    assert "no control with id 999" in c.post(
-        "/controls/999/lift", data={"csrf": csrf, "reason": "x"}
-    ).text
+    assert (
+        "no control with id 999"
+        in c.post("/controls/999/lift", data={"csrf": csrf, "reason": "x"}).text
+    )
 
 
 def _reject_all(c: TestClient, app: App, reason: str) -> None:
@@ -542,7 +551,9 @@ def test_breaker_reset_needs_admin_a_reason_and_is_audited(
 ) -> None:
     c, app = client
     with app.store.transaction():
-        app.state.trip_breaker("stale-queue", at="2026-03-10T00:00:00Z", rejections=5, reason=HOSTILE)
+        app.state.trip_breaker(
+            "stale-queue", at="2026-03-10T00:00:00Z", rejections=5, reason=HOSTILE
+        )
     html = c.get("/report").text
     assert 'id="breaker-stale-queue"' in html and "<script>alert" not in html
     assert "reviewer rules reset-breaker stale-queue" in html and "/reset" not in html
@@ -620,7 +631,10 @@ def test_notifications_panel_on_runs(tmp_path: Path) -> None:
         with app.store.transaction():
             for key in ("a", "b", "c"):
                 b = app.state.add_notify_batch(
-                    at="2026-03-10T00:00:00Z", run_id=None, audit=(ord(key), ord(key) + 1), runs=(0, 0)
+                    at="2026-03-10T00:00:00Z",
+                    run_id=None,
+                    audit=(ord(key), ord(key) + 1),
+                    runs=(0, 0),
                 )
                 assert b is not None
                 app.state.queue_notification(
