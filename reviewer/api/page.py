@@ -78,7 +78,9 @@ def _nav(a: App) -> list[tuple[str, str]]:
     return nav
 
 
-def _page(request: Request, a: App, template: str, current: str, **context: Any) -> HTMLResponse:
+def page_response(
+    request: Request, a: App, template: str, current: str, **context: Any
+) -> HTMLResponse:
     session = websession.current_session(request)
     here = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
     if session is None and current != "/login" and a.config.reviewer.reads_require_token:
@@ -111,7 +113,7 @@ def safe_next(value: str) -> str:
     return value if value.startswith("/") and not value.startswith("//") else "/"
 
 
-def _back(to: str) -> RedirectResponse:
+def back_to(to: str) -> RedirectResponse:
     return RedirectResponse(safe_next(to), status_code=303)
 
 
@@ -122,10 +124,10 @@ class LoginFirst(Exception):
 def login_redirect(request: Request, exc: Exception) -> Response:
     """Where a form without a session goes: ``/login``, then back to its page."""
     next_url = safe_next(str(exc.args[0]) if exc.args else "/")
-    return _back("/login?" + urlencode({"next": next_url}, safe="/"))
+    return back_to("/login?" + urlencode({"next": next_url}, safe="/"))
 
 
-async def _decider(
+async def decider(
     request: Request, scope: str = DECIDE_SCOPE
 ) -> tuple[websession.Session, dict[str, list[str]]]:
     """The session of a form that changes state, after its login, CSRF and scope checks."""
@@ -148,7 +150,7 @@ async def _decider(
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/", a: App = Depends(get_app)) -> HTMLResponse:  # noqa: B008
     token = secrets.token_urlsafe(24)
-    response = _page(
+    response = page_response(
         request,
         a,
         "login.html",
@@ -173,7 +175,7 @@ async def login(request: Request, a: App = Depends(get_app)) -> Response:  # noq
     principal = principal_for_token(a, websession.first(form, "token"))
     if principal is None:
         token = secrets.token_urlsafe(24)
-        response = _page(
+        response = page_response(
             request,
             a,
             "login.html",
@@ -188,7 +190,7 @@ async def login(request: Request, a: App = Depends(get_app)) -> Response:  # noq
         return response
     sid, session = websession.sessions_of(request).create(principal)
     session.flash.append(("ok", f"Logged in as {principal.name}."))
-    back = _back(next_url)
+    back = back_to(next_url)
     websession.set_cookie(request, back, websession.SESSION_COOKIE, sid, websession.SESSION_SECONDS)
     back.delete_cookie(websession.LOGIN_COOKIE, path="/")
     return back
@@ -204,7 +206,7 @@ async def logout(request: Request) -> Response:
     ):
         raise HTTPException(403, "the form's CSRF token does not match your session")
     websession.sessions_of(request).drop(sid)
-    response = _back("/")
+    response = back_to("/")
     response.delete_cookie(websession.SESSION_COOKIE, path="/")
     return response
 
@@ -233,7 +235,7 @@ def proposals_page(
     findings = a.state.findings_by_print(sorted({p.fingerprint for p in items}))
     filters = {"state": state, "rule": rule, "kind": kind, "severity": severity}
     facets = a.state.proposal_facets()
-    return _page(
+    return page_response(
         request,
         a,
         "index.html",
@@ -282,7 +284,7 @@ async def decide(
 ) -> Response:
     if action not in ("approve", "reject"):
         raise HTTPException(404, "no such action; expected approve or reject")
-    session, form = await _decider(request)
+    session, form = await decider(request)
     reason = websession.first(form, "reason")[:2000]
     if action == "reject" and not reason:
         session.flash.append(("error", f"#{proposal_id}: a rejection needs a reason."))
@@ -291,12 +293,12 @@ async def decide(
             session.flash.append(("ok", _decide(a, session, proposal_id, action, reason)))
         except _Refused as exc:
             session.flash.append(("error", str(exc)))
-    return _back(websession.first(form, "next") or "/")
+    return back_to(websession.first(form, "next") or "/")
 
 
 @router.post("/proposals/bulk")
 async def decide_many(request: Request, a: App = Depends(get_app)) -> Response:  # noqa: B008
-    session, form = await _decider(request)
+    session, form = await decider(request)
     action = websession.first(form, "action")
     reason = websession.first(form, "reason")[:2000]
     ids = sorted({int(v) for v in form.get("ids", []) if v.isdigit() and 0 < int(v) < 2**63})
@@ -319,7 +321,7 @@ async def decide_many(request: Request, a: App = Depends(get_app)) -> Response: 
             session.flash.append(("ok", f"{len(done)} {action}d: " + "; ".join(done)))
         for msg in refused:
             session.flash.append(("error", msg))
-    return _back(websession.first(form, "next") or "/")
+    return back_to(websession.first(form, "next") or "/")
 
 
 # -- findings ------------------------------------------------------------------------------
@@ -354,7 +356,7 @@ def findings_page(
     for incident in incidents.values():
         incident["findings"].sort(key=lambda f: not f["is_cause"])
     resolved = a.state.list_findings("resolved", rule or None, 50)
-    return _page(
+    return page_response(
         request,
         a,
         "findings.html",
@@ -373,7 +375,7 @@ def findings_page(
 def runs_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse:  # noqa: B008
     from reviewer.notify import notification_status
 
-    return _page(
+    return page_response(
         request,
         a,
         "runs.html",
@@ -402,7 +404,7 @@ def silences_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse: 
     items = a.state.silences(include_expired=True)
     active = [s for s in items if s.expired_at is None and s.until > now]
     ended = [s for s in items if not (s.expired_at is None and s.until > now)]
-    return _page(
+    return page_response(
         request,
         a,
         "silences.html",
@@ -417,7 +419,7 @@ def silences_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse: 
 async def add_silence(request: Request, a: App = Depends(get_app)) -> Response:  # noqa: B008
     from reviewer.app import check_silence
 
-    session, form = await _decider(request)
+    session, form = await decider(request)
     rule, subject = websession.first(form, "rule"), websession.first(form, "subject")
     until_text, comment = websession.first(form, "until"), websession.first(form, "comment")
     try:
@@ -428,7 +430,7 @@ async def add_silence(request: Request, a: App = Depends(get_app)) -> Response: 
         check_silence(rule, subject, until_at, utcnow())
     except ValueError as exc:
         session.flash.append(("error", f"silence not added: {exc}"))
-        return _back("/silences")
+        return back_to("/silences")
     with a.store.transaction():
         s = a.state.add_silence(
             rule=rule,
@@ -439,7 +441,7 @@ async def add_silence(request: Request, a: App = Depends(get_app)) -> Response: 
             at=fmt_ts(utcnow()),
         )
     session.flash.append(("ok", f"silence #{s.id} added until {s.until}"))
-    return _back("/silences")
+    return back_to("/silences")
 
 
 @router.post("/silences/{silence_id}/expire")
@@ -448,7 +450,7 @@ async def expire_silence(
     silence_id: RowId,
     a: App = Depends(get_app),  # noqa: B008
 ) -> Response:
-    session, form = await _decider(request)
+    session, form = await decider(request)
     try:
         with a.store.transaction():
             a.state.expire_silence(
@@ -460,7 +462,7 @@ async def expire_silence(
         session.flash.append(("ok", f"silence #{silence_id} expired"))
     except NotFound as exc:
         session.flash.append(("error", str(exc)))
-    return _back("/silences")
+    return back_to("/silences")
 
 
 # -- metrics, goals, A/B -------------------------------------------------------------------
@@ -486,7 +488,7 @@ def pipeline_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse: 
 
     s = a.config.goal_settings()
     view = a.store.view(now_of(a))
-    return _page(
+    return page_response(
         request,
         a,
         "pipeline.html",
@@ -512,7 +514,7 @@ def audit_page(
     entries = a.state.audit_search(
         actor=actor or None, action=action or None, rule=rule or None, limit=300
     )
-    return _page(
+    return page_response(
         request,
         a,
         "audit.html",

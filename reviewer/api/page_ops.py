@@ -17,7 +17,7 @@ from reviewer.api import websession
 from reviewer.api.common import now_of
 from reviewer.api.deps import get_app
 from reviewer.api.guard import RowId
-from reviewer.api.page import ADMIN_SCOPE, _back, _decider, _page
+from reviewer.api.page import ADMIN_SCOPE, back_to, decider, page_response
 from reviewer.app import App
 from store.state import NotFound
 from store.timeutil import fmt_ts
@@ -34,7 +34,7 @@ def controls_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse: 
     active = [c.public(at) for c in a.state.controls(at, limit=500)]
     recent = a.state.controls(at, include_lifted=True, limit=500 + LIFTED_SHOWN)
     ended = [c.public(at) for c in recent if c.status(at) != "active"][:LIFTED_SHOWN]
-    return _page(
+    return page_response(
         request,
         a,
         "controls.html",
@@ -52,11 +52,11 @@ async def lift_control(
     control_id: RowId,
     a: App = Depends(get_app),  # noqa: B008
 ) -> Response:
-    session, form = await _decider(request, ADMIN_SCOPE)
+    session, form = await decider(request, ADMIN_SCOPE)
     reason = websession.first(form, "reason")[:2000]
     if not reason:
         session.flash.append(("error", f"control #{control_id} not lifted: give a reason."))
-        return _back("/controls")
+        return back_to("/controls")
     try:
         with a.store.transaction():
             c, changed = a.state.lift_control(
@@ -64,12 +64,12 @@ async def lift_control(
             )
     except NotFound as exc:
         session.flash.append(("error", str(exc)))
-        return _back("/controls")
+        return back_to("/controls")
     if changed:
         session.flash.append(("ok", f"control #{c.id} ({c.kind.value} {c.target}) lifted"))
     else:
         session.flash.append(("error", f"control #{c.id} was already lifted at {c.lifted_at}"))
-    return _back("/controls")
+    return back_to("/controls")
 
 
 # -- report --------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def report_page(
     # Hints replay the store's history (a backtest per noisy rule): only on request.
     report = ledger(a, hints=hints)
     rules = report["rules"]
-    return _page(
+    return page_response(
         request,
         a,
         "report.html",
@@ -110,11 +110,11 @@ async def reset_breaker(
     rule_id: str,
     a: App = Depends(get_app),  # noqa: B008
 ) -> Response:
-    session, form = await _decider(request, ADMIN_SCOPE)
+    session, form = await decider(request, ADMIN_SCOPE)
     reason = websession.first(form, "reason")[:2000]
     if not reason:
         session.flash.append(("error", f"the breaker of {rule_id} not reset: give a reason."))
-        return _back("/report")
+        return back_to("/report")
     try:
         with a.store.transaction():
             row = a.state.reset_breaker(
@@ -122,7 +122,7 @@ async def reset_breaker(
             )
     except NotFound as exc:
         session.flash.append(("error", str(exc)))
-        return _back("/report")
+        return back_to("/report")
     session.flash.append(
         (
             "ok",
@@ -130,4 +130,4 @@ async def reset_breaker(
             "its configured approval applies again",
         )
     )
-    return _back("/report")
+    return back_to("/report")
