@@ -544,6 +544,8 @@ def test_report_hints_only_on_request(
     assert calls and 'id="hint-stale-queue"' in html
     hint = html.split('id="hint-stale-queue"')[1].split("</article>")[0]
     assert "reviewer backtest --from" in hint and "Hide the hints" in html
+    # A table option reads as config does, not as a Python dict.
+    assert "critical = 1d" in hint and "{" not in hint.split("max_idle_by_priority</code>")[1][:80]
 
 
 def test_breaker_reset_needs_admin_a_reason_and_is_audited(
@@ -586,13 +588,28 @@ def test_findings_of_an_open_incident_come_first(client: tuple[TestClient, App])
     assert len(rows) >= 3
     cause, symptom = rows[1]["fingerprint"], rows[0]["fingerprint"]
     with app.store.transaction():
+        # A symptom inhibited before it had a proposal of its own.
+        app.state.open_finding(
+            {
+                "fp": "quiet-symptom",
+                "rule": "stale-queue",
+                "kind": "stale",
+                "subject": "t9",
+                "severity": "warning",
+                "summary": "held back",
+                "payload": "{}",
+                "at": "2026-03-10T00:30:00Z",
+                "run": None,
+                "silenced_by": None,
+            }
+        )
         iid = app.state.open_incident(
             kind="incident",
             key="executor:<i>x</i>",
             fingerprint="inc-print",
             rule=rows[1]["rule"],
             cause=cause,
-            members=[cause, symptom],
+            members=[cause, symptom, "quiet-symptom"],
             payload=json.dumps(
                 {
                     "title": "Incident " + HOSTILE,
@@ -612,6 +629,8 @@ def test_findings_of_an_open_incident_come_first(client: tuple[TestClient, App])
     assert "Likeliest cause: <strong>stale-queue/stale &lt;script&gt;" in incident
     assert f'id="finding-{cause}"' not in rest and f'id="finding-{symptom}"' not in rest
     assert 'id="rule-stale-queue"' in rest  # the others, by rule
+    quiet = incident.split('id="finding-quiet-symptom"')[1].split("</article>")[0]
+    assert f'<a href="#incident-{iid}">held back by incident #{iid}</a>' in quiet
 
 
 def test_notifications_panel_on_runs(tmp_path: Path) -> None:
