@@ -2,7 +2,7 @@
 
 Needs Debian's chromium and the playwright package (it drives the system
 browser; nothing is downloaded). Skipped where either is absent, except in CI
-(CI=true), where the test must run.
+(CI=true), where the test must run. REVIEWER_SCREENSHOTS=DIR keeps its screenshots.
 """
 
 from __future__ import annotations
