@@ -2,11 +2,12 @@
 
 Needs Debian's chromium and the playwright package (it drives the system
 browser; nothing is downloaded). Skipped where either is absent, except in CI
-(CI=true), where the test must run.
+(CI=true), where the test must run. REVIEWER_SCREENSHOTS=DIR keeps its screenshots.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -57,6 +58,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, App]]:
         {
             "reviewer": {"store": f"sqlite:///{tmp_path / 'p.db'}", "api_token": TOKEN},
             "goals": {"triage": {"title": "Triage the queue", "task_type": "triage", "target": 8}},
+            # Nothing listens there: the panel on /runs shows its failures.
+            "notify": {"receivers": {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/h"}}},
         }
     )
     app = App.from_config(cfg)
@@ -98,6 +101,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, App]]:
         )
     )
     app.engine.review(parse_ts("2026-03-10T00:00:00Z"))
+    _operations(app)
     port = _free_port()
     srv = uvicorn.Server(
         uvicorn.Config(
@@ -116,8 +120,60 @@ def server(tmp_path: Path) -> Iterator[tuple[str, App]]:
     app.close()
 
 
+def _operations(app: App) -> None:
+    """A control in force, an open incident over two findings, a tripped breaker."""
+    from store import ControlSpec
+
+    rows = app.state.list_findings("open", None, 10)
+    with app.store.transaction():
+        for spec in (
+            {"kind": "pause", "target": "executor:runner-c"},
+            {"kind": "throttle", "target": "model:opus", "tasks_per_hour": 20, "usd_per_day": 15},
+        ):
+            app.state.apply_control(
+                ControlSpec.model_validate(spec),
+                reason="Executor runner-c failed 10 of 10 runs <b>in the last 6h</b>",
+                by="reviewer",
+                at="2026-03-10T00:00:00Z",
+                expires_at="2999-01-01T00:00:00Z",
+                fingerprint=rows[0]["fingerprint"],
+                rule=rows[0]["rule"],
+                proposal_id=1,
+            )
+        app.state.open_incident(
+            kind="incident",
+            key="executor:runner-c",
+            fingerprint="incident-runner-c",
+            rule=rows[0]["rule"],
+            cause=rows[0]["fingerprint"],
+            members=[rows[0]["fingerprint"], rows[1]["fingerprint"]],
+            payload=json.dumps(
+                {
+                    "title": "Incident on executor:runner-c: two tasks wait on it",
+                    "severity": "error",
+                    "evidence": {"likeliest_cause": f"stale-queue/stale {rows[0]['subject']}"},
+                }
+            ),
+            at="2026-03-10T00:00:00Z",
+            reason="grouped",
+        )
+        app.state.trip_breaker(
+            "stale-queue", at="2026-03-10T00:00:00Z", rejections=5, reason="5 rejections in 7d"
+        )
+
+
 WIDTHS = {"wide": (1280, 900), "phone": (390, 844)}
-SECTIONS = ("/", "/findings", "/runs", "/silences", "/pipeline", "/audit")
+SECTIONS = (
+    "/",
+    "/findings",
+    "/runs",
+    "/silences",
+    "/pipeline",
+    "/controls",
+    "/report",
+    "/report?hints=1",
+    "/audit",
+)
 
 
 def _png_width(path: Path) -> int:
@@ -161,6 +217,9 @@ def test_an_operator_works_the_page(server: tuple[str, App], tmp_path: Path) -> 
     from reviewer.api.auth import principal_for_token
 
     url, app = server
+    # Screenshots go to REVIEWER_SCREENSHOTS when set (to look at them), else a temporary folder.
+    shots = Path(os.environ.get("REVIEWER_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     name = principal_for_token(app, TOKEN).name  # type: ignore[union-attr]
     ids = [p.id for p in app.state.proposals(state="pending")]
     assert len(ids) >= 4
@@ -226,16 +285,56 @@ def test_an_operator_works_the_page(server: tuple[str, App], tmp_path: Path) -> 
         page.wait_for_selector("#silence-1")
         assert name in page.locator("#silence-1").inner_text()
 
+        page.goto(url + "/findings")
+        incident = page.locator("section.incident")
+        assert incident.count() == 1 and incident.locator("article.finding").count() == 2
+        assert "likeliest cause" in incident.locator("article.finding").first.inner_text()
+
+        page.click("nav >> text=Controls")
+        page.wait_for_selector("#control-1")
+        assert "<b>in the last 6h</b>" in page.locator("#control-1").inner_text()
+        assert "20 tasks/h, $15.00/day" in page.locator("#control-2").inner_text()
+        lift = page.locator("#control-1 form.lift")
+        lift.locator("button").click()  # the reason is required: the browser stops here
+        assert page.locator("#control-1 form.lift").count() == 1
+        lift.locator("input[name=reason]").fill("runner-c replaced")
+        lift.locator("button").click()
+        page.wait_for_selector("text=control #1 (pause executor:runner-c) lifted")
+        ended = page.locator("table.ended #control-1").inner_text()
+        assert name in ended and "runner-c replaced" in ended
+        assert page.locator("#control-2 form.lift").count() == 1  # still in force
+
+        page.click("nav >> text=Report")
+        page.wait_for_selector("#ledger-stale-queue")
+        assert "manual" in page.locator("#breaker-stale-queue").inner_text()
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=str(shots / "phone-report-breaker.png"), full_page=True)
+        _assert_fits(page, 390, "/report with a tripped breaker")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.click("#compute-hints")
+        page.wait_for_selector("#hints >> text=Hide the hints")
+        breaker = page.locator("#breaker-stale-queue")
+        breaker.locator("input[name=reason]").fill("tuned max_idle")
+        breaker.locator("button.reset").click()
+        page.wait_for_selector("text=reset the breaker of stale-queue")
+        assert page.locator("#breaker-stale-queue").count() == 0
+
+        page.click("nav >> text=Runs")
+        receiver = page.locator("#receiver-ops")
+        assert "failing" in receiver.inner_text() or "pending" in receiver.inner_text()
+
         page.goto(url + f"/audit?actor={name}")
         actions = page.locator("td.action").all_inner_texts()
         assert actions.count("proposal.scheduled") == 3 and "proposal.rejected" in actions
         assert "silence.added" in actions
+        assert "control.lifted" in actions and "rule.breaker_reset" in actions
 
         for label, (width, height) in WIDTHS.items():
             page.set_viewport_size({"width": width, "height": height})
             for section in SECTIONS:
                 page.goto(url + section)
-                shot = tmp_path / f"{label}{section.replace('/', '-') or '-'}.png"
+                slug = section.replace("/", "-").replace("?", "-").replace("=", "")
+                shot = shots / f"{label}{slug}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 assert _png_width(shot) == width, f"{section} overflows at {width} px"
                 if label == "phone":

@@ -17,13 +17,22 @@ from store.timeutil import parse_ts
 from tests.support import make_config, metric_rows, task_rows
 
 TOKEN = "page-s3cret"
+ADMIN = "alice-admin-token-0123"  # the token named alice, admin scope
+APPROVER = "bob-approve-token-0123"  # the token named bob, approve scope only
 HOSTILE = "<script>alert('x')</script> <img src=x onerror=alert(1)>"
 
 
 def _app(store_url: str) -> App:
     cfg = make_config(
         {
-            "reviewer": {"store": store_url, "api_token": TOKEN},
+            "reviewer": {
+                "store": store_url,
+                "api_token": TOKEN,
+                "tokens": {
+                    "alice": {"token": ADMIN, "scopes": ["admin"]},
+                    "bob": {"token": APPROVER, "scopes": ["approve"]},
+                },
+            },
             "goals": {"ship": {"title": "Ship <b>it</b>", "label": "ship"}},
         }
     )
@@ -177,6 +186,7 @@ def test_logout_ends_the_session(client: tuple[TestClient, App]) -> None:
 def test_csrf_is_checked_on_every_form(client: tuple[TestClient, App]) -> None:
     c, app = client
     csrf = login(c)
+    forged = csrf[:-1] + ("B" if csrf.endswith("A") else "A")
     for path, data in (
         ("/proposals/1/approve", {"reason": "x"}),
         ("/proposals/1/reject", {"reason": "x"}),
@@ -188,7 +198,7 @@ def test_csrf_is_checked_on_every_form(client: tuple[TestClient, App]) -> None:
         ("/silences/1/expire", {}),
     ):
         assert c.post(path, data=data).status_code == 403, path
-        assert c.post(path, data={**data, "csrf": csrf[:-1] + "A"}).status_code == 403, path
+        assert c.post(path, data={**data, "csrf": forged}).status_code == 403, path
     assert app.state.proposal(1).state.value == "pending"
     assert app.state.silences(include_expired=True) == []
     # Not a form at all (what a cross-site JSON fetch would send) is refused too.
@@ -355,8 +365,15 @@ def test_every_section_on_postgres() -> None:
         app = _app(url)
         try:
             with TestClient(create_app(app)) as c:
+                cid = _control(app)
                 for path in ("/", "/findings", "/runs", "/silences", "/pipeline", "/audit"):
                     assert c.get(path).status_code == 200, path
+                for path in ("/controls", "/report", "/report?hints=1"):
+                    assert c.get(path).status_code == 200, path
+                csrf = login(c, ADMIN)
+                c.post(f"/controls/{cid}/lift", data={"csrf": csrf, "reason": "done"})
+                assert app.state.control(cid).lifted_by == "alice"
+                c.post("/logout", data={"csrf": csrf})
                 csrf = login(c)
                 c.post("/proposals/bulk", data={"csrf": csrf, "action": "approve", "ids": "1"})
                 assert _ids(c.get("/?state=scheduled").text) == [1]
@@ -408,3 +425,278 @@ def test_a_failed_cycle_stands_out(client: tuple[TestClient, App]) -> None:
     assert f"The latest cycle (#{run}) ended failed with 1 error(s)" in html
     assert f'<tr id="run-{run}" class="failed">' in html and '<tr id="run-1" class="">' in html
     assert "error: &lt;b&gt;boom&lt;/b&gt;" in html and "1.50 s" in html
+
+
+# -- controls, report, incidents, notifications ----------------------------------------------
+def _control(app: App, target: str = "executor:runner-c", **extra: object) -> int:
+    from store import ControlSpec
+
+    finding = app.state.list_findings("open", None, 1)[0]
+    with app.store.transaction():
+        control, _ = app.state.apply_control(
+            ControlSpec.model_validate({"kind": "pause", "target": target, **extra}),
+            reason=HOSTILE,
+            by=HOSTILE,
+            at="2026-03-10T00:00:00Z",
+            expires_at="2999-01-01T00:00:00Z",
+            fingerprint=finding["fingerprint"],
+            rule=finding["rule"],
+            proposal_id=1,
+        )
+    return control.id
+
+
+def test_controls_page_lists_escapes_and_lifts_as_the_token(
+    client: tuple[TestClient, App],
+) -> None:
+    c, app = client
+    cid = _control(app, "executor:<b>runner</b>")
+    other = _control(app, "model:opus")
+    html = c.get("/controls").text
+    assert "<script>alert" not in html and "<b>runner" not in html
+    assert "&lt;b&gt;runner&lt;/b&gt;" in html and f'id="control-{cid}"' in html
+    assert 'href="/?state=all#proposal-1"' in html and "#finding-" in html
+    assert "/controls/" not in html and "Log in</a> with an admin token" in html
+    assert '<a href="/controls" class="current"' in html  # a nav entry
+
+    # bob may approve proposals but not lift controls (the API's lift needs admin too).
+    csrf = login(c, APPROVER)
+    assert "/lift" not in c.get("/controls").text
+    r = c.post(f"/controls/{cid}/lift", data={"csrf": csrf, "reason": "x"})
+    assert r.status_code == 403 and "needs the 'admin' scope" in r.text
+    c.post("/logout", data={"csrf": csrf})
+
+    csrf = login(c, ADMIN)
+    assert f'action="/controls/{cid}/lift"' in c.get("/controls").text
+    assert c.post(f"/controls/{cid}/lift", data={"reason": "x"}).status_code == 403  # no CSRF
+    r = c.post(f"/controls/{cid}/lift", data={"csrf": csrf, "reason": " "})
+    assert "give a reason" in r.text and app.state.control(cid).lifted_at is None
+    r = c.post(f"/controls/{cid}/lift", data={"csrf": csrf, "reason": "runner replaced"})
+    assert f"control #{cid} (pause executor:&lt;b&gt;runner&lt;/b&gt;) lifted" in r.text
+    lifted = app.state.control(cid)
+    assert (lifted.lifted_by, lifted.lift_reason) == ("alice", "runner replaced")
+    assert app.state.control(other).lifted_at is None
+    ended = r.text.split("Lifted or expired recently")[1]
+    assert f'id="control-{cid}"' in ended and "runner replaced" in ended
+    assert f'id="control-{other}"' not in ended
+    (entry,) = app.state.audit_search(action="control.lifted")
+    assert (entry["actor"], entry["reason"]) == ("alice", "runner replaced")
+    again = c.post(f"/controls/{cid}/lift", data={"csrf": csrf, "reason": "twice"})
+    assert "already lifted" in again.text
+    assert (
+        "no control with id 999"
+        in c.post("/controls/999/lift", data={"csrf": csrf, "reason": "x"}).text
+    )
+
+
+def _reject_all(c: TestClient, app: App, reason: str) -> None:
+    """Three more proposals of stale-queue, then every pending one rejected (noisy)."""
+    with app.store.transaction():
+        for i in range(3):
+            app.state.create_proposal(
+                fingerprint=f"extra{i}",
+                rule="stale-queue",
+                kind="stale",
+                subject=f"x{i}",
+                severity=Severity.warning,
+                title=f"extra {i}",
+                body="b",
+                approval=Approval.manual,
+                at="2026-03-09T00:00:00Z",
+                run_id=None,
+            )
+    csrf = login(c)
+    ids = [str(p.id) for p in app.state.proposals(state="pending")]
+    c.post("/proposals/bulk", data={"csrf": csrf, "action": "reject", "ids": ids, "reason": reason})
+
+
+def test_report_shows_the_ledger_and_reasons_escaped(client: tuple[TestClient, App]) -> None:
+    c, app = client
+    _reject_all(c, app, HOSTILE)
+    html = c.get("/report").text
+    assert "<script>alert" not in html and "&lt;script&gt;alert(" in html
+    row = html.split('id="ledger-stale-queue"')[1].split("</tr>")[0]
+    rejected = len(app.state.proposals(state="rejected"))
+    assert f'<td data-label="rejected" class="num">{rejected}</td>' in row
+    assert '<td data-label="rejection rate" class="num">100%</td>' in row
+    assert 'id="rejections"' in html and 'id="compute-hints"' in html
+    assert 'id="hint-' not in html  # hints wait for ?hints=1
+
+
+def test_report_hints_only_on_request(
+    client: tuple[TestClient, App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reviewer.ledger
+
+    c, app = client
+    _reject_all(c, app, "noise")
+    calls: list[str] = []
+    real = reviewer.ledger.tuning_hint
+
+    def counted(*args: object, **kw: object) -> object:
+        calls.append("hint")
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reviewer.ledger, "tuning_hint", counted)
+    c.get("/report")
+    assert calls == []  # the fast default replays nothing
+    html = c.get("/report?hints=1").text
+    assert calls and 'id="hint-stale-queue"' in html
+    hint = html.split('id="hint-stale-queue"')[1].split("</article>")[0]
+    assert "reviewer backtest --from" in hint and "Hide the hints" in html
+    # A table option reads as config does, not as a Python dict.
+    assert "critical = 1d" in hint and "{" not in hint.split("max_idle_by_priority</code>")[1][:80]
+
+
+def test_breaker_reset_needs_admin_a_reason_and_is_audited(
+    client: tuple[TestClient, App],
+) -> None:
+    c, app = client
+    with app.store.transaction():
+        app.state.trip_breaker(
+            "stale-queue", at="2026-03-10T00:00:00Z", rejections=5, reason=HOSTILE
+        )
+    html = c.get("/report").text
+    assert 'id="breaker-stale-queue"' in html and "<script>alert" not in html
+    assert "reviewer rules reset-breaker stale-queue" in html and "/reset" not in html
+    csrf = login(c, APPROVER)
+    r = c.post("/report/breakers/stale-queue/reset", data={"csrf": csrf, "reason": "x"})
+    assert r.status_code == 403 and "needs the 'admin' scope" in r.text
+    c.post("/logout", data={"csrf": csrf})
+    csrf = login(c, ADMIN)
+    path = "/report/breakers/stale-queue/reset"
+    assert c.post(path, data={"reason": "x"}).status_code == 403
+    assert "give a reason" in c.post(path, data={"csrf": csrf}).text
+    assert "stale-queue" in app.state.tripped_breakers()
+    r = c.post(path, data={"csrf": csrf, "reason": "tuned the rule"})
+    assert "reset the breaker of stale-queue" in r.text and 'id="breaker-' not in r.text
+    assert app.state.tripped_breakers() == {}
+    (entry,) = app.state.audit_search(action="rule.breaker_reset")
+    assert (entry["actor"], entry["reason"]) == ("alice", "tuned the rule")
+    assert "is not tripped" in c.post(path, data={"csrf": csrf, "reason": "again"}).text
+
+
+def test_findings_of_an_open_incident_come_first(client: tuple[TestClient, App]) -> None:
+    import json
+
+    c, app = client
+    app.store.upsert_tasks(
+        task_rows([{"id": "t3", "title": "Third", "created_at": "2026-03-01T00:00:00Z"}])
+    )
+    app.engine.review(parse_ts("2026-03-10T00:30:00Z"))
+    rows = app.state.list_findings("open", None, 10)
+    assert len(rows) >= 3
+    cause, symptom = rows[1]["fingerprint"], rows[0]["fingerprint"]
+    with app.store.transaction():
+        # A symptom inhibited before it had a proposal of its own.
+        app.state.open_finding(
+            {
+                "fp": "quiet-symptom",
+                "rule": "stale-queue",
+                "kind": "stale",
+                "subject": "t9",
+                "severity": "warning",
+                "summary": "held back",
+                "payload": "{}",
+                "at": "2026-03-10T00:30:00Z",
+                "run": None,
+                "silenced_by": None,
+            }
+        )
+        iid = app.state.open_incident(
+            kind="incident",
+            key="executor:<i>x</i>",
+            fingerprint="inc-print",
+            rule=rows[1]["rule"],
+            cause=cause,
+            members=[cause, symptom, "quiet-symptom"],
+            payload=json.dumps(
+                {
+                    "title": "Incident " + HOSTILE,
+                    "severity": "critical",
+                    "evidence": {"likeliest_cause": "stale-queue/stale " + HOSTILE},
+                }
+            ),
+            at="2026-03-10T00:00:00Z",
+            reason="grouped",
+        )
+    html = c.get("/findings").text
+    assert "<script>alert" not in html and "<i>x</i>" not in html
+    incident, rest = html.split(f'id="incident-{iid}"')[1].split("Other open findings, by rule")
+    # The likeliest cause leads its members; neither appears again in the per-rule groups.
+    assert incident.index(f'id="finding-{cause}"') < incident.index(f'id="finding-{symptom}"')
+    assert "likeliest cause</span>" in incident.split(f'id="finding-{symptom}"')[0]
+    assert "Likeliest cause: <strong>stale-queue/stale &lt;script&gt;" in incident
+    assert f'id="finding-{cause}"' not in rest and f'id="finding-{symptom}"' not in rest
+    assert 'id="rule-stale-queue"' in rest  # the others, by rule
+    quiet = incident.split('id="finding-quiet-symptom"')[1].split("</article>")[0]
+    assert f'<a href="#incident-{iid}">held back by incident #{iid}</a>' in quiet
+
+
+def test_notifications_panel_on_runs(tmp_path: Path) -> None:
+    cfg = make_config(
+        {
+            "reviewer": {"store": f"sqlite:///{tmp_path / 'n.db'}"},
+            "notify": {
+                "receivers": {
+                    "ops": {"type": "webhook", "url": "http://127.0.0.1:9/hook?token=s3cretvalue"},
+                    "idle": {"type": "webhook", "url": "http://127.0.0.1:9/other"},
+                }
+            },
+        }
+    )
+    app = App.from_config(cfg)
+    try:
+        with app.store.transaction():
+            for key in ("a", "b", "c"):
+                b = app.state.add_notify_batch(
+                    at="2026-03-10T00:00:00Z",
+                    run_id=None,
+                    audit=(ord(key), ord(key) + 1),
+                    runs=(0, 0),
+                )
+                assert b is not None
+                app.state.queue_notification(
+                    batch_id=b, receiver="ops", events=1, payload="{}", key=key, at="t"
+                )
+            pending = app.state.pending_notifications("ops")
+            app.state.notification_sent(pending[0]["id"], "2026-03-10T00:01:00Z")
+            app.state.notification_failed(pending[1]["id"], HOSTILE, "t2", drop=True)
+            app.state.notification_failed(pending[2]["id"], "HTTP 503", "t3", drop=False)
+        with TestClient(create_app(app)) as c:
+            html = c.get("/runs").text
+        assert html.count('id="receiver-ops"') == 1
+        panel = html.split('id="notifications"')[1]
+        ops = panel.split('id="receiver-ops"')[1].split("</tr>")[0]
+        assert 'class="failed"' in html.split('id="receiver-ops"')[1][:30]
+        for label, n in (("sent", 1), ("pending", 1), ("dropped", 1)):
+            assert f'data-label="{label}" class="num">{n}</td>' in ops, label
+        assert "HTTP 503" in ops and "failing" in ops
+        assert "s3cretvalue" not in html and "<script>alert" not in html
+        idle = panel.split('id="receiver-idle"')[1].split("</tr>")[0]
+        assert "idle" in idle and 'data-label="sent" class="num">0</td>' in idle
+    finally:
+        app.close()
+
+
+def test_reads_behind_a_token_need_a_login(tmp_path: Path) -> None:
+    cfg = make_config(
+        {
+            "reviewer": {
+                "store": f"sqlite:///{tmp_path / 'r.db'}",
+                "api_token": TOKEN,
+                "reads_require_token": True,
+            }
+        }
+    )
+    app = App.from_config(cfg)
+    try:
+        with TestClient(create_app(app)) as c:
+            for path in ("/", "/findings", "/controls", "/report", "/audit"):
+                r = c.get(path, follow_redirects=False)
+                assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
+            assert c.get("/login").status_code == 200
+            login(c)
+            assert c.get("/controls").status_code == 200
+    finally:
+        app.close()

@@ -26,6 +26,7 @@ from reviewer.api import (
     health,
     incidents,
     page,
+    page_ops,
     proposals,
     report,
     runs,
@@ -49,6 +50,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     test_results.router,
     coverage.router,
     page.router,
+    page_ops.router,
     agent_metrics.router,
     experiments.router,
     goals.router,
@@ -59,7 +61,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 # Never behind the read guard: liveness and Prometheus probes, and the page (its
 # login decides what it shows).
-OPEN_ROUTERS: tuple[APIRouter, ...] = (health.router, page.router)
+OPEN_ROUTERS: tuple[APIRouter, ...] = (health.router, page.router, page_ops.router)
 
 
 class FiniteJSONResponse(JSONResponse):

@@ -1,11 +1,14 @@
-"""The review page and its forms: ``/`` (proposals), ``/findings``, ``/runs``,
-``/silences``, ``/pipeline`` (metrics and goals; ``/metrics`` is Prometheus'),
-``/audit``, ``/login``.
+"""The review page and its forms: ``/`` (proposals), ``/findings`` (with incidents),
+``/runs`` (with notifications), ``/silences``, ``/pipeline`` (metrics and goals;
+``/metrics`` is Prometheus'), ``/audit``, ``/login``; ``/controls`` and ``/report``
+live in ``page_ops``.
 
 Server-rendered (``page_render``), usable without JavaScript (``/page.js`` only
-adds "select all"). Reads are open like the API's; a form that changes state
-needs a login (``websession``) whose principal holds the ``approve`` scope, and
-is audited under that principal's name.
+adds "select all"). Reads are open like the API's (behind a login when
+``reads_require_token``); a form that changes state needs a login
+(``websession``) whose principal holds the form's scope (``approve``; ``admin``
+to lift a control or reset a breaker, as in the API), and is audited under that
+principal's name.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from store.timeutil import fmt_ts, parse_ts, utcnow
 router = APIRouter()
 
 DECIDE_SCOPE = "approve"
+ADMIN_SCOPE = "admin"  # lifting a control, resetting a breaker: as the API's require_token
 MAX_BULK = 200
 PAGE_LIMIT = 200  # proposals on one page; filters narrow the rest
 
@@ -67,15 +71,20 @@ def _nav(a: App) -> list[tuple[str, str]]:
         ("/runs", "Runs"),
         ("/silences", "Silences"),
         ("/pipeline", "Metrics & goals"),
+        ("/controls", "Controls"),
+        ("/report", "Report"),
         ("/audit", "Audit"),
     ]
-    # Other sections plug in here (e.g. ("/controls", "Controls"), ("/report", "Report"))
-    # once their tables exist in the state.
     return nav
 
 
-def _page(request: Request, a: App, template: str, current: str, **context: Any) -> HTMLResponse:
+def page_response(
+    request: Request, a: App, template: str, current: str, **context: Any
+) -> HTMLResponse:
     session = websession.current_session(request)
+    here = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
+    if session is None and current != "/login" and a.config.reviewer.reads_require_token:
+        raise LoginFirst(here)  # reads need a token: the page shows nothing before a login
     flash = []
     if session is not None:
         flash, session.flash = session.flash, []
@@ -86,10 +95,11 @@ def _page(request: Request, a: App, template: str, current: str, **context: Any)
         session=session,
         user=session.principal if session else None,
         can_decide=bool(session and session.principal.can(DECIDE_SCOPE)),
+        can_admin=bool(session and session.principal.can(ADMIN_SCOPE)),
         csrf=session.csrf if session else "",
         flash=flash,
         last_run=a.state.last_run(),
-        here=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+        here=here,
         **context,
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
@@ -103,7 +113,7 @@ def safe_next(value: str) -> str:
     return value if value.startswith("/") and not value.startswith("//") else "/"
 
 
-def _back(to: str) -> RedirectResponse:
+def back_to(to: str) -> RedirectResponse:
     return RedirectResponse(safe_next(to), status_code=303)
 
 
@@ -114,10 +124,12 @@ class LoginFirst(Exception):
 def login_redirect(request: Request, exc: Exception) -> Response:
     """Where a form without a session goes: ``/login``, then back to its page."""
     next_url = safe_next(str(exc.args[0]) if exc.args else "/")
-    return _back("/login?" + urlencode({"next": next_url}, safe="/"))
+    return back_to("/login?" + urlencode({"next": next_url}, safe="/"))
 
 
-async def _decider(request: Request) -> tuple[websession.Session, dict[str, list[str]]]:
+async def decider(
+    request: Request, scope: str = DECIDE_SCOPE
+) -> tuple[websession.Session, dict[str, list[str]]]:
     """The session of a form that changes state, after its login, CSRF and scope checks."""
     form = await websession.form_of(request)
     session = websession.current_session(request)
@@ -127,9 +139,9 @@ async def _decider(request: Request) -> tuple[websession.Session, dict[str, list
         raise HTTPException(
             403, "the form's CSRF token does not match your session; reload the page"
         )
-    if not session.principal.can(DECIDE_SCOPE):
+    if not session.principal.can(scope):
         raise HTTPException(
-            403, f"{session.principal.name} may not change state (needs the '{DECIDE_SCOPE}' scope)"
+            403, f"{session.principal.name} may not do this (needs the '{scope}' scope)"
         )
     return session, form
 
@@ -138,7 +150,7 @@ async def _decider(request: Request) -> tuple[websession.Session, dict[str, list
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/", a: App = Depends(get_app)) -> HTMLResponse:  # noqa: B008
     token = secrets.token_urlsafe(24)
-    response = _page(
+    response = page_response(
         request,
         a,
         "login.html",
@@ -163,7 +175,7 @@ async def login(request: Request, a: App = Depends(get_app)) -> Response:  # noq
     principal = principal_for_token(a, websession.first(form, "token"))
     if principal is None:
         token = secrets.token_urlsafe(24)
-        response = _page(
+        response = page_response(
             request,
             a,
             "login.html",
@@ -178,7 +190,7 @@ async def login(request: Request, a: App = Depends(get_app)) -> Response:  # noq
         return response
     sid, session = websession.sessions_of(request).create(principal)
     session.flash.append(("ok", f"Logged in as {principal.name}."))
-    back = _back(next_url)
+    back = back_to(next_url)
     websession.set_cookie(request, back, websession.SESSION_COOKIE, sid, websession.SESSION_SECONDS)
     back.delete_cookie(websession.LOGIN_COOKIE, path="/")
     return back
@@ -194,7 +206,7 @@ async def logout(request: Request) -> Response:
     ):
         raise HTTPException(403, "the form's CSRF token does not match your session")
     websession.sessions_of(request).drop(sid)
-    response = _back("/")
+    response = back_to("/")
     response.delete_cookie(websession.SESSION_COOKIE, path="/")
     return response
 
@@ -223,7 +235,7 @@ def proposals_page(
     findings = a.state.findings_by_print(sorted({p.fingerprint for p in items}))
     filters = {"state": state, "rule": rule, "kind": kind, "severity": severity}
     facets = a.state.proposal_facets()
-    return _page(
+    return page_response(
         request,
         a,
         "index.html",
@@ -272,7 +284,7 @@ async def decide(
 ) -> Response:
     if action not in ("approve", "reject"):
         raise HTTPException(404, "no such action; expected approve or reject")
-    session, form = await _decider(request)
+    session, form = await decider(request)
     reason = websession.first(form, "reason")[:2000]
     if action == "reject" and not reason:
         session.flash.append(("error", f"#{proposal_id}: a rejection needs a reason."))
@@ -281,12 +293,12 @@ async def decide(
             session.flash.append(("ok", _decide(a, session, proposal_id, action, reason)))
         except _Refused as exc:
             session.flash.append(("error", str(exc)))
-    return _back(websession.first(form, "next") or "/")
+    return back_to(websession.first(form, "next") or "/")
 
 
 @router.post("/proposals/bulk")
 async def decide_many(request: Request, a: App = Depends(get_app)) -> Response:  # noqa: B008
-    session, form = await _decider(request)
+    session, form = await decider(request)
     action = websession.first(form, "action")
     reason = websession.first(form, "reason")[:2000]
     ids = sorted({int(v) for v in form.get("ids", []) if v.isdigit() and 0 < int(v) < 2**63})
@@ -309,7 +321,7 @@ async def decide_many(request: Request, a: App = Depends(get_app)) -> Response: 
             session.flash.append(("ok", f"{len(done)} {action}d: " + "; ".join(done)))
         for msg in refused:
             session.flash.append(("error", msg))
-    return _back(websession.first(form, "next") or "/")
+    return back_to(websession.first(form, "next") or "/")
 
 
 # -- findings ------------------------------------------------------------------------------
@@ -319,26 +331,38 @@ def findings_page(
     rule: str = Query(""),
     a: App = Depends(get_app),  # noqa: B008
 ) -> HTMLResponse:
+    from reviewer.incidents import listing
+
     rows = a.state.list_findings("open", rule or None, 500)
     prints = [r["fingerprint"] for r in rows]
     proposals = a.state.latest_proposals(prints)
     history = a.state.audit_for_prints(prints)
+    incidents = {i["id"]: {**i, "findings": []} for i in listing(a.state, "open", 100)}
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(r["rule"], []).append(
-            {
-                **r,
-                "evidence": evidence_rows(r["payload"]),
-                "proposal": proposals.get(r["fingerprint"]),
-                "history": history.get(r["fingerprint"], []),
-            }
-        )
+        item = {
+            **r,
+            "evidence": evidence_rows(r["payload"]),
+            "proposal": proposals.get(r["fingerprint"]),
+            "history": history.get(r["fingerprint"], []),
+        }
+        incident = incidents.get(r.get("incident_id") or 0)
+        if incident is not None:
+            # Its likeliest cause first, then the rest as the store ordered them.
+            item["is_cause"] = r["fingerprint"] == incident["cause"]
+            incident["findings"].append(item)
+        else:
+            groups.setdefault(r["rule"], []).append(item)
+    for incident in incidents.values():
+        incident["findings"].sort(key=lambda f: not f["is_cause"])
     resolved = a.state.list_findings("resolved", rule or None, 50)
-    return _page(
+    return page_response(
         request,
         a,
         "findings.html",
         "/findings",
+        # Under a rule filter, only the incidents with a member of that rule.
+        incidents=[i for i in incidents.values() if i["findings"] or not rule],
         groups=sorted(groups.items()),
         resolved=sorted(resolved, key=lambda r: r["resolved_at"] or "", reverse=True),
         rule=rule,
@@ -349,7 +373,28 @@ def findings_page(
 # -- runs ----------------------------------------------------------------------------------
 @router.get("/runs", response_class=HTMLResponse)
 def runs_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse:  # noqa: B008
-    return _page(request, a, "runs.html", "/runs", runs=[r.public() for r in a.state.runs(50)])
+    from reviewer.notify import notification_status
+
+    return page_response(
+        request,
+        a,
+        "runs.html",
+        "/runs",
+        runs=[r.public() for r in a.state.runs(50)],
+        receivers=[{**r, "target": _origin(r["target"])} for r in notification_status(a)],
+    )
+
+
+def _origin(target: str) -> str:
+    """Where a receiver sends, to the host only: a webhook's path or query may hold its
+    secret, and the page may be read without a login."""
+    from urllib.parse import urlsplit
+
+    scheme, sep, _ = target.partition("://")
+    if not sep:
+        return target
+    parts = urlsplit(target.split(" ", 1)[0])
+    return f"{scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "") + "/…"
 
 
 # -- silences ------------------------------------------------------------------------------
@@ -359,7 +404,7 @@ def silences_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse: 
     items = a.state.silences(include_expired=True)
     active = [s for s in items if s.expired_at is None and s.until > now]
     ended = [s for s in items if not (s.expired_at is None and s.until > now)]
-    return _page(
+    return page_response(
         request,
         a,
         "silences.html",
@@ -374,7 +419,7 @@ def silences_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse: 
 async def add_silence(request: Request, a: App = Depends(get_app)) -> Response:  # noqa: B008
     from reviewer.app import check_silence
 
-    session, form = await _decider(request)
+    session, form = await decider(request)
     rule, subject = websession.first(form, "rule"), websession.first(form, "subject")
     until_text, comment = websession.first(form, "until"), websession.first(form, "comment")
     try:
@@ -385,7 +430,7 @@ async def add_silence(request: Request, a: App = Depends(get_app)) -> Response: 
         check_silence(rule, subject, until_at, utcnow())
     except ValueError as exc:
         session.flash.append(("error", f"silence not added: {exc}"))
-        return _back("/silences")
+        return back_to("/silences")
     with a.store.transaction():
         s = a.state.add_silence(
             rule=rule,
@@ -396,7 +441,7 @@ async def add_silence(request: Request, a: App = Depends(get_app)) -> Response: 
             at=fmt_ts(utcnow()),
         )
     session.flash.append(("ok", f"silence #{s.id} added until {s.until}"))
-    return _back("/silences")
+    return back_to("/silences")
 
 
 @router.post("/silences/{silence_id}/expire")
@@ -405,7 +450,7 @@ async def expire_silence(
     silence_id: RowId,
     a: App = Depends(get_app),  # noqa: B008
 ) -> Response:
-    session, form = await _decider(request)
+    session, form = await decider(request)
     try:
         with a.store.transaction():
             a.state.expire_silence(
@@ -417,7 +462,7 @@ async def expire_silence(
         session.flash.append(("ok", f"silence #{silence_id} expired"))
     except NotFound as exc:
         session.flash.append(("error", str(exc)))
-    return _back("/silences")
+    return back_to("/silences")
 
 
 # -- metrics, goals, A/B -------------------------------------------------------------------
@@ -443,7 +488,7 @@ def pipeline_page(request: Request, a: App = Depends(get_app)) -> HTMLResponse: 
 
     s = a.config.goal_settings()
     view = a.store.view(now_of(a))
-    return _page(
+    return page_response(
         request,
         a,
         "pipeline.html",
@@ -469,7 +514,7 @@ def audit_page(
     entries = a.state.audit_search(
         actor=actor or None, action=action or None, rule=rule or None, limit=300
     )
-    return _page(
+    return page_response(
         request,
         a,
         "audit.html",
