@@ -157,7 +157,10 @@ def run_demo(db_path: Path, *, as_json: bool, end: datetime | None = None) -> in
     pending = next((p for p in shown if p["state"] == "pending"), None)
     pid = str(pending["id"]) if pending else "ID"
     click.echo("")
-    click.echo("Next steps:")
+    click.echo(
+        f"Next steps (or export REVIEWER_CONFIG={shlex.quote(str(config_path))} and leave "
+        "out --config, as the proposals' own commands do):"
+    )
     click.echo(f"  {cfg} proposals list")
     click.echo(f"  {cfg} proposals show {pid}")
     click.echo(f"  {cfg} findings list")

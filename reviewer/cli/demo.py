@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -40,6 +40,8 @@ def demo(ctx: Context, db_path: str, end: datetime | None, as_json: bool) -> Non
     """Build a realistic demo pipeline with every kind of problem and review it once."""
     from reviewer.demo import NotADemoStore, run_demo
 
+    if end is not None and end > datetime.now(UTC):
+        fail(f"--end {end:%Y-%m-%dT%H:%M:%SZ} is in the future; the demo's history ends by now", 2)
     with handled():
         try:
             code = run_demo(Path(db_path), as_json=as_json, end=end)
