@@ -5,11 +5,12 @@ a task depending on an id no task has, and two tasks depending on each other.
 ``add_earlier_reviews`` runs the real engine at that instant with ``priorities``
 on ``auto`` (and only it, only those two kinds), so it files a task for each.
 Then the history goes on as a pipeline would: the first filed task completes,
-its fix lands (the dependency is dropped) and the task then runs; the second is cancelled together with
-the two tasks of the cycle. Two more reviews a day apart follow. The demo's own
-review, at the end, is the third cycle after the completed task, with the
-finding clear for more than ``outcome_clear_for`` (7 days): the engine judges
-it ``fixed``; the cancelled one it judged ``abandoned`` the day after.
+its fix lands (the dependency is dropped) and the task then runs; the second is
+cancelled together with the two tasks of the cycle. Two more reviews a day apart
+follow. The demo's own review, at the end, is the third cycle after the
+completed task, with the finding clear for more than ``outcome_clear_for`` (7
+days): the engine judges it ``fixed``; the cancelled one it judged ``abandoned``
+the day after.
 Nothing here writes an outcome: the engine does, in ``reviewer/outcomes.py``.
 """
 
@@ -40,9 +41,7 @@ def add_earlier_reviews(data: dict[str, Any], config_path: Path, end: datetime) 
     earlier = copy.deepcopy(data)
     for rule_id, table in earlier["rules"].items():
         table["enabled"] = rule_id == "priorities"
-    earlier["rules"]["priorities"].update(
-        approval="auto", kinds=["missing-dependency", "cycle"]
-    )
+    earlier["rules"]["priorities"].update(approval="auto", kinds=["missing-dependency", "cycle"])
     config = config_from_dict(earlier, config_path)
     with App.from_config(config) as app:
         _seed(app, first - timedelta(days=1))
@@ -94,11 +93,7 @@ def _row(tid: str, title: str, at: str, deps: list[str]) -> dict[str, Any]:
 
 
 def _scheduled(app: App) -> list[Any]:
-    state = ReviewerState(app.store)
-    rows = app.store.query(
-        "SELECT id FROM reviewer_proposals WHERE state = 'scheduled' AND task_id IS NOT NULL ORDER BY id"
-    )
-    return [state.proposal(int(r["id"])) for r in rows]
+    return ReviewerState(app.store).proposals(state="scheduled", rule="priorities")
 
 
 def _set_task(

@@ -120,3 +120,35 @@ def _proposal_fingerprints(config: Path) -> set[str]:
     data = json.loads(out.stdout)
     items = data["proposals"] if isinstance(data, dict) else data
     return {p["fingerprint"] for p in items}
+
+
+def test_the_readme_demo_block_is_replaced_whole() -> None:
+    from readme_demo import END, START, block, replace_block
+
+    readme = f"# x\n\nbefore\n{START}\nold\n{END}\nafter\n"
+    new = replace_block(readme, block("Built a demo pipeline\nNext steps:\n"))
+    assert new.startswith("# x\n\nbefore\n" + START) and new.endswith(END + "\nafter\n")
+    assert "old" not in new and "```text\nBuilt a demo pipeline\nNext steps:\n```" in new
+    with pytest.raises(SystemExit, match="exactly one"):
+        replace_block(readme + START, "x")
+
+
+@pytest.mark.slow
+def test_the_readme_demo_block_comes_from_a_real_run(tmp_path: Path) -> None:
+    from readme_demo import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n<!-- demo:start -->\n<!-- demo:end -->\n")
+    assert main(["--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "Workspace and config: ./reviewer-demo-workspace\n" in text
+    assert "  reviewer --config ./reviewer-demo-workspace/config.toml report\n" in text
+    assert "/tmp" not in text and "readme-demo-" not in text
+    # what the repository's README shows has the same lines, up to dates and timings
+    ours = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for line in (
+        "--- from `reviewer --config ./reviewer-demo-workspace/config.toml report`",
+        "Incident on executor:runner-c",
+        "(priorities) abandoned: task reviewer-",
+    ):
+        assert line in text and line in ours

@@ -143,8 +143,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     report = result.output[result.output.index("--- from `reviewer --config") :]
     assert "RULE             FINDINGS  PROPOSALS  AUTO  FIXED  NOT-FIXED  ABANDONED" in report
     assert re.search(r"\npriorities +\d+ +\d+ +2 +1 +0 +1 ", report), report
-    assert re.search(r"proposal #\d+ \(priorities\) fixed: the finding has not fired since", report)
-    assert re.search(r"proposal #\d+ \(priorities\) abandoned: task reviewer-\d+ was cancelled", report)
+    fixed = r"proposal #\d+ \(priorities\) fixed: the finding has not fired since"
+    assert re.search(fixed, report)
+    abandoned = r"proposal #\d+ \(priorities\) abandoned: task reviewer-\d+ was cancelled"
+    assert re.search(abandoned, report)
     with SQLiteStore(db) as store:
         audited = store.query(
             "SELECT to_state, actor FROM reviewer_audit WHERE action = 'proposal.outcome'"

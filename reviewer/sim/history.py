@@ -1118,8 +1118,8 @@ def simulate(
 
     # -- budget, goals
     # today: since 00:00 UTC of the last day, as usage-spikes counts a daily budget
-    last = p.at(H)
-    day0 = H - (last - last.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
+    final = p.at(H)
+    day0 = H - (final - final.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
     day0_ts = p.ts(day0)
     today = [(m["created_at"], m["cost_usd"]) for m in p.metrics if m["created_at"] >= day0_ts]
     daily: dict[str, float] = {}
