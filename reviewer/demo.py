@@ -1,7 +1,11 @@
 """``reviewer demo``: build a realistic pipeline with every kind of problem and review it once.
 
 The history comes from ``reviewer.sim`` (fixed seed, four weeks, a few
-hundred tasks), so the demo is the same on every machine. Beside the store it
+thousand tasks) and ends at the current hour (``--end`` pins it), so
+``reviewer review --once`` on the demo store finds what the demo printed and
+the commands it prints work as pasted; its shape is the same whatever the day.
+Before the demo's own review, ``reviewer.demo_outcomes`` runs the engine at
+earlier instants, so the report shows outcomes of filed tasks. Beside the store it
 writes a workspace with the repository, its specs and a ``config.toml`` that
 enables every rule with manual approval, except one on ``auto`` so the demo
 also shows a task being filed into the backlog.
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +32,15 @@ DAYS = 28
 TASKS_PER_DAY = 80
 
 
-def build_demo(db_path: Path) -> tuple[Path, Labels]:
-    """Replace ``db_path`` with the demo store; return the demo config's path and the labels."""
+def demo_end(end: datetime | None = None) -> datetime:
+    """Where the demo's history ends: ``end`` (or now), floored to the hour, in UTC."""
+    at = (end or datetime.now(UTC)).astimezone(UTC)
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def build_demo(db_path: Path, end: datetime | None = None) -> tuple[Path, Labels]:
+    """Replace ``db_path`` with the demo store, its history ending at ``demo_end(end)``;
+    return the demo config's path and the labels."""
     db_path = db_path.resolve()
     refuse_to_replace(db_path)
     for suffix in ("", "-wal", "-shm", ".lock"):
@@ -47,6 +59,7 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
             tasks_per_day=TASKS_PER_DAY,
             noise=0.5,
             problems=True,
+            end=demo_end(end),
         )
         from reviewer.demo_review import add_review_problems
 
@@ -67,6 +80,9 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
         + ".\n# Paths are relative to this file.\n"
     )
     config_path.write_text(to_toml(data, header))
+    from reviewer.demo_outcomes import add_earlier_reviews
+
+    add_earlier_reviews(data, config_path, labels.end)
     return config_path, labels
 
 
@@ -88,13 +104,14 @@ def refuse_to_replace(db_path: Path) -> None:
         )
 
 
-def run_demo(db_path: Path, *, as_json: bool) -> int:
+def run_demo(db_path: Path, *, as_json: bool, end: datetime | None = None) -> int:
     """Build the demo store, review it as of the end of its history, print what was found."""
     from reviewer.app import App
     from reviewer.config import load_config
+    from reviewer.ledger import ledger
 
     t0 = time.monotonic()
-    config_path, labels = build_demo(db_path)
+    config_path, labels = build_demo(db_path, end)
     build_s = time.monotonic() - t0
     config = load_config(config_path)
     t1 = time.monotonic()
@@ -102,6 +119,8 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
         result = app.engine.review(labels.end, trigger="demo")
         review_s = time.monotonic() - t1
         shown = _proposals_to_show(app, result.proposals)
+        report = ledger(app, hints=False)
+        outcomes = ReviewerState(app.store).audit_log(action="proposal.outcome", limit=10)
     if as_json:
         out: dict[str, Any] = {
             "db": str(db_path.resolve()),
@@ -110,6 +129,7 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
             "review_seconds": round(review_s, 2),
             "history": labels.public(),
             "review": result.public(),
+            "report": report,
         }
         click.echo(dumps(out, indent=2))
         return 1 if result.status == "failed" else 0
@@ -131,24 +151,53 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
         click.echo("")
         click.echo(f"--- proposal #{proposal['id']} ({proposal['state']}): {proposal['title']}")
         click.echo(proposal["body"].rstrip())
+    cfg = shell_words("reviewer", "--config", config_path)
     click.echo("")
-    click.echo("Next steps:")
-    for line in next_steps(config_path):
+    _print_report(report, outcomes, cfg)
+    pending = next((p for p in shown if p["state"] == "pending"), None)
+    pid = str(pending["id"]) if pending else "ID"
+    click.echo("")
+    click.echo(
+        f"Next steps (or export REVIEWER_CONFIG={shell_words(config_path)} and leave "
+        "out --config, as the proposals' own commands do):"
+    )
+    for line in next_steps(config_path, pid):
         click.echo(f"  {line}")
+    click.echo("")
+    click.echo(f"The daemon, with the web page at http://127.0.0.1:8787/: {cfg} run")
     return 1 if result.status == "failed" else 0
 
 
-def next_steps(config_path: Path) -> list[str]:
+def next_steps(config_path: Path, pid: str = "ID") -> list[str]:
     """The commands to paste next; the path is quoted (it may hold spaces or quotes)."""
     cfg = shell_words("reviewer", "--config", config_path)
     return [
         f"{cfg} proposals list",
-        f"{cfg} proposals show ID",
-        f"{cfg} proposals approve ID",
+        f"{cfg} proposals show {pid}",
         f"{cfg} findings list",
-        f"{cfg} report     # per rule: decisions, outcomes of filed tasks, hints",
-        f"{cfg} run        # the daemon, with the web page at http://127.0.0.1:8787/",
+        f"{cfg} review --once     # the same findings, reviewed now",
+        f"{cfg} report",
+        f"{cfg} proposals approve {pid}",
     ]
+
+
+def _print_report(report: dict[str, Any], outcomes: list[dict[str, Any]], cfg: str) -> None:
+    """An excerpt of ``reviewer report``: per rule the findings, proposals and outcomes."""
+    from reviewer.cli.base import table
+
+    click.echo(f"--- from `{cfg} report` (per rule; earlier reviews filed tasks on auto):")
+    rows = [
+        {**r, "not-fixed": r["not_fixed"]}
+        for r in report["rules"]
+        if r["findings"] or r["proposals"]
+    ]
+    columns = ["rule", "findings", "proposals", "auto", "fixed", "not-fixed", "abandoned"]
+    table(rows, [*columns, "awaiting"])
+    for entry in sorted(outcomes, key=lambda e: e["id"]):
+        click.echo(
+            f"  proposal #{entry['proposal_id']} ({entry['rule']}) {entry['to_state']}: "
+            f"{entry['reason']}"
+        )
 
 
 def _proposals_to_show(app: Any, proposals: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -162,4 +211,4 @@ def _proposals_to_show(app: Any, proposals: list[dict[str, Any]]) -> list[dict[s
     return picked
 
 
-__all__ = ["NotADemoStore", "build_demo", "run_demo"]
+__all__ = ["NotADemoStore", "build_demo", "demo_end", "run_demo"]

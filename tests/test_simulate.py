@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,11 @@ def test_clean_history_has_no_injected_problem(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
-    result = CliRunner().invoke(cli, ["demo", "--db", str(db)])
+    pinned = ["--end", "2026-04-01T18:00:00Z"]
+    result = CliRunner().invoke(cli, ["demo", "--db", str(db), *pinned])
     assert result.exit_code == 0, result.output
     assert "finding(s)" in result.output
+    assert "from 2026-03-05 to 2026-04-01 18:00 UTC" in result.output
     assert "stale-queue/stale" in result.output
     assert "proposals approve" in result.output
     assert (tmp_path / "demo-workspace" / "config.toml").is_file()
@@ -131,9 +134,36 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
     for rule_id, kind in ALL_KINDS + REVIEW_KINDS:
         assert f"{rule_id}/{kind}" in result.output, f"{rule_id}/{kind} missing from the demo"
-    # Running it again replaces its own store...
-    again = CliRunner().invoke(cli, ["demo", "--db", str(db)])
+    # ...the incident on the broken executor, with its symptoms inhibited...
+    assert "Incident on executor:runner-c: Pause executor runner-c" in result.output
+    assert "stuck-phases/stuck              task-stuck-c1 [new, inhibited by incident" in (
+        result.output
+    )
+    # ...and an excerpt of the report, with outcomes the engine judged in earlier reviews.
+    report = result.output[result.output.index("--- from `reviewer --config") :]
+    assert "RULE             FINDINGS  PROPOSALS  AUTO  FIXED  NOT-FIXED  ABANDONED" in report
+    assert re.search(r"\npriorities +\d+ +\d+ +2 +1 +0 +1 ", report), report
+    fixed = r"proposal #\d+ \(priorities\) fixed: the finding has not fired since"
+    assert re.search(fixed, report)
+    abandoned = r"proposal #\d+ \(priorities\) abandoned: task reviewer-\d+ was cancelled"
+    assert re.search(abandoned, report)
+    with SQLiteStore(db) as store:
+        audited = store.query(
+            "SELECT to_state, actor FROM reviewer_audit WHERE action = 'proposal.outcome'"
+            " ORDER BY to_state"
+        )
+    assert [(r["to_state"], r["actor"]) for r in audited] == [
+        ("abandoned", "reviewer"),
+        ("fixed", "reviewer"),
+    ]
+    # Running it again replaces its own store, and gives the same demo.
+    again = CliRunner().invoke(cli, ["demo", "--db", str(db), *pinned])
     assert again.exit_code == 0, again.output
+    assert _without_timings(again.output) == _without_timings(result.output)
+
+
+def _without_timings(out: str) -> str:
+    return re.sub(r"\d+\.\d+ s\b", "N s", out)
 
 
 def test_demo_never_replaces_a_store_it_did_not_build(tmp_path: Path) -> None:

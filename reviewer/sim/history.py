@@ -332,9 +332,13 @@ class _Pipeline:
         tasks_per_day: float,
         noise: float,
         faults: _Faults,
+        calendar: datetime | None = None,
     ):
         self.rng = rng
         self.start = start
+        # The calendar the daily and weekly seasonality follows: ``start`` unless the
+        # history was moved in time (``simulate(end=...)``), which keeps its shape.
+        self.calendar = calendar or start
         self.horizon = days * 86400.0 - 6 * 3600.0  # the history ends at 18:00 on its last day
         self.tasks_per_day = tasks_per_day
         self.noise = noise
@@ -370,7 +374,7 @@ class _Pipeline:
         return names[int(self.rng.choice(len(names), p=weights / weights.sum()))]
 
     def rate(self, t: float, bursts: list[tuple[float, float, float]]) -> float:
-        dt = self.at(t)
+        dt = self.calendar + timedelta(seconds=t)
         r = float(_HOUR_W[dt.hour] * _DAY_W[dt.weekday()])
         for b0, b1, amp in bursts:
             if b0 <= t < b1:
@@ -854,6 +858,7 @@ def simulate(
     noise: float = 0.5,
     problems: bool | list[str] = True,
     start: datetime | None = None,
+    end: datetime | None = None,
     stall_check: StallCheck | None = None,
 ) -> Labels:
     """Write a pipeline history into ``store`` and ``workspace``; return the injected problems.
@@ -862,7 +867,10 @@ def simulate(
     of kinds (``"stale"``), rule/kind pairs (``"stale-queue/stale"``) or rule IDs.
     The workspace gets ``repo/`` (the code) with ``repo/specs/`` (the specs) inside it.
     History runs from ``start`` (default 2026-03-05, so 28 days end on a Wednesday) to
-    18:00 UTC of its last day.
+    18:00 UTC of its last day. ``end`` (instead of ``start``) moves that same history in
+    time so it ends at ``end``: every row and file is dated by the same offset, and the
+    seasonality keeps the calendar of the default start, so the history has the same
+    shape whatever the day (``reviewer demo`` ends it at the current hour).
 
     The problems that hold over spans judged from the records (a circuit breaker,
     a stalled phase, a usage spike) are recorded only as ``injections``; the
@@ -874,9 +882,11 @@ def simulate(
         raise ValueError("simulate needs at least 7 days of history")
     wanted = _wanted(problems)
     rng = np.random.default_rng(seed)
-    start = start or datetime(2026, 3, 5, tzinfo=UTC)
-    start = start.astimezone(UTC)
+    if start is not None and end is not None:
+        raise ValueError("simulate takes start or end, not both")
+    calendar = (start or datetime(2026, 3, 5, tzinfo=UTC)).astimezone(UTC)
     H = days * 86400.0 - 6 * 3600.0
+    start = calendar if end is None else end.astimezone(UTC) - timedelta(seconds=H)
     hour = 3600.0
 
     def on(kind: str) -> bool:
@@ -907,7 +917,7 @@ def simulate(
                     break
                 storm.append(t)
 
-        p = _Pipeline(rng, start, days, tasks_per_day, noise, faults)
+        p = _Pipeline(rng, start, days, tasks_per_day, noise, faults, calendar)
         p.run(storm)
         if faults.stalled_phase is None or stall_check is None:
             break
@@ -1107,7 +1117,9 @@ def simulate(
     p.metrics.sort(key=lambda m: m["created_at"])
 
     # -- budget, goals
-    day0 = (H // 86400) * 86400
+    # today: since 00:00 UTC of the last day, as usage-spikes counts a daily budget
+    final = p.at(H)
+    day0 = H - (final - final.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
     day0_ts = p.ts(day0)
     today = [(m["created_at"], m["cost_usd"]) for m in p.metrics if m["created_at"] >= day0_ts]
     daily: dict[str, float] = {}
