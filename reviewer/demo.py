@@ -183,7 +183,7 @@ def next_steps(config_path: Path, pid: str = "ID") -> list[str]:
 
 def _print_report(report: dict[str, Any], outcomes: list[dict[str, Any]], cfg: str) -> None:
     """An excerpt of ``reviewer report``: per rule the findings, proposals and outcomes."""
-    from reviewer.cli.base import table
+    from reviewer.tables import table
 
     click.echo(f"--- from `{cfg} report` (per rule; earlier reviews filed tasks on auto):")
     rows = [

@@ -9,7 +9,6 @@ imports what it needs when it runs, so ``reviewer --help`` starts fast.
 from __future__ import annotations
 
 import getpass
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from reviewer.tables import table as table  # the commands' tables (shared with the demo)
 from store.finite import dumps
 
 if TYPE_CHECKING:
@@ -104,27 +104,6 @@ class ReviewerGroup(click.Group):
 
 def emit_json(data: Any) -> None:
     click.echo(dumps(data, indent=2))
-
-
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, empty: str = "(none)") -> None:
-    """Print rows as an aligned plain-text table."""
-    if not rows:
-        click.echo(empty)
-        return
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    widths = [min(w, 60) for w in widths]
-    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        click.echo("  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value).replace("\n", " ")
 
 
 def json_option(f: F) -> F:
