@@ -8,11 +8,14 @@ fields kept in ``extra``. Used by ``reviewer ingest`` and the HTTP API alike.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+import re
+from datetime import datetime
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from store.timeutil import norm_ts
+from store.timeutil import MIN_YEAR, norm_ts
 
 # Bounded values (issue 9): every integer fits a 64-bit column, every float is finite,
 # no text holds a NUL (PostgreSQL refuses one, and then the whole batch with it).
@@ -135,3 +138,131 @@ def describe_errors(exc: ValidationError) -> list[str]:
         got = err.get("input")
         out.append(f"field '{loc}': {msg} (got {json.dumps(got, default=str)[:80]})")
     return out
+
+
+# -- the fast path ------------------------------------------------------------------
+# Bulk ingest checks records that are plainly valid (exact types, canonical
+# timestamps, stripped text without NUL) in a few dict look-ups, and gives
+# every other record to the pydantic model, which converts it or names its bad
+# fields. Both give the same row: tests/test_ingest_bulk.py compares them.
+_CANONICAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_INF = float("inf")
+_TIMESTAMPS = frozenset({"created_at", "updated_at", "started_at", "finished_at"})
+
+
+def _plain_ts(value: Any) -> bool:
+    """Whether ``value`` is already a stored-form timestamp of a real instant in range."""
+    if type(value) is not str or not _CANONICAL_TS.fullmatch(value):
+        return False
+    try:
+        year = datetime.fromisoformat(value[:19]).year
+    except ValueError:
+        return False
+    return MIN_YEAR <= year
+
+
+def _plain_text(value: Any) -> bool:
+    return type(value) is str and "\x00" not in value and value == value.strip()
+
+
+class _Plan:
+    """How one model's fields are checked on the fast path (derived from the model)."""
+
+    def __init__(self, model: type[_Record]):
+        self.fields = tuple(model.model_fields)
+        self.known = frozenset(self.fields)
+        self.defaults: dict[str, Any] = {}
+        self.checks: list[tuple[str, str, Any]] = []
+        for name, info in model.model_fields.items():
+            if not info.is_required():
+                self.defaults[name] = info.get_default(call_default_factory=True)
+            ann = info.annotation
+            args: list[Any] = [ann]
+            nullable = False
+            if get_origin(ann) in (Union, UnionType):
+                args = [a for a in get_args(ann) if a is not type(None)]
+                nullable = len(args) < len(get_args(ann))
+            base = args[0]
+            meta = {type(m).__name__ for m in info.metadata}
+            if name in _TIMESTAMPS:
+                kind: tuple[str, Any] = ("ts", None)
+            elif get_origin(base) is Literal:
+                kind = ("literal", frozenset(get_args(base)))
+            elif get_origin(base) is list and get_args(base) == (str,):
+                kind = ("list", None)
+            elif base is str:
+                kind = ("text", "MinLen" in meta)
+            elif base == Count or (base is int and meta == {"Ge", "Le"}):
+                kind = ("count", None)
+            elif base == Amount or (base is float and meta == {"Ge", "_PydanticGeneralMetadata"}):
+                kind = ("amount", None)
+            else:
+                args = []
+            if len(args) != 1:
+                raise TypeError(f"{model.__name__}.{name}: no fast-path check for {ann}")
+            self.checks.append((name, kind[0] + ("?" if nullable else ""), kind[1]))
+
+    def row(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The store row of a plainly valid record, or None to let pydantic judge it."""
+        row: dict[str, Any] = {}
+        for name, kind, arg in self.checks:
+            if name not in data:
+                if name not in self.defaults:
+                    return None
+                value = self.defaults[name]
+                row[name] = json.dumps(value) if isinstance(value, list) else value
+                continue
+            value = data[name]
+            if value is None or (value == "" and kind == "ts?"):
+                if not kind.endswith("?"):
+                    return None
+                row[name] = None
+                continue
+            base = kind.rstrip("?")
+            if base == "text":
+                if not _plain_text(value) or (arg and not value):
+                    return None
+            elif base == "ts":
+                if not _plain_ts(value):
+                    return None
+            elif base == "literal":
+                if type(value) is not str or value not in arg:
+                    return None
+            elif base == "count":
+                if type(value) is not int or not 0 <= value <= INT64_MAX:
+                    return None
+            elif base == "amount":
+                if type(value) is int and 0 <= value <= 2**53:
+                    value = float(value)
+                if type(value) is not float or not 0 <= value < _INF:
+                    return None
+            elif base == "list":
+                if type(value) is not list or not all(_plain_text(x) for x in value):
+                    return None
+                value = json.dumps(value)
+            row[name] = value
+        extra = {k: v for k, v in data.items() if k not in self.known}
+        row["extra"] = json.dumps(extra, default=str) if extra else None
+        return row
+
+
+_PLANS: dict[type[_Record], _Plan] = {}
+
+
+def plain_row(model: type[TaskRecord] | type[MetricRecord], data: dict[str, Any]) -> Row | None:
+    """``model.model_validate(data).row()`` for a plainly valid record, else None.
+
+    None says nothing about validity: validate such a record with the model.
+    """
+    plan = _PLANS.get(model)
+    if plan is None:
+        plan = _PLANS[model] = _Plan(model)
+    row = plan.row(data)
+    if row is not None and model is TaskRecord:
+        row["created_at"] = (
+            row["created_at"] or row["updated_at"] or row["started_at"] or row["finished_at"]
+        )
+    return row
+
+
+Row = dict[str, Any]
