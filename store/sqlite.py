@@ -282,27 +282,42 @@ class SQLiteStore(SQLStoreCommon):
     def _upsert(
         self, table: str, columns: Sequence[str], pk: tuple[str, ...], records: Iterable[Row]
     ) -> int:
-        """Insert or replace records by primary key: one ``executemany`` in one transaction.
+        """Insert or replace records by primary key, in one transaction.
 
-        An unchanged record is not rewritten (no index or trigger work), so loading
-        a file again is cheap; within the call the last record of a key wins.
+        The records go by ``executemany`` into a temporary table without indexes
+        or triggers, then into ``table`` by one ``INSERT ... SELECT ... ON CONFLICT
+        DO UPDATE``: one statement, so SQLite journals each page of the table's
+        indexes once per call rather than once per row (a table with a trigger
+        makes every statement keep a statement journal). Rows go in file order,
+        so the last record of a key wins; an unchanged record is not rewritten,
+        so loading a file again costs no index or trigger work.
         """
+        stage = f"reviewer_stage_{table}"
+        cols = ", ".join(columns)
         rest = [c for c in columns if c not in pk]
-        sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-            f" ON CONFLICT ({', '.join(pk)}) DO UPDATE SET "
+        merge = (
+            f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM temp.{stage} WHERE true"
+            f" ORDER BY rowid ON CONFLICT ({', '.join(pk)}) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in rest)
             + " WHERE "
             + " OR ".join(f"{table}.{c} IS NOT excluded.{c}" for c in rest)
         )
         rows = [_project(columns, record) for record in records]
+        if not rows:
+            return 0
         conn = self.conn
         try:
             # A load touches index pages all over each index: keep them in memory
             # for the transaction instead of re-reading them (the default is 2 MB).
-            conn.execute(f"PRAGMA cache_size = -{_UPSERT_CACHE_KB}")
+            conn.execute(f"PRAGMA main.cache_size = -{_UPSERT_CACHE_KB}")
             with self.transaction():
-                conn.executemany(sql, rows)
+                conn.execute(f"DROP TABLE IF EXISTS temp.{stage}")
+                conn.execute(f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM main.{table} WHERE 0")
+                conn.executemany(
+                    f"INSERT INTO temp.{stage} VALUES ({', '.join('?' * len(columns))})", rows
+                )
+                conn.execute(merge)
+                conn.execute(f"DROP TABLE temp.{stage}")
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
@@ -310,7 +325,7 @@ class SQLiteStore(SQLStoreCommon):
                 raise self._locked(exc) from exc
             raise StoreError(f"writing {table} failed on {self.path}: {exc}") from exc
         finally:
-            conn.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE}")
+            conn.execute(f"PRAGMA main.cache_size = {_DEFAULT_CACHE}")
         return len(rows)
 
     def insert_task_once(self, record: Row) -> bool:
