@@ -147,6 +147,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
 # fields. Both give the same row: tests/test_ingest_bulk.py compares them.
 _CANONICAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _INF = float("inf")
+_MISSING = object()
 _TIMESTAMPS = frozenset({"created_at", "updated_at", "started_at", "finished_at"})
 
 
@@ -172,7 +173,8 @@ class _Plan:
         self.fields = tuple(model.model_fields)
         self.known = frozenset(self.fields)
         self.defaults: dict[str, Any] = {}
-        self.checks: list[tuple[str, str, Any]] = []
+        # (field, kind, may be null, kind's argument, the stored default or _MISSING)
+        self.checks: list[tuple[str, str, bool, Any, Any]] = []
         for name, info in model.model_fields.items():
             if not info.is_required():
                 self.defaults[name] = info.get_default(call_default_factory=True)
@@ -200,27 +202,30 @@ class _Plan:
                 args = []
             if len(args) != 1:
                 raise TypeError(f"{model.__name__}.{name}: no fast-path check for {ann}")
-            self.checks.append((name, kind[0] + ("?" if nullable else ""), kind[1]))
+            default = self.defaults.get(name, _MISSING)
+            if isinstance(default, list):
+                default = json.dumps(default)  # the stored form
+            self.checks.append((name, kind[0], nullable, kind[1], default))
 
     def row(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """The store row of a plainly valid record, or None to let pydantic judge it."""
         row: dict[str, Any] = {}
-        for name, kind, arg in self.checks:
-            if name not in data:
-                if name not in self.defaults:
+        for name, base, nullable, arg, default in self.checks:
+            value = data.get(name, _MISSING)
+            if value is _MISSING:
+                if default is _MISSING:
                     return None
-                value = self.defaults[name]
-                row[name] = json.dumps(value) if isinstance(value, list) else value
+                row[name] = default
                 continue
-            value = data[name]
-            if value is None or (value == "" and kind == "ts?"):
-                if not kind.endswith("?"):
+            if value is None or (value == "" and base == "ts"):
+                if not nullable:
                     return None
                 row[name] = None
                 continue
-            base = kind.rstrip("?")
             if base == "text":
-                if not _plain_text(value) or (arg and not value):
+                if type(value) is not str or "\x00" in value or value != value.strip():
+                    return None
+                if arg and not value:
                     return None
             elif base == "ts":
                 if not _plain_ts(value):

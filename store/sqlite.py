@@ -392,10 +392,11 @@ def _is_locked(exc: BaseException) -> bool:
 _JSON_TYPES = (list, dict, tuple)
 
 
-def _project(columns: Sequence[str], record: Row) -> tuple[Any, ...]:
+def _project(columns: Sequence[str], record: Row) -> list[Any]:
     """A record's values in column order; lists and objects as JSON text."""
-    values = tuple(record.get(c) for c in columns)
-    for v in values:
+    get = record.get
+    values = [get(c) for c in columns]
+    for i, v in enumerate(values):
         if isinstance(v, _JSON_TYPES):
-            return tuple(json.dumps(v) if isinstance(v, _JSON_TYPES) else v for v in values)
+            values[i] = json.dumps(v)
     return values
