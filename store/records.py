@@ -159,7 +159,7 @@ def _plain_ts(value: Any) -> bool:
         year = datetime.fromisoformat(value[:19]).year
     except ValueError:
         return False
-    return MIN_YEAR <= year
+    return year >= MIN_YEAR
 
 
 def _plain_text(value: Any) -> bool:

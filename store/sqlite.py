@@ -312,7 +312,9 @@ class SQLiteStore(SQLStoreCommon):
             conn.execute(f"PRAGMA main.cache_size = -{_UPSERT_CACHE_KB}")
             with self.transaction():
                 conn.execute(f"DROP TABLE IF EXISTS temp.{stage}")
-                conn.execute(f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM main.{table} WHERE 0")
+                conn.execute(
+                    f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM main.{table} WHERE 0"
+                )
                 conn.executemany(
                     f"INSERT INTO temp.{stage} VALUES ({', '.join('?' * len(columns))})", rows
                 )

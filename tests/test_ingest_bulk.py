@@ -198,7 +198,12 @@ def test_the_batch_size_bounds_each_write_transaction(
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     sizes: list[int] = []
     upsert = store.upsert_metrics
-    monkeypatch.setattr(store, "upsert_metrics", lambda rows: sizes.append(len(rows)) or upsert(rows))
+
+    def counting(rows: Any) -> int:
+        sizes.append(len(rows))
+        return upsert(rows)
+
+    monkeypatch.setattr(store, "upsert_metrics", counting)
     try:
         assert ingest_jsonl(store, path, "metrics", now=NOW).stored == 3000
     finally:
