@@ -2,7 +2,7 @@
 
     python bench/usage_spikes.py [--seeds 1 2 3 ...] [--rows 200000]
 
-Uses the simulation of tests/test_usage_spikes.py (daily and weekly rhythm,
+Uses the simulation of bench/spike_sim.py (daily and weekly rhythm,
 Poisson task counts, log-normal usage per task, runaway tasks, retry storms of
 several hours, one-hour bursts that must not fire). ``budget`` is scored
 against the spend recomputed from the raw rows at every review.
@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.spike_sim import START, clean_rows, history_store, score_detection, simulate
 from rules import usage_spikes
 from store.timeutil import fmt_ts
 from tests.support import make_store, metric_rows
-from tests.test_usage_spikes import START, clean_rows, history_store, score_detection, simulate
 
 
 def quality(seeds: list[int]) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from reviewer.config import Config
 from reviewer.engine import Engine
-from store import Store, open_store
+from store import DaemonLockedError, Store, open_store
 from store.state import ReviewerState
 from store.timeutil import utcnow
 from store.workspace import Workspace
@@ -29,11 +29,41 @@ class App:
             specs_dir=config.resolve(config.reviewer.specs_dir),
             repo_dir=config.resolve(config.reviewer.repo_dir),
         )
-        mirror = config.resolve(config.reviewer.http_mirror)
+        r = config.reviewer
+        mirror = config.resolve(r.http_mirror)
+        http_policy = {
+            "timeout_s": r.http_timeout.total_seconds(),
+            "attempts": r.http_attempts,
+            "budget": r.http_retry_budget,
+            "max_retry_after_s": r.http_max_retry_after.total_seconds(),
+            "page_size": r.http_page_size,
+        }
         store = open_store(
-            config.store_url, workspace=workspace, mirror_path=str(mirror) if mirror else None
+            config.store_url,
+            workspace=workspace,
+            mirror_path=str(mirror) if mirror else None,
+            http_policy=http_policy,
         )
         return cls(config, store, clock)
+
+    def mark_interrupted_runs(self) -> int:
+        """Runs a killed process left ``running``, marked ``interrupted``; how many.
+
+        Only when no daemon reviews this store (its own run may be under way): the
+        daemon lock is taken for the moment it takes. The write is skipped when no run
+        is ``running``, so a read-only command never waits for the write lock.
+        """
+        if not self.state.count_running():
+            return 0
+        try:
+            self.store.acquire_daemon_lock()
+        except DaemonLockedError:
+            return 0
+        try:
+            with self.store.transaction():
+                return self.state.mark_interrupted()
+        finally:
+            self.store.release_daemon_lock()
 
     def close(self) -> None:
         self.store.close()

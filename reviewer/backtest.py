@@ -9,6 +9,7 @@ before turning a rule on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,12 +17,22 @@ from reviewer.engine import Engine, ReviewResult
 from store.timeutil import fmt_ts
 
 
+def step_count(start: datetime, end: datetime, step: timedelta) -> int:
+    """How many reviews a backtest from ``start`` to ``end`` replays."""
+    return int((end - start) / step) + 1 if end >= start else 0
+
+
 def backtest(
-    engine: Engine, start: datetime, end: datetime, step: timedelta
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    on_step: Callable[[datetime], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per finding: the finding as first seen, plus ``first_fired_at``,
     ``last_fired_at``, ``cleared_at`` (None while still firing at ``end``),
-    ``fired_steps`` and ``fired_at`` (the step each episode of firing began at)."""
+    ``fired_steps`` and ``fired_at`` (the step each episode of firing began at).
+    ``on_step(at)`` is called after each replayed review (a progress display)."""
     seen: dict[str, dict[str, Any]] = {}
     at = start
     while at <= end:
@@ -49,5 +60,7 @@ def backtest(
         for fp, entry in seen.items():
             if fp not in firing and entry["cleared_at"] is None and entry["rule"] not in failed:
                 entry["cleared_at"] = fmt_ts(at)
+        if on_step is not None:
+            on_step(at)
         at += step
     return sorted(seen.values(), key=lambda e: (e["first_fired_at"], e["rule"], e["subject"]))

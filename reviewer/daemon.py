@@ -10,130 +10,61 @@ SIGTERM and SIGINT stop it cleanly: the API stops taking requests, a running
 cycle stops at its next rule boundary (recorded as ``cancelled``, none of its
 findings written), then the store's daemon lock is released. So a stop takes
 at most one rule's time, well within systemd's ``TimeoutStopSec``.
+
+On SQLite one daemon reviews a store (a file lock). On PostgreSQL any number
+of daemons (replicas) may: the schedule is on a grid all of them share (an
+interval counts from the Unix epoch; a cron time is a wall-clock time), each
+scheduled instant is a *tick*, and at each tick every replica asks the store
+for the tick's lease (``lead_cycle``). The one that gets it runs the cycle,
+recording the tick in ``reviewer_runs`` (unique there: a late replica finds it
+and skips); the others log that they stand by and go on serving the API. While
+it runs, the leader checks its lease connection; if it is lost, the cycle
+stops at the next rule, recorded ``cancelled``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from reviewer.app import App
 from reviewer.config import Config
-from store.base import DaemonLockedError
+from reviewer.schedule import (
+    CLOCK_TOLERANCE,
+    WallClockCron,
+    current_tick,
+    first_run_time,
+    make_trigger,
+    review_lag,
+)
+from store.base import CycleLease, DaemonLockedError, SupportsReplicas
 from store.timeutil import parse_ts, utcnow
+
+__all__ = [
+    "CLOCK_TOLERANCE",
+    "Daemon",
+    "WallClockCron",
+    "first_run_time",
+    "make_trigger",
+    "review_lag",
+    "run_daemon",
+]
 
 log = logging.getLogger("reviewer.daemon")
 
-# A wall-clock jump larger than this (against the monotonic clock) is a step.
-CLOCK_TOLERANCE = timedelta(seconds=60)
 CLOCK_CHECK_S = 5.0
-
-
-class WallClockCron(CronTrigger):
-    """APScheduler 3's CronTrigger, once per wall-clock time across DST changes.
-
-    A cron schedule means wall-clock times in ``[reviewer] timezone``. On the
-    fall-back night 02:30 happens twice (CEST, then CET); APScheduler 3.11 fires
-    both, and asked again after the second it answers the second again (a time
-    not after ``now``). Here a wall time equal to the previous fire's is the same
-    occurrence and is skipped, and an answer not after ``now`` is asked again an
-    hour on. On the spring-forward night a missing time (02:30) fires once at the
-    first instant after the gap (03:30 CEST), as APScheduler does.
-    """
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        # Compare in UTC: aware datetimes of one zone compare by wall time, fold ignored.
-        now_utc = now.astimezone(UTC)
-        prev_wall = (
-            previous_fire_time.astimezone(self.timezone).replace(tzinfo=None, fold=0)
-            if previous_fire_time is not None
-            else None
-        )
-        probe, since = now, previous_fire_time
-        step = timedelta(minutes=1)
-        for _ in range(48):
-            nxt = super().get_next_fire_time(since, probe)
-            if nxt is None:
-                return None
-            nxt_utc = nxt.astimezone(UTC)
-            wall = nxt.astimezone(self.timezone).replace(tzinfo=None, fold=0)
-            if nxt_utc > now_utc and wall != prev_wall:
-                return nxt
-            # Ask again from later on (APScheduler starts from previous + 1 µs when
-            # given a previous fire time, so leave it out), further each time.
-            probe, since = max(nxt_utc, now_utc) + step, None
-            step += timedelta(hours=1)
-        return None
-
-
-def make_trigger(config: Config) -> BaseTrigger:
-    """The schedule from ``[reviewer]``: ``cron`` when set, else ``interval``."""
-    r = config.reviewer
-    if r.cron:
-        return WallClockCron.from_crontab(r.cron, timezone=r.timezone)
-    return IntervalTrigger(seconds=max(1, int(r.interval.total_seconds())), timezone=r.timezone)
-
-
-def first_run_time(config: Config, last_mark: datetime | None, now: datetime) -> datetime:
-    """When the first cycle after start should run.
-
-    Overdue (no run yet, or the next run after the last mark is already past):
-    now, once. Otherwise the next scheduled time after the last mark, so a
-    restart does not shift or double the schedule.
-    """
-    if last_mark is None:
-        return now
-    if last_mark > now + CLOCK_TOLERANCE:
-        # The clock stepped back since the last run: waiting for last + interval
-        # could mean hours with no review. Review now.
-        log.warning(
-            "the clock is behind the last run's start: it stepped back; reviewing now",
-            extra={"last_run_started": last_mark.isoformat(), "now": now.isoformat()},
-        )
-        return now
-    trigger = make_trigger(config)
-    if isinstance(trigger, IntervalTrigger):
-        due = last_mark + config.reviewer.interval
-    else:
-        nxt = trigger.get_next_fire_time(None, last_mark + timedelta(seconds=1))
-        due = nxt if nxt is not None else now
-    return now if due <= now else due
-
-
-def review_lag(config: Config, last_started: datetime | None, now: datetime) -> str | None:
-    """Why a daemon on this schedule is not reviewing, or None when it is on time.
-
-    A run whose start lies ahead of the clock means the clock stepped back; a
-    run due more than the misfire grace (at least a minute) ago means cycles
-    are not happening."""
-    if last_started is None:
-        return None
-    if last_started > now + CLOCK_TOLERANCE:
-        return (
-            f"the last review started at {last_started.isoformat()}, after now: "
-            "the clock stepped back"
-        )
-    trigger = make_trigger(config)
-    if isinstance(trigger, IntervalTrigger):
-        due: datetime | None = last_started + config.reviewer.interval
-    else:
-        due = trigger.get_next_fire_time(None, last_started + timedelta(seconds=1))
-    grace = max(timedelta(minutes=config.reviewer.misfire_grace_minutes), timedelta(minutes=1))
-    if due is not None and now > due + grace:
-        return f"no review since {last_started.isoformat()}; one was due at {due.isoformat()}"
-    return None
+# How often a leading replica checks that its cycle lock's connection is alive.
+LEASE_CHECK_S = 1.0
+LOST_LEASE = "lost the connection that holds this cycle's lock (another replica may lead now)"
 
 
 class Daemon:
@@ -143,6 +74,11 @@ class Daemon:
         self.app = app
         self.scheduler = BackgroundScheduler(timezone=app.config.reviewer.timezone)
         self.cycles = 0
+        self.standby = 0  # ticks another replica ran
+        # PostgreSQL: replicas share the store, one leads each tick.
+        self.replicated = isinstance(app.store, SupportsReplicas)
+        self.runner = f"{socket.gethostname()}:{os.getpid()}"
+        self._stopping = False
         self._clock_ref = (utcnow(), time.monotonic())
         self._watching = threading.Event()
 
@@ -151,8 +87,10 @@ class Daemon:
 
         APScheduler waits on wall-clock times, so after a backward step the next
         cycle would wait for the old time to come round again: the cycle is
-        rescheduled to run now (and the step logged). A forward step needs
-        nothing: missed runs are coalesced into one, never replayed.
+        rescheduled to run now (and the step logged). Until the clock passes the
+        last recorded review again, the engine runs such cycles read-only (a note
+        and a log line), so an instant of the past never rewrites the present. A
+        forward step needs nothing: missed runs are coalesced into one, never replayed.
         """
         wall = wall if wall is not None else utcnow()
         mono = mono if mono is not None else time.monotonic()
@@ -185,34 +123,135 @@ class Daemon:
     def cycle(self) -> None:
         """One scheduled review; never raises, so one bad cycle cannot stop the next."""
         try:
+            if self.replicated:
+                self._lead(current_tick(self.app.config, utcnow()))
+                return
             result = self.app.engine.review(trigger="schedule")
             self.cycles += 1
-            if result.status != "ok":
-                log.warning(
-                    "review cycle finished with errors",
-                    extra={
-                        "run_id": result.run_id,
-                        "status": result.status,
-                        "errors": [e.get("error") for e in result.errors],
-                    },
-                )
+            self._report(result)
         except Exception:
             log.exception("review cycle failed; the next one runs on schedule")
 
+    def _report(self, result: Any) -> None:
+        if result.status != "ok":
+            log.warning(
+                "review cycle finished with errors",
+                extra={
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "errors": [e.get("error") for e in result.errors],
+                },
+            )
+
+    def _lead(self, tick: str) -> None:
+        """Run the cycle of ``tick`` if this replica gets its lease and no one ran it yet."""
+        store: Any = self.app.store
+        lease: CycleLease | None = store.lead_cycle(tick)
+        if lease is None:
+            self.standby += 1
+            log.info(
+                "standing by: another replica runs the cycle of %s", tick, extra={"tick": tick}
+            )
+            return
+        try:
+            done = self.app.state.run_for_tick(tick)
+            if done is not None:
+                self.standby += 1
+                log.info(
+                    "standing by: the cycle of %s already ran (run %s by %s)",
+                    tick,
+                    done.id,
+                    done.runner,
+                    extra={"tick": tick, "run_id": done.id},
+                )
+                return
+            self.reap_dead_runs(tick)
+            log.info("leading the cycle of %s", tick, extra={"tick": tick})
+            lost = threading.Event()
+            watching = threading.Event()
+            watcher = threading.Thread(
+                target=self._watch_lease, args=(lease, watching, lost), name="lease-watch"
+            )
+            watcher.start()
+            try:
+                result = self.app.engine.review(trigger="schedule", tick=tick, runner=self.runner)
+            finally:
+                watching.set()
+                watcher.join()
+            if lost.is_set():
+                engine = self.app.engine
+                if not self._stopping:
+                    engine.cancel.clear()
+                    engine.cancel_why = "the reviewer is stopping"
+                if result.run_id is not None:
+                    with self.app.store.transaction():
+                        self.app.state.finish_run(
+                            result.run_id,
+                            errors=[
+                                *result.errors,
+                                {"rule": None, "stage": "lock", "error": LOST_LEASE},
+                            ],
+                        )
+            self.cycles += 1
+            self._report(result)
+        finally:
+            lease.release()
+
+    def _watch_lease(
+        self, lease: CycleLease, watching: threading.Event, lost: threading.Event
+    ) -> None:
+        while not watching.wait(LEASE_CHECK_S):
+            if not lease.alive():
+                log.error("%s; stopping the cycle of %s at its next rule", LOST_LEASE, lease.tick)
+                self.app.engine.cancel_why = LOST_LEASE
+                lost.set()
+                self.app.engine.cancel.set()
+                return
+
+    def reap_dead_runs(self, tick: str | None = None) -> int:
+        """Mark runs ``interrupted`` whose replica is gone (its tick's lease is free)."""
+        store: Any = self.app.store
+        reaped = 0
+        for run in self.app.state.running_runs():
+            if run.tick == tick:
+                continue
+            # A scheduled run without a tick is from a daemon before replicas: gone too.
+            if run.tick is None and run.trigger != "schedule":
+                continue
+            if run.tick is not None and store.cycle_is_led(run.tick):
+                continue
+            with self.app.store.transaction():
+                if self.app.state.mark_run_interrupted(run.id):
+                    reaped += 1
+                    log.warning(
+                        "run %s (tick %s, by %s) was left running by a replica that is gone:"
+                        " interrupted",
+                        run.id,
+                        run.tick,
+                        run.runner,
+                    )
+        return reaped
+
     def start(self) -> datetime:
         cfg = self.app.config
-        with self.app.store.transaction():
-            interrupted = self.app.state.mark_interrupted()
-        if interrupted:
-            log.warning(
-                "%d review run(s) left running by a stopped process: interrupted", interrupted
-            )
-        last = self.app.state.last_run(completed=False)
-        last_mark = parse_ts(last.started_at) if last else None
-        first = first_run_time(cfg, last_mark, utcnow())
+        if self.replicated:
+            # Other replicas' runs may be under way: only the dead ones are marked. The
+            # current tick is run at once unless a replica has run it (``_lead``).
+            self.reap_dead_runs()
+            first = utcnow()
+        else:
+            with self.app.store.transaction():
+                interrupted = self.app.state.mark_interrupted()
+            if interrupted:
+                log.warning(
+                    "%d review run(s) left running by a stopped process: interrupted", interrupted
+                )
+            last = self.app.state.last_run(completed=False)
+            last_mark = parse_ts(last.started_at) if last else None
+            first = first_run_time(cfg, last_mark, utcnow())
         self.scheduler.add_job(
             self.cycle,
-            make_trigger(cfg),
+            make_trigger(cfg, grid=self.replicated),
             id="review",
             name="review cycle",
             coalesce=True,
@@ -229,6 +268,7 @@ class Daemon:
             extra={
                 "first_run": first.isoformat(),
                 "schedule": cfg.reviewer.cron or str(cfg.reviewer.interval),
+                "replica": self.runner if self.replicated else None,
             },
         )
         return first
@@ -236,6 +276,8 @@ class Daemon:
     def stop(self) -> None:
         """Stop scheduling, cancel a running cycle at its next rule, and wait for it."""
         self._watching.set()
+        self._stopping = True
+        self.app.engine.cancel_why = "the reviewer is stopping"
         self.app.engine.cancel.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
@@ -285,11 +327,48 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def start_warnings(config: Config, host: str) -> list[str]:
+    """What an operator must know when the API starts: changes it cannot accept,
+    tokens that cannot be used, and reads open beyond this machine."""
+    import ipaddress
+
+    from reviewer.config import NAMED_TOKEN_ENV, token_env_name
+
+    out: list[str] = []
+    tokens = config.api_tokens()
+    if not tokens:
+        out.append(
+            "no API token is configured: every change over HTTP (approve, reject, silences, "
+            "ingest) is refused with 403. Set REVIEWER_API_TOKEN, or add "
+            "[reviewer.tokens.<name>] tables with scopes (see the README: Tokens, scopes "
+            "and the audit trail)"
+        )
+    usable = {t.name for t in tokens}
+    for name, t in config.reviewer.tokens.items():
+        if name not in usable:
+            env = t.token_env or NAMED_TOKEN_ENV + token_env_name(name)
+            out.append(f"token {name!r} has no value (${env} is not set): it cannot be used")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: it may resolve to anything
+    if not loopback and not config.reviewer.reads_require_token:
+        out.append(
+            f"the API listens on {host}, beyond this machine, and its reads are open: anyone "
+            "who reaches it sees findings, proposals and the audit log. Set [reviewer] "
+            "reads_require_token = true and give readers a token with the read scope, or "
+            "listen on 127.0.0.1"
+        )
+    return out
+
+
 def _serve_api(app: App, host: str, port: int) -> None:
     import uvicorn
 
     from reviewer.api import create_app
 
+    for warning in start_warnings(app.config, host):
+        log.warning(warning)
     web = create_app(app)
     web.state.scheduled = True  # /healthz then also says when cycles are not happening
     config: Any = uvicorn.Config(web, host=host, port=port, log_config=None, access_log=False)

@@ -9,7 +9,6 @@ also shows a task being filed into the backlog.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -17,9 +16,11 @@ from typing import Any
 
 import click
 
+from reviewer.render import shell_words
 from reviewer.sim import Labels, simulate, to_toml
 from rules import REGISTRY
 from store import ReviewerState, SQLiteStore, read_meta
+from store.finite import dumps
 
 SEED = 2026
 DAYS = 28
@@ -55,6 +56,8 @@ def build_demo(db_path: Path) -> tuple[Path, Labels]:
     # The first registered rule that asks for it runs on auto.
     auto = next((r for r, m in REGISTRY.items() if getattr(m, "DEMO_AUTO", False)), None)
     data = labels.config(f"sqlite:///{db_path}", approval="manual", auto=[auto] if auto else [])
+    # Above the demo's largest rule (backlog-hygiene, 7), so every kind keeps its own proposal.
+    data["reviewer"]["burst_limit"] = 10
     data["reviewer"]["specs_dir"] = str(labels.specs_dir.relative_to(workspace))
     data["reviewer"]["repo_dir"] = str(labels.repo_dir.relative_to(workspace))
     config_path = workspace / "config.toml"
@@ -108,7 +111,7 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
             "history": labels.public(),
             "review": result.public(),
         }
-        click.echo(json.dumps(out, indent=2, default=str))
+        click.echo(dumps(out, indent=2))
         return 1 if result.status == "failed" else 0
 
     c = labels.counts
@@ -128,15 +131,24 @@ def run_demo(db_path: Path, *, as_json: bool) -> int:
         click.echo("")
         click.echo(f"--- proposal #{proposal['id']} ({proposal['state']}): {proposal['title']}")
         click.echo(proposal["body"].rstrip())
-    cfg = f"reviewer --config {config_path}"
     click.echo("")
     click.echo("Next steps:")
-    click.echo(f"  {cfg} proposals list")
-    click.echo(f"  {cfg} proposals show ID")
-    click.echo(f"  {cfg} proposals approve ID")
-    click.echo(f"  {cfg} findings list")
-    click.echo(f"  {cfg} run        # the daemon, with the web page at http://127.0.0.1:8787/")
+    for line in next_steps(config_path):
+        click.echo(f"  {line}")
     return 1 if result.status == "failed" else 0
+
+
+def next_steps(config_path: Path) -> list[str]:
+    """The commands to paste next; the path is quoted (it may hold spaces or quotes)."""
+    cfg = shell_words("reviewer", "--config", config_path)
+    return [
+        f"{cfg} proposals list",
+        f"{cfg} proposals show ID",
+        f"{cfg} proposals approve ID",
+        f"{cfg} findings list",
+        f"{cfg} report     # per rule: decisions, outcomes of filed tasks, hints",
+        f"{cfg} run        # the daemon, with the web page at http://127.0.0.1:8787/",
+    ]
 
 
 def _proposals_to_show(app: Any, proposals: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,7 +4,9 @@
 small deterministic example of each kind of ``priorities``, ``review-audit``,
 ``test-health`` and ``backlog-hygiene`` that the simulated history does not
 produce by itself: a dependency cycle, a review that passed failing tests,
-coverage reports with a drop, a test the runs stopped including, an epic.
+coverage reports with a drop, a test the runs stopped including, an epic; and
+two tasks hung or failing on the broken executor runner-c, so the demo shows
+an incident.
 These are examples for the demo, not labelled problems: ``bench/quality.py``
 does not score them.
 """
@@ -104,6 +106,35 @@ def add_review_problems(store: Store, *, repo_dir: Path, specs_dir: Path, end: d
             priority="high",
         ),
         _task("task-someday-01", "Tidy the dashboard CSS", at(days=6), priority="low"),
+        # an incident: work hung on runner-c, the executor the simulated history breaks
+        _task(
+            "task-stuck-c1",
+            "Stream the audit export in chunks",
+            at(hours=6, minutes=30),
+            task_type="impl",
+            phase="impl",
+            status="running",
+            started_at=at(hours=6),
+            priority="high",
+            attempts=1,
+            executor="runner-c",
+            model="claude",
+        ),
+        _task(
+            "task-fail-c1",
+            "Backfill the audit export's history",
+            at(hours=6),
+            task_type="impl",
+            phase="impl",
+            status="failed",
+            started_at=at(hours=5),
+            finished_at=at(hours=4),
+            priority="high",
+            attempts=3,
+            executor="runner-c",
+            model="claude",
+            error="runner-c: git worktree add failed: No space left on device",
+        ),
         # review-audit
         _task(
             "task-audit-impl",

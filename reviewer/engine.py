@@ -14,11 +14,20 @@ One cycle, as of an instant ``now``:
    no rejection still in its cooldown) becomes a candidate proposal. At most
    ``max_new_proposals_per_cycle`` are created per cycle, highest severity
    first; the rest are held back and said so, and come next cycle.
+   Before that, ``reviewer.incidents`` groups open findings that share a cause
+   into one incident with one proposal and holds its members back, and folds
+   one rule's flood (more than ``burst_limit``) into one summary proposal.
 4. ``auto`` proposals, and approved ones not yet in the backlog, are scheduled:
    the backlog task and the proposal's ``scheduled`` state are written in one
-   transaction under a unique task id, so the task exists exactly once.
+   transaction under a unique task id, so the task exists exactly once. A
+   finding that carries a control (``Finding.control``) has it applied in the
+   same transaction; controls that expired, or whose finding stayed clear for
+   ``control_lift_after_cycles``, are lifted (``reviewer.controls``).
 
-All of step 2-4 is one write transaction; ``dry_run`` rolls it back.
+All of step 2-4 is one write transaction; ``dry_run`` rolls it back, and runs
+against the store's ``dry_run_copy()`` so it never needs the write lock. A
+``now`` before the last recorded review (an explicit one, or a wall clock that
+stepped back) makes the cycle a dry run, with a note and a log line.
 """
 
 from __future__ import annotations
@@ -28,24 +37,30 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from reviewer import changes, incidents
 from reviewer.config import Config
+from reviewer.controls import apply_for_proposal, lift_due
 from reviewer.failpoint import failpoint, pausepoint
-from reviewer.render import Renderer
+from reviewer.outcomes import check_breakers, effective_approval, judge_outcomes
 from rules import REGISTRY, Finding
 from store import Approval, Proposal, ProposalState, Severity
 from store.base import Store
+from store.models import REVIEWER_ACTOR
 from store.secrets import redact
 from store.state import InvalidTransition, ReviewerState, silence_for
 from store.timeutil import fmt_duration, fmt_ts, parse_ts, utcnow
 
+if TYPE_CHECKING:
+    from reviewer.render import Renderer
+
 log = logging.getLogger("reviewer.engine")
 
-ACTOR = "reviewer"
+ACTOR = REVIEWER_ACTOR
 _DONE_TASK_STATES = ("completed", "cancelled", "failed")
 
 
@@ -74,6 +89,12 @@ class ReviewResult:
     notes: list[str] = field(default_factory=list)
     # Pipeline records dated after the present (see Engine._future_records).
     future_records: int = 0
+    # Controls applied or lifted this cycle, each with "change": "applied" | "lifted".
+    controls: list[dict[str, Any]] = field(default_factory=list)
+    # Outcomes of filed tasks that changed this cycle (reviewer/outcomes.py).
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    # Pipeline rows the rules skipped: a timestamp or number that does not parse.
+    skipped_records: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -88,6 +109,9 @@ class ReviewResult:
             "resolved": self.resolved,
             "notes": self.notes,
             "future_records": self.future_records,
+            "controls": self.controls,
+            "outcomes": self.outcomes,
+            "skipped_records": self.skipped_records,
             "duration_ms": self.duration_ms,
         }
 
@@ -107,6 +131,17 @@ def _log_failure(message: str, run_id: int | None, exc: BaseException) -> None:
         log.exception(message, run_id)
 
 
+def _decidable(proposal: Proposal, to: str) -> None:
+    """Refuse a decision that conflicts with the proposal's state (a 409 / exit 1)."""
+    if proposal.state in (ProposalState.pending, ProposalState.approved):
+        return
+    by = f" by {proposal.decided_by}" if proposal.decided_by else ""
+    raise InvalidTransition(
+        f"proposal {proposal.id} is already {proposal.state.value}{by}; it cannot be {to} "
+        "(only a pending or approved proposal can be decided)"
+    )
+
+
 class Engine:
     """Runs review cycles and proposal decisions against one store."""
 
@@ -121,39 +156,88 @@ class Engine:
         self.config = config
         self.store = store
         self.state = ReviewerState(store)
-        self.renderer = renderer or Renderer(config.resolve(config.reviewer.templates_dir))
+        self._renderer = renderer
         self.clock = clock
         # Set (by the daemon, on SIGTERM) to stop a running cycle at the next rule
         # boundary: the run is recorded as cancelled and no finding of it is written.
         self.cancel = threading.Event()
+        self.cancel_why = "the reviewer is stopping"
+
+    @property
+    def renderer(self) -> Renderer:
+        """The proposal templates, loaded on first use (jinja2 is not needed to read)."""
+        if self._renderer is None:
+            from reviewer.render import Renderer
+
+            self._renderer = Renderer(self.config.resolve(self.config.reviewer.templates_dir))
+        return self._renderer
 
     # -- the cycle --------------------------------------------------------------
     def review(
-        self, now: datetime | None = None, *, dry_run: bool = False, trigger: str = "once"
+        self,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        trigger: str = "once",
+        tick: str | None = None,
+        runner: str | None = None,
     ) -> ReviewResult:
-        """Run one review cycle as of ``now`` (default: the clock)."""
+        """Run one review cycle as of ``now`` (default: the clock).
+
+        ``tick`` and ``runner`` are recorded with the run: the scheduled instant a
+        replica leads, and which process it is (``reviewer.daemon``)."""
         started = time.monotonic()
         at = parse_ts(now) if now is not None else self.clock()
         at_ts = fmt_ts(at)
         past_note = None
-        if now is not None and not dry_run:
+        if not dry_run:
             # A look at the past never rewrites the present: before the last recorded
-            # run, the cycle is a dry run and says so.
+            # run (an explicit --now, or a wall clock that stepped back), the cycle is
+            # a dry run and says so.
             latest = self.state.latest_now()
             if latest is not None and at_ts < latest:
                 dry_run = True
+                what = "--now" if now is not None else "the clock's now"
                 past_note = (
-                    f"--now {at_ts} is before the last recorded review ({latest}): "
+                    f"{what} {at_ts} is before the last recorded review ({latest}): "
                     "reviewed read-only, nothing was written"
                 )
+        if past_note:
+            log.warning(past_note)
+        if not dry_run:
+            return self._cycle(
+                at, trigger, past_note, started, dry_run=False, tick=tick, runner=runner
+            )
+        # A dry run takes no write lock: it runs against a throwaway copy (or inside a
+        # transaction that skips the lock), and what it writes there is rolled back.
+        with self.store.dry_run_copy() as scratch:
+            engine = self
+            if scratch is not self.store:
+                engine = Engine(self.config, scratch, renderer=self.renderer, clock=self.clock)
+                engine.cancel = self.cancel
+            return engine._cycle(at, trigger, past_note, started, dry_run=True)
+
+    def _cycle(
+        self,
+        at: datetime,
+        trigger: str,
+        past_note: str | None,
+        started: float,
+        *,
+        dry_run: bool,
+        tick: str | None = None,
+        runner: str | None = None,
+    ) -> ReviewResult:
+        at_ts = fmt_ts(at)
         run_id = None
         if not dry_run:
             with self.store.transaction():
-                run_id = self.state.start_run(fmt_ts(self.clock()), at_ts, trigger)
+                run_id = self.state.start_run(
+                    fmt_ts(self.clock()), at_ts, trigger, tick=tick, runner=runner
+                )
         result = ReviewResult(run_id=run_id, now=at_ts, dry_run=dry_run)
         if past_note:
             result.notes.append(past_note)
-            log.warning(past_note)
 
         finished = False
         try:
@@ -162,7 +246,7 @@ class Engine:
         except CycleCancelled as exc:
             log.warning("review cycle %s cancelled %s", run_id, exc)
             result.status = "cancelled"
-            result.notes.append(f"cancelled {exc}: the reviewer is stopping; nothing was saved")
+            result.notes.append(f"cancelled {exc}: {self.cancel_why}; nothing was saved")
         except Exception as exc:  # the store could not be read: nothing to judge this cycle
             _log_failure("review cycle %s could not read the store", run_id, exc)
             result.status = "failed"
@@ -170,6 +254,7 @@ class Engine:
         else:
             # Counted outside the saving transaction: a failed count must not abort it.
             result.future_records = self._future_records(result)
+            result.skipped_records = self._skipped_records(result)
             try:
                 with self.store.transaction():
                     self._apply(findings, failed_rules, at, result)
@@ -227,6 +312,7 @@ class Engine:
             duration_ms=result.duration_ms,
             errors=result.errors,
             future_records=result.future_records,
+            skipped_records=result.skipped_records,
         )
 
     def _future_records(self, result: ReviewResult) -> int:
@@ -250,6 +336,23 @@ class Engine:
             result.notes.append(note)
             log.warning(note)
         return future
+
+    def _skipped_records(self, result: ReviewResult) -> int:
+        """Pipeline rows no rule could read (written by direct SQL): a note on the run."""
+        try:
+            skipped = self.state.count_unreadable()
+        except Exception as exc:
+            log.warning("could not count unreadable records: %s", redact(str(exc)))
+            return 0
+        if skipped:
+            note = (
+                f"skipped {skipped} pipeline record(s) whose timestamp or number does not "
+                "parse (written by direct SQL; see the README's 'Hostile input' for the "
+                "forms a writer may use)"
+            )
+            result.notes.append(note)
+            log.warning(note)
+        return skipped
 
     def run_rules(self, at: datetime, result: ReviewResult) -> tuple[list[Finding], set[str]]:
         """Every enabled rule's findings as of ``at`` (deduplicated by fingerprint) and the
@@ -324,8 +427,13 @@ class Engine:
             result.findings.append(item)
 
         self._resolve_cleared(set(prints), failed_rules, at_ts, result)
+        for control in lift_due(self.state, self.config, set(prints), failed_rules, at_ts):
+            result.controls.append({**control.public(at_ts), "change": "lifted"})
+        result.outcomes = judge_outcomes(self.state, self.config, at, result.run_id, failed_rules)
+        tripped = check_breakers(self.state, self.config, at, result.notes)
         first_seen = {fp: row["first_seen"] for fp, row in known.items()}
-        self._propose(findings, regressed, first_seen, at, result)
+        inhibited = incidents.review(self, at, result)  # incidents and bursts hold these back
+        self._propose(findings, regressed, first_seen, at, result, tripped, inhibited)
         self._schedule_approved(at_ts, result)
 
     def _record_finding(
@@ -414,13 +522,17 @@ class Engine:
         first_seen: dict[str, str],
         at: datetime,
         result: ReviewResult,
+        tripped: frozenset[str] = frozenset(),
+        inhibited: Collection[str] = (),
     ) -> None:
         at_ts = fmt_ts(at)
         rules = self.config.rules
         live = [
             f
             for f in findings
-            if f.silenced_by is None and rules[f.rule].settings.approval != Approval.off
+            if f.silenced_by is None
+            and rules[f.rule].settings.approval != Approval.off
+            and f.fingerprint not in inhibited
         ]
         latest = self.state.latest_proposals([f.fingerprint for f in live])
         cooling = self.state.in_cooldown([f.fingerprint for f in live], at_ts)
@@ -459,11 +571,13 @@ class Engine:
                 c[0].fingerprint,
             )
         )
+        candidates = incidents.bursts(self, candidates, at, result)
         cap = self.config.reviewer.max_new_proposals_per_cycle
         for f, prev, note in candidates[:cap]:
-            proposal = self._create(f, prev, note, at, result)
-            if rules[f.rule].settings.approval == Approval.auto:
-                proposal = self._schedule(proposal, at_ts, ACTOR, "approval = auto")
+            approval = effective_approval(self.config, f.rule, tripped)
+            proposal = self._create(f, prev, note, at, result, approval)
+            if approval == Approval.auto:
+                proposal = self._schedule(proposal, at_ts, ACTOR, "approval = auto", result)
                 result.proposals[-1] = {**proposal.public(), "change": "created"}
         held = candidates[cap:]
         if held:
@@ -491,7 +605,13 @@ class Engine:
         return ""
 
     def _create(
-        self, f: Finding, prev: Proposal | None, note: str, at: datetime, result: ReviewResult
+        self,
+        f: Finding,
+        prev: Proposal | None,
+        note: str,
+        at: datetime,
+        result: ReviewResult,
+        approval: Approval,
     ) -> Proposal:
         at_ts = fmt_ts(at)
         if prev is not None and prev.state in (ProposalState.pending, ProposalState.scheduled):
@@ -521,7 +641,7 @@ class Engine:
             severity=f.severity,
             title=title,
             body=body,
-            approval=self.config.rules[f.rule].settings.approval,
+            approval=approval,
             at=at_ts,
             run_id=result.run_id,
             regression_of=prev.id if is_regression and prev else None,
@@ -532,7 +652,7 @@ class Engine:
     def _schedule_approved(self, at: str, result: ReviewResult) -> None:
         """Approved proposals whose task is not yet filed (an earlier attempt failed)."""
         for proposal in self.state.proposals(state=ProposalState.approved.value):
-            done = self._schedule(proposal, at, ACTOR, "retry: approved but not yet filed")
+            done = self._schedule(proposal, at, ACTOR, "retry: approved but not yet filed", result)
             result.proposals.append({**done.public(), "change": "scheduled"})
 
     # -- decisions ------------------------------------------------------------------
@@ -543,15 +663,22 @@ class Engine:
             proposal = self.state.proposal(proposal_id)
             if proposal.state == ProposalState.scheduled:
                 return proposal
+            _decidable(proposal, "approved")
             # Pending → approved → scheduled, or an approved one whose filing failed earlier.
             return self._schedule(proposal, at, by, reason or "approved")
 
     def reject(self, proposal_id: int, *, by: str, reason: str | None = None) -> Proposal:
-        """Reject a proposal; its fingerprint is not proposed again within the cooldown."""
+        """Reject a proposal; its fingerprint is not proposed again within the cooldown.
+
+        Like ``approve``, running it twice is harmless: a rejected proposal is
+        returned as it is (the first decision and its cooldown stand)."""
         at = self.clock()
         until = fmt_ts(at + self.config.reviewer.reject_cooldown)
         with self.store.transaction():
             proposal = self.state.proposal(proposal_id)
+            if proposal.state == ProposalState.rejected:
+                return proposal
+            _decidable(proposal, "rejected")
             return self.state.transition(
                 proposal,
                 ProposalState.rejected,
@@ -563,8 +690,16 @@ class Engine:
                 decided=True,
             )
 
-    def _schedule(self, proposal: Proposal, at: str, actor: str, reason: str) -> Proposal:
-        """File the proposal's backlog task and mark it scheduled, in one transaction."""
+    def _schedule(
+        self,
+        proposal: Proposal,
+        at: str,
+        actor: str,
+        reason: str,
+        result: ReviewResult | None = None,
+    ) -> Proposal:
+        """File the proposal's backlog task, apply the control its finding asks for (if
+        any) and mark it scheduled, in one transaction."""
         task_id = task_id_for(proposal)
         with self.store.transaction():
             if proposal.state == ProposalState.pending:
@@ -577,7 +712,23 @@ class Engine:
                     allowed_from=(ProposalState.pending,),
                     decided=True,
                 )
-            record = self._task_record(proposal, task_id, at)
+            changed = changes.apply_declared(self, proposal, at, actor)
+            if changed is not None:  # the approval changed the backlog; no task to file
+                return self.state.transition(
+                    proposal,
+                    ProposalState.scheduled,
+                    at=at,
+                    actor=actor,
+                    reason=f"{reason}; applied {changes.declared(proposal)} to task {changed}",
+                    allowed_from=(ProposalState.approved,),
+                    task_id=changed,
+                )
+            finding = self.state.findings_by_print([proposal.fingerprint]).get(proposal.fingerprint)
+            if finding:
+                payload = json.loads(finding["payload"])
+            else:  # an incident's or a burst's proposal
+                payload = incidents.payload_for(self, proposal.fingerprint) or {}
+            record = self._task_record(proposal, task_id, at, payload, finding is not None)
             inserted = self.store.insert_task_once(record)
             if not inserted:
                 existing = self.store.get_task(task_id) or {}
@@ -590,6 +741,11 @@ class Engine:
             failpoint("schedule.after_insert")
             if self.config.reviewer.label_subject_tasks and self.store.get_task(proposal.subject):
                 self.store.touch_task_labels(proposal.subject, [f"reviewer:{proposal.rule}"], at)
+            control = apply_for_proposal(
+                self.state, self.config, proposal, payload, at=at, actor=actor, why=reason
+            )
+            if control is not None and result is not None:
+                result.controls.append({**control.public(at), "change": "applied"})
             return self.state.transition(
                 proposal,
                 ProposalState.scheduled,
@@ -600,9 +756,14 @@ class Engine:
                 task_id=task_id,
             )
 
-    def _task_record(self, proposal: Proposal, task_id: str, at: str) -> dict[str, Any]:
-        finding = self.state.findings_by_print([proposal.fingerprint]).get(proposal.fingerprint)
-        payload = json.loads(finding["payload"]) if finding else {}
+    def _task_record(
+        self,
+        proposal: Proposal,
+        task_id: str,
+        at: str,
+        payload: dict[str, Any],
+        own_finding: bool = True,
+    ) -> dict[str, Any]:
         return {
             "id": task_id,
             "title": proposal.title,
@@ -615,7 +776,7 @@ class Engine:
             "updated_at": at,
             "attempts": 0,
             "depends_on": json.dumps([]),
-            "spec": proposal.subject if _subject_is_spec(proposal.rule) else None,
+            "spec": proposal.subject if own_finding and _subject_is_spec(proposal.rule) else None,
             "goal_id": payload.get("evidence", {}).get("goal_id") if payload else None,
             "labels": json.dumps(["reviewer", f"rule:{proposal.rule}", f"kind:{proposal.kind}"]),
             "source": "reviewer",

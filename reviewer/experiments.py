@@ -44,75 +44,25 @@ Config (defaults shown)::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any, Literal
-
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from scipy import stats
+from typing import Any
 
 from reviewer.config import Config, ConfigError
+from reviewer.experiment_settings import (
+    ExperimentDef,
+    ExperimentSettings,
+    parse_experiments,
+)
 from store import ARM_COLUMNS, BacklogView, MetricFilter
-
-ArmColumn = Literal["prompt_variant", "skill_version", "model"]
-
-
-class ExperimentDef(BaseModel):
-    """One ``[experiments.<name>]`` table."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    by: ArmColumn = "prompt_variant"
-    control: str | None = None
-    variants: dict[str, float] | None = None
-    salt: str | None = None
-
-    @field_validator("variants")
-    @classmethod
-    def _positive(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("variants must name at least one variant")
-            bad = [k for k, w in value.items() if not (w > 0 and math.isfinite(w))]
-            if bad:
-                raise ValueError(f"weights must be positive numbers (variant {bad[0]!r})")
-        return value
-
-
-class ExperimentSettings(BaseModel):
-    """The ``[experiments]`` table: shared settings plus the named experiments."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_samples: int = Field(default=30, ge=1)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    max_durations_per_arm: int = Field(default=100_000, ge=1)
-    srm_p: float = Field(default=0.001, gt=0, lt=1)
-    experiments: dict[str, ExperimentDef] = Field(default_factory=dict)
 
 
 def experiment_settings(config: Config) -> ExperimentSettings:
     """The validated ``[experiments]`` table; a bad one raises ``ConfigError`` naming it."""
-    raw = dict(config.experiments)
-    named = {k: raw.pop(k) for k in list(raw) if isinstance(raw[k], dict)}
     where = str(config.path) if config.path else "built-in defaults"
     try:
-        settings = ExperimentSettings.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(
-            f"{where}: [experiments] option '{err['loc'][0]}': {err['msg']}"
-        ) from None
-    for name, table in named.items():
-        try:
-            settings.experiments[name] = ExperimentDef.model_validate(table)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"{where}: [experiments.{name}] option '{loc}': {msg}") from None
-    return settings
+        return parse_experiments(config.experiments, where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # -- statistics -------------------------------------------------------------------------
@@ -120,6 +70,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     """The Wilson score interval of a proportion (scipy's ``method="wilson"``)."""
     if n <= 0:
         return None
+    from scipy import stats  # not at the top: config loading imports this module
+
     ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -163,6 +115,10 @@ def compare_arms(
     experiment: str | None = None,
 ) -> dict[str, Any]:
     """Compare every arm of ``by`` with the control, as of ``view.now``; a JSON-able dict."""
+    # numpy and scipy load here, not at the top: config loading imports this module.
+    import numpy as np
+    from scipy import stats
+
     if by not in ARM_COLUMNS:
         raise ValueError(f"cannot compare by {by!r}; expected one of {', '.join(ARM_COLUMNS)}")
     settings = experiment_settings(config)
@@ -313,6 +269,8 @@ def _srm(arms: dict[str, dict[str, Any]], exp: ExperimentDef | None, threshold: 
         return {"checked": False, "note": "needs runs in at least two intended arms"}
     wsum = sum(weights[n] for n in names)
     expected = [total * weights[n] / wsum for n in names]
+    from scipy import stats
+
     res = stats.chisquare(observed, expected)
     p = float(res.pvalue)
     mismatch = p < threshold

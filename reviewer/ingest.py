@@ -24,7 +24,7 @@ from defusedxml import ElementTree as SafeET
 from pydantic import ValidationError
 
 from store.base import Store
-from store.records import MetricRecord, TaskRecord, describe_errors, plain_row
+from store.records import DURATION_MAX_S, MetricRecord, TaskRecord, describe_errors, plain_row
 from store.timeutil import norm_ts
 
 log = logging.getLogger("reviewer.ingest")
@@ -40,7 +40,11 @@ class IngestReport:
     """How many records a load stored and what it rejected, and why."""
 
     stored: int = 0
+    # The messages: one record with three bad fields gives three.
     rejected: list[str] = field(default_factory=list)
+    # Records refused (a JSON Lines line, an item of a posted list); None where the
+    # messages are the count (a file that could not be read at all).
+    rejected_records: int | None = None
     warnings: list[str] = field(default_factory=list)
     # Records dated after the load (stored, but no rule sees them before that time).
     future: int = 0
@@ -73,10 +77,22 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.rejected
 
+    @property
+    def rejected_count(self) -> int:
+        """How many records were refused (not how many messages say why)."""
+        if self.rejected_records is not None:
+            return self.rejected_records
+        return len(self.rejected)
+
+    def refuse(self, messages: list[str]) -> None:
+        """One record refused, for these reasons."""
+        self.rejected.extend(messages)
+        self.rejected_records = (self.rejected_records or 0) + 1
+
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "stored": self.stored,
-            "rejected": len(self.rejected),
+            "rejected": self.rejected_count,
             "errors": self.rejected,
         }
         if self.warnings:
@@ -106,8 +122,8 @@ def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterat
             try:
                 text = raw.decode("utf-8").strip()
             except UnicodeDecodeError as exc:
-                report.rejected.append(
-                    f"{path}:{lineno}: not valid UTF-8 (byte {exc.start + 1} of the line)"
+                report.refuse(
+                    [f"{path}:{lineno}: not valid UTF-8 (byte {exc.start + 1} of the line)"]
                 )
                 continue
             if not text:
@@ -115,16 +131,14 @@ def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterat
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                report.rejected.append(
-                    f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})"
-                )
+                report.refuse([f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})"])
                 continue
             except RecursionError:
-                report.rejected.append(f"{path}:{lineno}: JSON nested too deeply")
+                report.refuse([f"{path}:{lineno}: JSON nested too deeply"])
                 continue
             if not isinstance(data, dict):
-                report.rejected.append(
-                    f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}"
+                report.refuse(
+                    [f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}"]
                 )
                 continue
             # Plainly valid records skip the model (same row); the rest it converts or names.
@@ -133,8 +147,7 @@ def _jsonl_rows(path: Path, kind: str, now: str, report: IngestReport) -> Iterat
                 try:
                     row = model.model_validate(data).row()
                 except ValidationError as exc:
-                    for msg in describe_errors(exc):
-                        report.rejected.append(f"{path}:{lineno}: {msg}")
+                    report.refuse([f"{path}:{lineno}: {msg}" for msg in describe_errors(exc)])
                     continue
             if kind == "tasks" and not row["created_at"]:
                 row["created_at"] = now
@@ -176,7 +189,7 @@ def store_records(
             rows.append(model.model_validate(data).row())
         except ValidationError as exc:
             where = f"[{i}] " if len(items) > 1 else ""
-            report.rejected.extend(f"{where}{msg}" for msg in describe_errors(exc))
+            report.refuse([f"{where}{msg}" for msg in describe_errors(exc)])
     if report.rejected:
         return report
     for i, row in enumerate(rows):
@@ -202,6 +215,24 @@ def _message(el: Element) -> str:
     return text[:500]
 
 
+def _case_time(case: Element) -> tuple[float | None, str | None]:
+    """A test case's ``time`` in seconds, or None and why it was dropped."""
+    raw = case.get("time")
+    if raw is None or not raw.strip():
+        return 0.0, None
+    try:
+        duration = float(raw.replace(",", ""))
+    except ValueError:
+        return None, "is not a number"
+    if not math.isfinite(duration):
+        return None, "is not a finite number"
+    if duration < 0:
+        return None, "is negative"
+    if duration > DURATION_MAX_S:
+        return None, f"is above {DURATION_MAX_S:g} s"
+    return duration, None
+
+
 def _testcase_row(case: Element, suite: Element, ran_at: str) -> dict[str, Any]:
     classname = case.get("classname") or suite.get("name") or ""
     name = case.get("name") or ""
@@ -219,12 +250,8 @@ def _testcase_row(case: Element, suite: Element, ran_at: str) -> dict[str, Any]:
         if reruns:
             outcome = "flaky"  # failed, then passed on a rerun within the same run
             message = _message(reruns[0]) or None
-    try:
-        duration: float | None = float((case.get("time") or "0").replace(",", ""))
-    except ValueError:
-        duration = None
-    if duration is not None and not (math.isfinite(duration) and duration >= 0):
-        duration = None  # time="1e999" or a negative time: no duration, not inf or < 0
+    # time="1e999", a negative time or one above the cap: no duration, never inf or < 0.
+    duration, _ = _case_time(case)
     return {
         "test_id": f"{classname}::{name}",
         "classname": classname,
@@ -306,7 +333,15 @@ def parse_junit(
                     "are dated at the load time"
                 )
         for case in suite.findall("testcase"):
-            _merge_rerun(rows, seen, _testcase_row(case, suite, ran_at))
+            row = _testcase_row(case, suite, ran_at)
+            if row["duration_seconds"] is None and warnings is not None:
+                why = _case_time(case)[1]
+                warnings.append(
+                    f"{path}: <testcase {row['test_id']!r}> attribute 'time': "
+                    f"{case.get('time')!r} {why}; "
+                    "stored without a duration"
+                )
+            _merge_rerun(rows, seen, row)
     return rows
 
 

@@ -25,6 +25,8 @@ from store import Store
 from store.timeutil import fmt_ts
 
 _CONDITIONS = re.compile(r"\((\d+)\s*/\s*(\d+)\)")
+# Conditions on one line: far above any real branch, small enough that no sum overflows.
+CONDITIONS_MAX = 10_000
 
 
 def _recorded_at(root: Element, default: str) -> str:
@@ -52,8 +54,15 @@ def _class_counts(cls: Element, where: str) -> tuple[int, int, int, int]:
         if (line.get("branch") or "").lower() == "true":
             m = _CONDITIONS.search(line.get("condition-coverage") or "")
             if m:
-                branches_hit += int(m.group(1))
-                branches += int(m.group(2))
+                hit, total = int(m.group(1)), int(m.group(2))
+                if total > CONDITIONS_MAX or hit > total:
+                    raise ValueError(
+                        f"{where}: <line number={line.get('number')!r}> attribute "
+                        f"'condition-coverage': {m.group(0)!r} is not hit/total with at "
+                        f"most {CONDITIONS_MAX} conditions"
+                    )
+                branches_hit += hit
+                branches += total
     return lines, covered, branches, branches_hit
 
 

@@ -69,6 +69,15 @@ EVENTS: tuple[str, ...] = (
     "silence.added",
     "silence.expired",
     "notification.dropped",
+    "incident.grew",
+    "incident.resolved",
+    "burst.opened",
+    "burst.grew",
+    "burst.resolved",
+    "proposal.outcome",
+    "rule.breaker_tripped",
+    "rule.breaker_reset",
+    "task.priority-changed",
 )
 DEFAULT_EVENTS: tuple[str, ...] = EVENTS[:10]
 ALL_SEVERITIES = tuple(Severity)
@@ -82,6 +91,9 @@ _LABELS = {
     "proposal.resolved": "resolved before anyone acted",
     "proposal.superseded": "superseded",
     "incident.opened": "incident(s) opened",
+    "burst.opened": "burst(s) of one rule folded into one proposal",
+    "proposal.outcome": "outcome(s) of filed tasks",
+    "rule.breaker_tripped": "rule(s) set back to manual approval by their rejections",
     "control.applied": "control(s) applied",
     "control.lifted": "control(s) lifted",
     "cycle.failed": "failed review cycle(s)",

@@ -13,7 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from reviewer.app import App
-from store.timeutil import parse_ts
+from store.controls import ControlKind
+from store.timeutil import fmt_ts, parse_ts
 
 
 class ReviewerCollector(Collector):
@@ -60,6 +61,16 @@ class ReviewerCollector(Collector):
         for row in state.proposal_counts():
             proposals.add_metric([row["rule"], row["state"]], row["n"])
         yield proposals
+
+        controls = GaugeMetricFamily(
+            "reviewer_controls_active",
+            "Controls the pipeline obeys now (pause, hold, throttle, quarantine).",
+            labels=["kind"],
+        )
+        active = state.active_control_counts(fmt_ts(self.app.clock()))
+        for kind in ControlKind:
+            controls.add_metric([kind.value], active.get(kind.value, 0))
+        yield controls
         yield from _notification_metrics(state.notification_counts())
 
 

@@ -32,6 +32,8 @@ def print_review(result: ReviewResult) -> None:
             flags.append(f["status"])
         if f.get("silenced_by"):
             flags.append(f"silenced by #{f['silenced_by']}")
+        if f.get("incident"):
+            flags.append(f"inhibited by {f.get('incident_kind', 'incident')} {f['incident']}")
         flag = f" [{', '.join(flags)}]" if flags else ""
         click.echo(f"  {f['severity']:<8} {f['rule']}/{f['kind']:<18} {f['subject']}{flag}")
         click.echo(f"           {f['summary']}")
@@ -41,6 +43,15 @@ def print_review(result: ReviewResult) -> None:
         for p in changed:
             where = f" → task {p['task_id']}" if p.get("task_id") else ""
             click.echo(f"  #{p['id']:<4} {p['change']:<10} {p['state']:<9} {p['title']}{where}")
+    if result.controls:
+        click.echo(f"{len(result.controls)} control change(s):")
+        for c in result.controls:
+            what = f"until {c['expires_at']}" if c["change"] == "applied" else c["lift_reason"]
+            click.echo(f"  #{c['id']:<4} {c['change']:<10} {c['kind']} {c['target']}: {what}")
+    if result.outcomes:
+        click.echo(f"{len(result.outcomes)} outcome(s) of filed tasks (reviewer report):")
+        for o in result.outcomes:
+            click.echo(f"  #{o['id']:<4} {o['outcome']:<10} {o['reason']}")
     for note in result.notes:
         click.echo(f"note: {note}")
     for err in result.errors:

@@ -2,6 +2,11 @@
 
 The registry is an explicit ``{ID: module}`` table: a rule exists when it is
 listed here, and an ID in config that is not listed here is an error.
+
+Importing this package must stay cheap: every command that reads the config
+imports it (for the rules' ``Options``). A rule imports numpy, scipy and other
+heavy libraries inside the functions that compute with them, never at the top
+of its ``__init__`` (``tests/test_startup.py`` checks this).
 """
 
 from __future__ import annotations

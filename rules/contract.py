@@ -25,9 +25,10 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from store import BacklogView, Severity
+from store import BacklogView, ControlKind, ControlSpec, Severity
+from store.finite import finite, finite_text
 
 
 def fingerprint(rule: str, kind: str, subject: str, key: str | None = None) -> str:
@@ -63,9 +64,26 @@ class Finding(BaseModel):
     action: str = ""
     # `alert`, `throttle`, `pause`, `quarantine`, `escalate`, ... (rule-specific)
     remedy: str = "alert"
+    # What the pipeline should obey once the proposal is approved (pause an executor,
+    # hold a task type, throttle a scope, quarantine a test); None: a task only.
+    control: ControlSpec | None = None
     task_type: str = "review"
     related: list[str] = Field(default_factory=list)
     silenced_by: int | None = None
+
+    @model_validator(mode="after")
+    def _finite(self) -> Finding:
+        """No finding says inf or NaN: a figure that is not finite reads n/a (its
+        evidence value null), whatever a direct SQL writer put in the store."""
+        for name in ("summary", "title", "why", "action"):
+            text = getattr(self, name)
+            cleaned = finite_text(text)
+            if cleaned != text:
+                object.__setattr__(self, name, cleaned)
+        evidence = finite(self.evidence)
+        if evidence != self.evidence:
+            object.__setattr__(self, "evidence", evidence)
+        return self
 
     def with_identity(self, rule: str, default_severity: Severity) -> Finding:
         return self.model_copy(
@@ -99,4 +117,12 @@ class RuleModule(Protocol):
     def check(self, options: Any, view: BacklogView) -> Iterable[Finding]: ...
 
 
-__all__ = ["Finding", "RuleModule", "RuleOptions", "Severity", "fingerprint"]
+__all__ = [
+    "ControlKind",
+    "ControlSpec",
+    "Finding",
+    "RuleModule",
+    "RuleOptions",
+    "Severity",
+    "fingerprint",
+]

@@ -52,6 +52,10 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "goal-progress"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "stalled_after", "quieter": "higher"}
+# Kinds an operational cause can produce (grouped into incidents by the engine).
+SYMPTOM_KINDS = ("stalled", "at-risk")
 
 
 # Options filled by the config loader from top-level tables: ``goals`` from [goals.<id>].
@@ -123,17 +127,14 @@ def check(options: Options, view: BacklogView) -> Iterator[Finding]:
             goal,
             running_weight=options.running_weight,
             rate_window=options.rate_window,
+            stalled_after=options.stalled_after,
         )
         if st["status"] != "open":
             continue
         open_work = st["pending"] + st["running"] + st["failed"]
         since = st["last_progress_at"] or st["first_created_at"]
         stalled_days = days_between(since, view.now) if since else 0.0
-        is_stalled = (
-            open_work > 0
-            and since is not None
-            and (view.now - parse_ts(since) >= options.stalled_after)
-        )
+        is_stalled = st["stalled"]
         deadline = goal.deadline
         late = deadline is not None and deadline < view.now_ts
         at_risk = deadline is not None and (

@@ -28,8 +28,9 @@ Kinds
     that waits on it. (A high-priority task blocked by low-priority work is the
     same edge seen from the other end, so it is this finding too.)
 
-Approving a ``reorder`` proposal files a task to change the priority; it does
-not change it itself.
+Approving a ``reorder`` proposal changes the task's priority in the backlog to
+the proposed one (recorded in the audit log) instead of filing a task; a store
+that cannot change a task (the HTTP store) files a task to do it.
 
 Options (defaults shown)::
 
@@ -66,6 +67,11 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "priorities"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "blocked_grace", "quieter": "higher"}
+# Approving a reorder changes the task's priority to its evidence's proposed_priority
+# instead of filing a task (the engine applies it; see reviewer.engine).
+APPLY = {"reorder": "set_priority"}
 
 Kind = Literal["cycle", "blocked", "missing-dependency", "reorder"]
 Priority = Literal["low", "normal", "high", "critical"]

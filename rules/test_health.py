@@ -79,6 +79,8 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "test-health"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "max_drop", "quieter": "higher"}
 
 Kind = Literal["coverage-drop", "low-coverage", "excluded-tests"]
 _MAX_LISTED = 10

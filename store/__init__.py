@@ -23,9 +23,11 @@ if TYPE_CHECKING:
     )
     from store._view import BacklogView, json_list
     from store.base import DaemonLockedError, Row, Store, StoreError, StoreLockedError
+    from store.controls import Control, ControlKind, ControlSpec
     from store.models import (
         ACTIVE_PROPOSAL_STATES,
         Approval,
+        Outcome,
         Proposal,
         ProposalState,
         ReviewRun,
@@ -44,11 +46,15 @@ _PUBLIC: dict[str, str] = {
     "COVERAGE_COLUMNS": "store._schema",
     "Approval": "store.models",
     "BacklogView": "store._view",
+    "Control": "store.controls",
+    "ControlKind": "store.controls",
+    "ControlSpec": "store.controls",
     "DaemonLockedError": "store.base",
     "InvalidTransition": "store.state",
     "METRIC_COLUMNS": "store._schema",
     "MetricFilter": "store._q_metrics",
     "NotFound": "store.state",
+    "Outcome": "store.models",
     "Proposal": "store.models",
     "ProposalState": "store.models",
     "ReviewRun": "store.models",
@@ -80,10 +86,22 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = None) -> Store:
+# The URL schemes open_store opens, and how to write each (config check lists them).
+STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "http://", "https://")
+STORE_URL_FORMS = "sqlite:///path.db, postgresql://user@host/db or http(s)://host/api"
+
+
+def open_store(
+    url: str,
+    *,
+    workspace: Any = None,
+    mirror_path: str | None = None,
+    http_policy: dict[str, Any] | None = None,
+) -> Store:
     """Open the store a URL names; raises ``StoreError`` with a clear message.
 
-    ``mirror_path`` is the local SQLite file an HTTP store mirrors into.
+    ``mirror_path`` is the local SQLite file an HTTP store mirrors into;
+    ``http_policy`` its timeouts and retries (``store._http_client.RetryPolicy``'s fields).
     """
     from store.base import StoreError
     from store.sqlite import SQLiteStore
@@ -95,13 +113,12 @@ def open_store(url: str, *, workspace: Any = None, mirror_path: str | None = Non
 
         return PostgresStore(url, workspace=workspace)
     if url.startswith(("http://", "https://")):
+        from store._http_client import RetryPolicy
         from store.http import HTTPStore
 
-        return HTTPStore(url, workspace=workspace, mirror_path=mirror_path)
-    raise StoreError(
-        f"unknown store URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db "
-        "or http(s)://host/api"
-    )
+        policy = RetryPolicy(**http_policy) if http_policy else None
+        return HTTPStore(url, workspace=workspace, mirror_path=mirror_path, policy=policy)
+    raise StoreError(f"unknown store URL {url!r}; expected {STORE_URL_FORMS}")
 
 
 __all__ = [
@@ -110,15 +127,21 @@ __all__ = [
     "COVERAGE_COLUMNS",
     "METRIC_COLUMNS",
     "SCHEMA_VERSION",
+    "STORE_SCHEMES",
+    "STORE_URL_FORMS",
     "TASK_COLUMNS",
     "TEST_RESULT_COLUMNS",
     "USAGE_DIMENSIONS",
     "Approval",
     "BacklogView",
+    "Control",
+    "ControlKind",
+    "ControlSpec",
     "DaemonLockedError",
     "InvalidTransition",
     "MetricFilter",
     "NotFound",
+    "Outcome",
     "Proposal",
     "ProposalState",
     "ReviewRun",

@@ -81,13 +81,37 @@ class SQLStoreCommon:
                 "UPDATE tasks SET labels = :labels, updated_at = :at WHERE id = :id",
                 {"labels": json.dumps(labels + new), "at": at, "id": task_id},
             )
-            # A second touch at the same instant keeps the pipeline's own last update.
-            self.execute(
-                "INSERT INTO reviewer_task_touches (task_id, touched_at, previous_updated_at)"
-                " VALUES (:id, :at, :prev) ON CONFLICT (task_id) DO UPDATE SET"
-                " touched_at = excluded.touched_at,"
-                " previous_updated_at = CASE WHEN reviewer_task_touches.touched_at = :prev"
-                "   THEN reviewer_task_touches.previous_updated_at"
-                "   ELSE excluded.previous_updated_at END",
-                {"id": task_id, "at": at, "prev": row["updated_at"]},
+            self._remember_touch(task_id, at, row["updated_at"])
+
+    def set_task_priority(self, task_id: str, priority: str, at: str) -> str | None:
+        """Change a backlog task's priority, remembering that this update was ours; the
+        priority it had (None when there is no such task)."""
+        lock = " FOR UPDATE" if self.dialect.name == "postgresql" else ""
+        with self.transaction():
+            rows = self.query(
+                f"SELECT priority, updated_at FROM tasks WHERE id = :id{lock}", {"id": task_id}
             )
+            if not rows:
+                return None
+            previous = str(rows[0]["priority"] or "normal")
+            if previous != priority:
+                self.execute(
+                    "UPDATE tasks SET priority = :p, updated_at = :at WHERE id = :id",
+                    {"p": priority, "at": at, "id": task_id},
+                )
+                self._remember_touch(task_id, at, rows[0]["updated_at"])
+            return previous
+
+    def _remember_touch(self, task_id: str, at: str, previous_updated_at: str | None) -> None:
+        """Record that the reviewer updated a task at ``at``, so its activity stays the
+        pipeline's own."""
+        # A second touch at the same instant keeps the pipeline's own last update.
+        self.execute(
+            "INSERT INTO reviewer_task_touches (task_id, touched_at, previous_updated_at)"
+            " VALUES (:id, :at, :prev) ON CONFLICT (task_id) DO UPDATE SET"
+            " touched_at = excluded.touched_at,"
+            " previous_updated_at = CASE WHEN reviewer_task_touches.touched_at = :prev"
+            "   THEN reviewer_task_touches.previous_updated_at"
+            "   ELSE excluded.previous_updated_at END",
+            {"id": task_id, "at": at, "prev": previous_updated_at},
+        )

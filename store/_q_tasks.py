@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from store._q_base import QueryBase, Row
+from store._valid import readable
 
 
 # Priorities as numbers, so SQL can say "lower or equal"; a missing one is normal.
@@ -32,7 +33,7 @@ def _state(t: str) -> str:
         ELSE {t}.status END"""
 
 
-def _ahead_of(p: str | None, since: str, columns: str = "n.id") -> str:
+def _ahead_of(p: str | None, since: str, columns: str = "n.id", ok: str = "1 = 1") -> str:
     """Tasks ``n`` newer than ``p`` and no more urgent, competing for its work, that started
     after ``since`` and by ``now``: each one is a time a worker picked other work over ``p``.
 
@@ -46,7 +47,7 @@ def _ahead_of(p: str | None, since: str, columns: str = "n.id") -> str:
 
     started = _STARTED.format(t="n")
     return f"""SELECT {columns} FROM tasks n
-        WHERE n.created_at > {col("created_at")} AND n.created_at <= :now
+        WHERE n.created_at > {col("created_at")} AND n.created_at <= :now AND {ok}
           AND {_state("n")} <> 'pending'
           AND {started} <= :now AND {started} >= {since}
           AND {_rank("n.priority")} <= {_rank(col("priority"))}
@@ -106,13 +107,14 @@ class TaskQueries(QueryBase):
         candidates times the backlog behind them.
         """
         need = max(int(min_passed), 1)
+        ok = readable(self.dialect, "tasks", "n")
         return self.rows(
             f"""SELECT p.id, p.title, p.priority, p.task_type, p.labels, p.source,
                        p.depends_on, p.created_at
                 FROM {{tasks}} p
                 WHERE {self.may_be("p", "pending")}
                   AND p.state = 'pending' AND p.created_at <= :cutoff
-                  AND EXISTS ({_ahead_of("p", "p.created_at")}
+                  AND EXISTS ({_ahead_of("p", "p.created_at", ok=ok)}
                               ORDER BY n.created_at LIMIT 1 OFFSET {need - 1})
                 ORDER BY p.created_at, p.id""",
             {"cutoff": self.ago(waiting_since)},
@@ -142,14 +144,15 @@ class TaskQueries(QueryBase):
         found = self.rows(
             f"""SELECT id, created_at, priority, COALESCE(task_type, '') AS task_type,
                        COALESCE(phase, '') AS phase, {_rank("priority")} AS rank
-                FROM tasks WHERE id IN ({marks}) AND created_at <= :now""",
+                FROM tasks WHERE id IN ({marks}) AND created_at <= :now
+                  AND {readable(self.dialect, "tasks")}""",
             {f"id{i}": v for i, v in enumerate(ids)},
         )
         if not found:
             return {}
         counts = self._count_ahead(found, since)
         columns = f"n.id, n.title, n.priority, n.created_at, {_STARTED.format(t='n')} AS started_at"
-        sample_sql = f"""{_ahead_of(None, ":since", columns)}
+        sample_sql = f"""{_ahead_of(None, ":since", columns, readable(self.dialect, "tasks", "n"))}
             ORDER BY {_STARTED.format(t="n")}, n.id LIMIT {int(limit)}"""
         out: dict[str, tuple[int, list[Row]]] = {}
         for task in found:
@@ -188,6 +191,7 @@ class TaskQueries(QueryBase):
                        {_rank("n.priority")} AS rank, n.created_at, {started} AS started
                 FROM tasks n
                 WHERE n.created_at > :oldest AND n.created_at <= :now
+                  AND {readable(self.dialect, "tasks", "n")}
                   AND {_state("n")} <> 'pending'
                   AND {started} <= :now AND {started} >= :earliest
                   AND COALESCE(n.task_type, '') IN ({marks})

@@ -507,6 +507,138 @@ _V_NOTIFY: list[str | dict[str, str]] = [
     " ON reviewer_notify_outbox (status, receiver, id)",
 ]
 
+# The audit trail filtered by time (`reviewer audit --since`, GET /api/audit?since=).
+_V_AUDIT_AT: list[str | dict[str, str]] = [
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_at ON reviewer_audit (at)",
+]
+
+# Controls (issue 12): what the pipeline's runner obeys; a pipeline-facing table like
+# `tasks`, read by runners directly (README, "Controls: what the pipeline obeys"). Active:
+# lifted_at IS NULL AND expires_at > now.
+_V_CONTROLS: list[str | dict[str, str]] = [
+    """
+    CREATE TABLE IF NOT EXISTS controls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        tasks_per_hour INTEGER,
+        usd_per_day REAL,
+        reason TEXT NOT NULL,
+        fingerprint TEXT,
+        rule TEXT,
+        proposal_id INTEGER,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        lifted_at TEXT,
+        lifted_by TEXT,
+        lift_reason TEXT,
+        clear_cycles INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS controls_open ON controls (expires_at) WHERE lifted_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS controls_fingerprint ON controls (fingerprint)",
+]
+
+# Did the reviewer's fixes help (issue 11): a scheduled proposal's outcome once its
+# task has ended (fixed | not-fixed | regressed | abandoned), and the breaker that
+# turns a much-rejected rule's `auto` approval back to `manual` until a person resets it.
+_V_OUTCOMES: list[str | dict[str, str]] = [
+    "ALTER TABLE reviewer_proposals ADD COLUMN task_status TEXT",
+    "ALTER TABLE reviewer_proposals ADD COLUMN task_ended_at TEXT",
+    "ALTER TABLE reviewer_proposals ADD COLUMN outcome TEXT",
+    "ALTER TABLE reviewer_proposals ADD COLUMN outcome_at TEXT",
+    "CREATE INDEX IF NOT EXISTS reviewer_proposals_outcome ON reviewer_proposals (outcome, rule)",
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_action ON reviewer_audit (action, rule, at)",
+    # Outcomes count the review cycles since a task ended.
+    "CREATE INDEX IF NOT EXISTS reviewer_runs_now ON reviewer_runs (now)",
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_breakers (
+        rule TEXT PRIMARY KEY,
+        tripped_at TEXT,
+        rejections INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        reset_at TEXT,
+        reset_by TEXT
+    )
+    """,
+]
+
+# Incidents and bursts (issue 11): findings grouped behind one cause (an incident,
+# keyed by a scope like executor:NAME) or one rule's flood in a cycle (a burst,
+# keyed rule:ID), each with one proposal. A member finding points at its open group.
+_V_INCIDENTS: list[str | dict[str, str]] = [
+    """
+    CREATE TABLE IF NOT EXISTS reviewer_incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL,
+        cause TEXT,
+        members TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        resolved_at TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS reviewer_incidents_state ON reviewer_incidents (state, kind, key)",
+    "CREATE INDEX IF NOT EXISTS reviewer_incidents_print ON reviewer_incidents (fingerprint)",
+    "ALTER TABLE reviewer_findings ADD COLUMN incident_id INTEGER",
+]
+
+# Replicas on PostgreSQL: the scheduled instant (tick) a run was the cycle of, unique so
+# no tick runs twice, and which process ran it (host:pid).
+_V_RUN_TICK: list[str | dict[str, str]] = [
+    "ALTER TABLE reviewer_runs ADD COLUMN tick TEXT",
+    "ALTER TABLE reviewer_runs ADD COLUMN runner TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS reviewer_runs_tick ON reviewer_runs (tick)",
+]
+
+
+# Direct SQL writers (issue 9): the SQLite triggers also read a lowercase t/z, and
+# refuse negative Unix seconds (SQLite would read '-5' as a Julian day, PostgreSQL's
+# function keeps it as it is); rows left unreadable are skipped and counted by
+# reviews (store._valid), shown as reviewer_runs.skipped_records.
+def _sqlite_norm_v2(col: str) -> str:
+    return (
+        f"CASE WHEN {col} IS NULL OR {col} GLOB {_CANONICAL} THEN {col}"
+        f" WHEN {col} NOT GLOB '*[^0-9.]*'"
+        f" THEN COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', CASE WHEN CAST({col} AS REAL) >= 1e11"
+        f" THEN CAST({col} AS REAL) / 1000 ELSE {col} END, 'unixepoch'), {col})"
+        f" ELSE COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', upper({col})), {col}) END"
+    )
+
+
+def _sqlite_ts_triggers_v2(table: str, cols: tuple[str, ...]) -> list[str | dict[str, str]]:
+    needs = " OR ".join(f"(NEW.{c} IS NOT NULL AND NEW.{c} NOT GLOB {_CANONICAL})" for c in cols)
+    refuse = "".join(
+        f" SELECT RAISE(ABORT, '{table}.{c}: negative Unix seconds are no time; write"
+        " ISO 8601 UTC (2026-03-01T12:00:00Z) or Unix seconds since 1970')"
+        f" WHERE NEW.{c} GLOB '-[0-9]*' AND substr(NEW.{c}, 2) NOT GLOB '*[^0-9.]*';"
+        for c in cols
+    )
+    sets = ", ".join(f"{c} = {_sqlite_norm_v2(c)}" for c in cols)
+    out: list[str | dict[str, str]] = []
+    for event in ("INSERT", f"UPDATE OF {', '.join(cols)}"):
+        name = f"{table}_normalise_ts_{event.split()[0].lower()}"
+        out.append({"sqlite": f"DROP TRIGGER IF EXISTS {name}"})
+        out.append(
+            {
+                "sqlite": f"CREATE TRIGGER {name} AFTER {event} ON {table} WHEN {needs}"
+                f" BEGIN{refuse} UPDATE {table} SET {sets} WHERE rowid = NEW.rowid; END",
+            }
+        )
+    return out
+
+
+_V_READABLE: list[str | dict[str, str]] = [
+    "ALTER TABLE reviewer_runs ADD COLUMN skipped_records INTEGER NOT NULL DEFAULT 0",
+]
+for _table, _cols in [*TIMESTAMP_COLUMNS.items(), ("coverage", ("recorded_at",))]:
+    _V_READABLE += _sqlite_ts_triggers_v2(_table, _cols)
+
 # Ingest speed (issue 13): on PostgreSQL the timestamp triggers run only for a row
 # with a timestamp not yet in the stored form (what reviewer ingest writes, and most
 # direct writers, skip the function call); same results, as the function keeps such
@@ -527,6 +659,12 @@ for _table, _cols in [*TIMESTAMP_COLUMNS.items(), ("coverage", ("recorded_at",))
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
 # A statement is SQLite-flavoured DDL that each dialect translates, or a
 # {dialect: statement} mapping for what only one database needs.
+# The review page: a finding's history and the audit filters read the audit log by these.
+_V_PAGE_AUDIT: list[str | dict[str, str]] = [
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_fingerprint ON reviewer_audit (fingerprint, id)",
+    "CREATE INDEX IF NOT EXISTS reviewer_audit_actor ON reviewer_audit (actor, id)",
+]
+
 MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V1,
     _V_METRICS_GOALS,
@@ -537,6 +675,13 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     _V_TS_MILLIS,
     _V_RUN_FUTURE,
     _V_NOTIFY,
+    _V_AUDIT_AT,
+    _V_CONTROLS,
+    _V_OUTCOMES,
+    _V_INCIDENTS,
+    _V_PAGE_AUDIT,
+    _V_RUN_TICK,
+    _V_READABLE,
     _V_INGEST_SPEED,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,10 +33,12 @@ from store._q_graph import GraphQueries
 from store._q_hygiene import HygieneQueries
 from store._q_metrics import MetricQueries
 from store._q_reviews import ReviewQueries
+from store._q_series import SeriesQueries
 from store._q_specs import SpecQueries
 from store._q_stuck import StuckQueries
 from store._q_tasks import TaskQueries
 from store._q_usage import UsageQueries
+from store._valid import readable
 from store.timeutil import fmt_ts, parse_ts
 
 Row = dict[str, Any]
@@ -73,7 +75,7 @@ def _tasks_as_of(d: Dialect) -> str:
     return (
         f"(SELECT t.*, {state} AS state, {last_activity} AS last_activity"
         " FROM tasks t LEFT JOIN reviewer_task_touches rt ON rt.task_id = t.id"
-        f" WHERE {created} <= :now)"
+        f" WHERE {created} <= :now AND {readable(d, 'tasks', 't')})"
     )
 
 
@@ -89,6 +91,7 @@ class BacklogView(
     HygieneQueries,
     ReviewQueries,
     CoverageQueries,
+    SeriesQueries,
 ):
     """The pipeline's records as of ``now``, read-only, for rules and reports."""
 
@@ -100,9 +103,13 @@ class BacklogView(
         self.workspace = workspace
         self._relations = {
             "tasks": _tasks_as_of(dialect),
-            "metrics": "(SELECT * FROM task_metrics WHERE created_at <= :now)",
-            "test_results": "(SELECT * FROM test_results WHERE ran_at <= :now)",
-            "coverage": "(SELECT * FROM coverage WHERE recorded_at <= :now)",
+            # Rows a direct SQL writer left unreadable are skipped (store._valid).
+            "metrics": "(SELECT * FROM task_metrics WHERE created_at <= :now"
+            f" AND {readable(dialect, 'task_metrics')})",
+            "test_results": "(SELECT * FROM test_results WHERE ran_at <= :now"
+            f" AND {readable(dialect, 'test_results')})",
+            "coverage": "(SELECT * FROM coverage WHERE recorded_at <= :now"
+            f" AND {readable(dialect, 'coverage')})",
         }
 
     @property
@@ -148,4 +155,12 @@ def json_list(value: Any) -> list[Any]:
         parsed = json.loads(value)
     except (TypeError, ValueError):
         return []
-    return parsed if isinstance(parsed, list) else []
+    if not isinstance(parsed, list):
+        return []
+    # The lists hold names (labels, task ids, paths): a number written for one is
+    # read as its text, anything else (an object, a nested list) is skipped.
+    return [
+        str(x) if isinstance(x, int | float) and not isinstance(x, bool) else x
+        for x in parsed
+        if isinstance(x, str) or (isinstance(x, int | float) and not isinstance(x, bool))
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from store._view import BacklogView
@@ -39,6 +39,12 @@ class Store(Protocol):
 
     def view(self, now: datetime) -> BacklogView: ...
 
+    def dry_run_copy(self) -> AbstractContextManager[Store]:
+        """A store to run a dry-run cycle against, taking no write lock: its writes
+        are thrown away (a copy read in one read transaction, or this store with
+        transactions that skip the write lock and are rolled back)."""
+        ...
+
     # -- backlog writes (ingest and scheduling) ------------------------------
     def upsert_tasks(self, records: Iterable[Row]) -> int: ...
     def upsert_metrics(self, records: Iterable[Row]) -> int: ...
@@ -53,6 +59,10 @@ class Store(Protocol):
 
     def get_task(self, task_id: str) -> Row | None: ...
     def touch_task_labels(self, task_id: str, add_labels: Sequence[str], at: str) -> None: ...
+    def set_task_priority(self, task_id: str, priority: str, at: str) -> str | None:
+        """Change a task's priority; the one it had, or None when the store has no such
+        task or cannot change one (the engine then files a task to do it)."""
+        ...
 
     # -- reviewer state ------------------------------------------------------
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
@@ -62,3 +72,28 @@ class Store(Protocol):
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]: ...
     def acquire_daemon_lock(self) -> None: ...
     def release_daemon_lock(self) -> None: ...
+
+
+class CycleLease(Protocol):
+    """The right to run one scheduled cycle, held until ``release()``."""
+
+    tick: str
+
+    def alive(self) -> bool:
+        """Whether the lock is still held (False once its connection is gone)."""
+        ...
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsReplicas(Protocol):
+    """A store several daemons may share; each scheduled cycle has one leader."""
+
+    def lead_cycle(self, tick: str) -> CycleLease | None:
+        """The lease of the cycle of ``tick``, or None while another process holds it."""
+        ...
+
+    def cycle_is_led(self, tick: str) -> bool:
+        """Whether a live process holds the lease of ``tick`` now."""
+        ...

@@ -26,6 +26,12 @@ non-cancelled items. A goal with nothing to do (denominator 0) is 0%, status
 Predicted completion: ``rate`` is the completions per day over the last
 ``rate_window`` (default 14 days); ``predicted = now + remaining / rate`` days,
 or none when the rate is 0 (or nothing remains).
+
+Stalled: open work remains and no linked item completed or started for
+``stalled_after`` (default 7 days; counted from the first item's creation when
+nothing ever moved). ``on_track`` is false for a stalled goal, whatever the
+prediction says, and ``on_track_reason`` says why; otherwise it is whether the
+predicted completion meets the deadline (null for a goal without deadline).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from store.timeutil import fmt_ts, norm_ts, parse_ts
 
 RUNNING_WEIGHT = 0.25
 RATE_WINDOW = timedelta(days=14)
+STALLED_AFTER = timedelta(days=7)
 
 
 def _end_of(day: date) -> str:
@@ -104,6 +111,7 @@ def goal_status(
     *,
     running_weight: float = RUNNING_WEIGHT,
     rate_window: timedelta = RATE_WINDOW,
+    stalled_after: timedelta = STALLED_AFTER,
 ) -> dict[str, Any]:
     """Progress, counts and predicted completion of one goal as of ``view.now``."""
     link = goal_link(goal_id, goal.label, goal.spec, goal.task_type)
@@ -124,15 +132,37 @@ def goal_status(
         status = "done"
     else:
         status = "open"
-    on_track = None
-    if goal.deadline is not None and status != "empty":
+    last_progress = max(
+        (t for t in (c["last_completed_at"], c["last_started_at"]) if t), default=None
+    )
+    open_work = c["pending"] + c["running"] + c["failed"]
+    since = last_progress or c["first_created_at"]
+    stalled = (
+        status == "open"
+        and open_work > 0
+        and since is not None
+        and view.now - parse_ts(since) >= stalled_after
+    )
+    on_track: bool | None = None
+    reason = None
+    if stalled:
+        on_track = False
+        reason = (
+            f"no linked item completed or started since {since} "
+            f"({days_between(since, view.now):.0f} days; stalled after {_days(stalled_after)})"
+        )
+    elif goal.deadline is not None and status != "empty":
         if status == "done":
             on_track = True
         else:
             on_track = predicted is not None and predicted <= goal.deadline
-    last_progress = max(
-        (t for t in (c["last_completed_at"], c["last_started_at"]) if t), default=None
-    )
+            if not on_track:
+                reason = (
+                    f"predicted completion {predicted} is after the deadline {goal.deadline}"
+                    if predicted
+                    else f"nothing completed in the last {_days(rate_window)}: no completion "
+                    "can be predicted"
+                )
     return {
         "id": goal_id,
         "title": goal.title,
@@ -158,6 +188,8 @@ def goal_status(
         "rate_window_days": round(days, 2),
         "predicted_completion": predicted,
         "on_track": on_track,
+        "on_track_reason": reason,
+        "stalled": stalled,
         "last_progress_at": last_progress,
         "first_created_at": c["first_created_at"],
     }
@@ -169,12 +201,38 @@ def goals_report(
     *,
     running_weight: float = RUNNING_WEIGHT,
     rate_window: timedelta = RATE_WINDOW,
+    stalled_after: timedelta = STALLED_AFTER,
 ) -> list[dict[str, Any]]:
     """The status of every goal (config and stored), by id."""
     return [
-        goal_status(view, gid, g, running_weight=running_weight, rate_window=rate_window)
+        goal_status(
+            view,
+            gid,
+            g,
+            running_weight=running_weight,
+            rate_window=rate_window,
+            stalled_after=stalled_after,
+        )
         for gid, g in all_goals(config_goals, view).items()
     ]
+
+
+def goals_overview(view: BacklogView, settings: dict[str, Any]) -> dict[str, Any]:
+    """``{"as_of", "goals"}``: every goal's status with the settings of
+    ``Config.goal_settings()``; what ``GET /api/goals`` and ``goals --json`` print."""
+    goals = goals_report(
+        view,
+        settings["goals"],
+        running_weight=settings["running_weight"],
+        rate_window=settings["rate_window"],
+        stalled_after=settings["stalled_after"],
+    )
+    return {"as_of": view.now_ts, "goals": goals}
+
+
+def _days(td: timedelta) -> str:
+    days = td.total_seconds() / 86400
+    return f"{days:g} day" + ("" if days == 1 else "s")
 
 
 def days_between(earlier: str, later: datetime) -> float:

@@ -52,6 +52,15 @@ class ProposalState(StrEnum):
     superseded = "superseded"
 
 
+class Outcome(StrEnum):
+    """What became of a scheduled proposal once its backlog task ended."""
+
+    fixed = "fixed"  # the finding cleared soon after and stayed clear
+    not_fixed = "not-fixed"  # the finding persisted after the task completed
+    regressed = "regressed"  # a fixed finding came back
+    abandoned = "abandoned"  # the task was cancelled or failed
+
+
 # A proposal in one of these states still speaks for its finding: no second one is made.
 ACTIVE_PROPOSAL_STATES = (ProposalState.pending, ProposalState.approved, ProposalState.scheduled)
 
@@ -76,6 +85,11 @@ class Proposal(BaseModel):
     decided_by: str | None = None
     reason: str | None = None
     regression_of: int | None = None
+    # Once its backlog task ended: how (completed|cancelled|failed), when, and the outcome.
+    task_status: str | None = None
+    task_ended_at: str | None = None
+    outcome: Outcome | None = None
+    outcome_at: str | None = None
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -114,6 +128,23 @@ class ReviewRun(BaseModel):
     errors: list[dict[str, Any]] = Field(default_factory=list)
     # Pipeline records dated after the present when the run ran (a wrong clock upstream).
     future_records: int = 0
+    # A scheduled cycle of replicas on PostgreSQL: its scheduled instant and who ran it.
+    tick: str | None = None
+    runner: str | None = None
+    # Pipeline rows the run skipped: a timestamp or number that does not parse.
+    skipped_records: int = 0
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class NotFound(LookupError):
+    """No such proposal, run or silence."""
+
+
+class InvalidTransition(ValueError):
+    """A proposal cannot move from its state to the one asked for."""
+
+
+# The audit actor of every change the reviewer makes on its own.
+REVIEWER_ACTOR = "reviewer"

@@ -16,8 +16,12 @@ engine and the rules cannot tell them apart:
 - Outside a transaction each statement commits on its own (autocommit).
 - Each thread gets its own connection (the daemon's scheduler and the API's
   workers share a store object); a connection that broke is replaced on next use.
-- One daemon per store: a session advisory lock held on a connection of its
-  own, which the server drops when the daemon's process or connection dies.
+- Any number of daemons (replicas) per store: each scheduled cycle is led by
+  the one that takes its transaction-level advisory lock (``lead_cycle``),
+  held in an open transaction on a connection of its own for the cycle's
+  length. The server drops it with the holder's connection or process, and a
+  transaction pooler keeps a transaction on one server connection, so it
+  holds through poolers too (a session lock would not).
 
 A store is a database plus its first ``search_path`` schema; pick a schema
 with ``?options=-csearch_path%3Dname`` in the URL. Locks are per schema.
@@ -51,7 +55,7 @@ from store._schema import (
     TASK_COLUMNS,
 )
 from store._view import BacklogView
-from store.base import DaemonLockedError, Row, StoreError
+from store.base import CycleLease, Row, StoreError
 
 CONNECT_TIMEOUT_S = 10
 _BATCH = 10_000
@@ -82,7 +86,7 @@ class PostgresStore(SQLStoreCommon):
         self._local = threading.local()
         self._all: list[PgConnection] = []
         self._all_lock = threading.Lock()
-        self._daemon_conn: PgConnection | None = None
+        self._lease_conn: PgConnection | None = None
         try:
             self._conninfo = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -96,7 +100,6 @@ class PostgresStore(SQLStoreCommon):
             )
         self.schema: str = row["schema"]
         self._write_key = _lock_key("write", self.schema)
-        self._daemon_key = _lock_key("daemon", self.schema)
         self.migrate()
 
     # -- connections --------------------------------------------------------
@@ -149,12 +152,23 @@ class PostgresStore(SQLStoreCommon):
             return
         try:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_key,))
+                if not getattr(self._local, "dry_run", False):
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_key,))
                 yield
         except psycopg.errors.IntegrityError:
             raise
         except psycopg.Error as exc:
             raise StoreError(f"transaction failed on {self._where}: {exc}") from exc
+
+    @contextmanager
+    def dry_run_copy(self) -> Iterator[PostgresStore]:
+        """This store, with this thread's transactions skipping the write lock: a dry
+        run's transaction is rolled back, so it needs no lock against writers."""
+        self._local.dry_run = True
+        try:
+            yield self
+        finally:
+            self._local.dry_run = False
 
     # -- schema -------------------------------------------------------------
     def schema_version(self) -> int:
@@ -315,59 +329,88 @@ class PostgresStore(SQLStoreCommon):
         )
         return cursor.rowcount == 1
 
-    # -- one daemon per store ----------------------------------------------
+    # -- replicas: one leader per scheduled cycle -----------------------------
     def acquire_daemon_lock(self) -> None:
-        """Take the store's daemon lock or raise ``DaemonLockedError``.
-
-        A session advisory lock on a connection kept for the daemon's lifetime:
-        the server drops it when that connection or the process ends, so a
-        crashed daemon never leaves a stale lock behind.
-        """
-        if self._daemon_conn is not None and not self._daemon_conn.closed:
-            return
-        me = f"reviewer daemon pid {os.getpid()} on {socket.gethostname()}"[:63]
-        conn = self._connect(application_name=me)
-        try:
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s) AS ok", (self._daemon_key,)
-            ).fetchone()
-            if row is None or not row["ok"]:
-                holder = self._daemon_holder(conn)
-                raise DaemonLockedError(
-                    f"another reviewer daemon ({holder}) is already running on {self._where}"
-                    f" (schema {self.schema}); stop it first, or point this one at another"
-                    " database or schema"
-                )
-        except BaseException:
-            conn.close()
-            self._forget(conn)
-            raise
-        self._daemon_conn = conn
-
-    def _daemon_holder(self, conn: PgConnection) -> str:
-        """Who holds the daemon lock, as far as pg_stat_activity tells."""
-        key = self._daemon_key & 0xFFFFFFFFFFFFFFFF
-        try:
-            row = conn.execute(
-                "SELECT a.pid, a.application_name, host(a.client_addr) AS addr"
-                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-                " AND l.classid::bigint = %s AND l.objid::bigint = %s",
-                (key >> 32, key & 0xFFFFFFFF),
-            ).fetchone()
-        except psycopg.Error:
-            row = None
-        if row is None:
-            return "another process"
-        where = f" from {row['addr']}" if row["addr"] else ""
-        return f"{row['application_name'] or 'a client'}, server pid {row['pid']}{where}"
+        """Nothing to take: daemons of a PostgreSQL store are replicas (``lead_cycle``)."""
 
     def release_daemon_lock(self) -> None:
-        if self._daemon_conn is not None:
-            # Closing the session releases its advisory locks.
-            self._daemon_conn.close()
-            self._forget(self._daemon_conn)
-            self._daemon_conn = None
+        if self._lease_conn is not None:
+            self._lease_conn.close()
+            self._forget(self._lease_conn)
+            self._lease_conn = None
+
+    def _lease_connection(self) -> PgConnection:
+        conn = self._lease_conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                self._forget(conn)
+            me = f"reviewer replica pid {os.getpid()} on {socket.gethostname()}"[:63]
+            conn = self._connect(application_name=me)
+            conn.autocommit = False  # the lock lives as long as the open transaction
+            self._lease_conn = conn
+        return conn
+
+    def lead_cycle(self, tick: str) -> CycleLease | None:
+        """Take the lock of the cycle of ``tick``, or None while another replica holds it.
+
+        ``pg_try_advisory_xact_lock`` in a transaction left open on this store's
+        lease connection until ``release()``; the cycle's own reads and writes go
+        through the other connections as usual.
+        """
+        conn = self._lease_connection()
+        try:
+            row = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s) AS ok",
+                (_lock_key(f"cycle:{tick}", self.schema),),
+            ).fetchone()
+        except psycopg.Error as exc:
+            self.release_daemon_lock()
+            raise StoreError(f"cannot take the cycle lock on {self._where}: {exc}") from exc
+        if row is None or not row["ok"]:
+            conn.rollback()
+            return None
+        return _Lease(conn, tick)
+
+    def cycle_is_led(self, tick: str) -> bool:
+        # Read from pg_locks, not by trying the lock: a try on the lease connection would
+        # join (and on release end) the transaction that holds this replica's own lease.
+        key = _lock_key(f"cycle:{tick}", self.schema) & 0xFFFFFFFFFFFFFFFF
+        row = self._one_p(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND objsubid = 1 AND classid::bigint = %s AND objid::bigint = %s) AS held",
+            (key >> 32, key & 0xFFFFFFFF),
+        )
+        return bool(row and row["held"])
+
+    def _one_p(self, sql: str, params: tuple[Any, ...]) -> Row | None:
+        try:
+            return self.conn.execute(sql, params).fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"query failed on {self._where}: {exc}") from exc
+
+
+class _Lease:
+    """A held cycle lock: an open transaction on the lease connection."""
+
+    def __init__(self, conn: PgConnection, tick: str):
+        self.conn = conn
+        self.tick = tick
+        self._lock = threading.Lock()
+
+    def alive(self) -> bool:
+        with self._lock:
+            try:
+                self.conn.execute("SELECT 1")
+            except psycopg.Error:
+                return False
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            try:
+                self.conn.rollback()  # ends the transaction, and with it the lock
+            except psycopg.Error:
+                self.conn.close()  # gone already: the server dropped the lock with it
 
 
 def _project(columns: Sequence[str], record: Row) -> tuple[Any, ...]:

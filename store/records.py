@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import datetime
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -19,9 +20,19 @@ from store.timeutil import MIN_YEAR, norm_ts
 
 # Bounded values (issue 9): every integer fits a 64-bit column, every float is finite,
 # no text holds a NUL (PostgreSQL refuses one, and then the whole batch with it).
+# Beyond that, each figure has a sane maximum far above any real execution, so that
+# neither a finding's text nor a sum over a million records can reach inf.
 INT64_MAX = 2**63 - 1
+DURATION_MAX_S = 1e7  # about 115 days for one execution (or one test case)
+COST_MAX_USD = 1e9
+TOKENS_MAX = 10**12  # tokens in or out of one execution
+API_CALLS_MAX = 10**9
+ATTEMPTS_MAX = 10**6
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, le=DURATION_MAX_S, allow_inf_nan=False)]
+Dollars = Annotated[float, Field(ge=0, le=COST_MAX_USD, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=TOKENS_MAX)]
 
 
 def _no_nul(value: Any) -> Any:
@@ -79,7 +90,7 @@ class TaskRecord(_Record):
     updated_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
-    attempts: Count = 0
+    attempts: Annotated[int, Field(ge=0, le=ATTEMPTS_MAX)] = 0
     depends_on: list[str] = Field(default_factory=list)
     goal_id: str | None = None
     spec: str | None = None
@@ -112,15 +123,15 @@ class MetricRecord(_Record):
     task_type: str | None = None
     model: str | None = None
     executor: str | None = None
-    duration_seconds: Amount
+    duration_seconds: Seconds
     status: Literal["completed", "failed"]
     created_at: str
     prompt_variant: str | None = None
     skill_version: str | None = None
-    tokens_in: Count | None = None
-    tokens_out: Count | None = None
-    cost_usd: Amount | None = None
-    api_calls: Count | None = None
+    tokens_in: Tokens | None = None
+    tokens_out: Tokens | None = None
+    cost_usd: Dollars | None = None
+    api_calls: Annotated[int, Field(ge=0, le=API_CALLS_MAX)] | None = None
     error: str | None = None
 
     normalise_timestamps = field_validator("created_at", mode="before")(_ts)
@@ -146,7 +157,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
 # every other record to the pydantic model, which converts it or names its bad
 # fields. Both give the same row: tests/test_ingest_bulk.py compares them.
 _CANONICAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-_INF = float("inf")
+_MAX_FLOAT = sys.float_info.max
 _MISSING = object()
 _TIMESTAMPS = frozenset({"created_at", "updated_at", "started_at", "finished_at"})
 
@@ -166,6 +177,49 @@ def _plain_text(value: Any) -> bool:
     return type(value) is str and "\x00" not in value and value == value.strip()
 
 
+def _field_check(name: str, ann: Any, metadata: list[Any]) -> tuple[str, bool, Any] | None:
+    """(kind, may be null, the kind's argument) of one model field, or None when the
+    fast path has no check for it."""
+    args: list[Any] = [ann]
+    nullable = False
+    if get_origin(ann) in (Union, UnionType):
+        args = [a for a in get_args(ann) if a is not type(None)]
+        nullable = len(args) < len(get_args(ann))
+    if len(args) != 1:
+        return None
+    base = args[0]
+    if get_origin(base) is Annotated:
+        base, *extra = get_args(base)
+        for item in extra:
+            metadata += getattr(item, "metadata", [item])
+    bounds: dict[str, Any] = {}
+    for item in metadata:
+        kind = type(item).__name__
+        if kind == "Ge":
+            bounds["ge"] = item.ge
+        elif kind == "Le":
+            bounds["le"] = item.le
+        elif kind == "MinLen" and item.min_length == 1:
+            bounds["min1"] = True
+        elif kind == "_PydanticGeneralMetadata" and vars(item) == {"allow_inf_nan": False}:
+            bounds["finite"] = True
+        else:
+            return None
+    if name in _TIMESTAMPS and base is str and not bounds:
+        return ("ts", nullable, None)
+    if get_origin(base) is Literal and not bounds:
+        return ("literal", nullable, frozenset(get_args(base)))
+    if get_origin(base) is list and get_args(base) == (str,) and not bounds:
+        return ("list", nullable, None)
+    if base is str and set(bounds) <= {"min1"}:
+        return ("text", nullable, bool(bounds))
+    if base is int and set(bounds) == {"ge", "le"}:
+        return ("count", nullable, (bounds["ge"], bounds["le"]))
+    if base is float and bounds.get("finite") and "ge" in bounds:
+        return ("amount", nullable, (bounds["ge"], bounds.get("le", _MAX_FLOAT)))
+    return None
+
+
 class _Plan:
     """How one model's fields are checked on the fast path (derived from the model)."""
 
@@ -175,40 +229,25 @@ class _Plan:
         self.defaults: dict[str, Any] = {}
         # (field, kind, may be null, kind's argument, the stored default or _MISSING)
         self.checks: list[tuple[str, str, bool, Any, Any]] = []
+        # A field of a form this plan does not know (a new constraint, a new type)
+        # turns the fast path off for the model: every record then goes to pydantic.
+        self.enabled = True
         for name, info in model.model_fields.items():
             if not info.is_required():
                 self.defaults[name] = info.get_default(call_default_factory=True)
-            ann = info.annotation
-            args: list[Any] = [ann]
-            nullable = False
-            if get_origin(ann) in (Union, UnionType):
-                args = [a for a in get_args(ann) if a is not type(None)]
-                nullable = len(args) < len(get_args(ann))
-            base = args[0]
-            meta = {type(m).__name__ for m in info.metadata}
-            if name in _TIMESTAMPS:
-                kind: tuple[str, Any] = ("ts", None)
-            elif get_origin(base) is Literal:
-                kind = ("literal", frozenset(get_args(base)))
-            elif get_origin(base) is list and get_args(base) == (str,):
-                kind = ("list", None)
-            elif base is str:
-                kind = ("text", "MinLen" in meta)
-            elif base == Count or (base is int and meta == {"Ge", "Le"}):
-                kind = ("count", None)
-            elif base == Amount or (base is float and meta == {"Ge", "_PydanticGeneralMetadata"}):
-                kind = ("amount", None)
-            else:
-                args = []
-            if len(args) != 1:
-                raise TypeError(f"{model.__name__}.{name}: no fast-path check for {ann}")
+            check = _field_check(name, info.annotation, list(info.metadata))
+            if check is None:
+                self.enabled = False
+                continue
             default = self.defaults.get(name, _MISSING)
             if isinstance(default, list):
                 default = json.dumps(default)  # the stored form
-            self.checks.append((name, kind[0], nullable, kind[1], default))
+            self.checks.append((name, check[0], check[1], check[2], default))
 
     def row(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """The store row of a plainly valid record, or None to let pydantic judge it."""
+        if not self.enabled:
+            return None
         row: dict[str, Any] = {}
         for name, base, nullable, arg, default in self.checks:
             value = data.get(name, _MISSING)
@@ -234,12 +273,12 @@ class _Plan:
                 if type(value) is not str or value not in arg:
                     return None
             elif base == "count":
-                if type(value) is not int or not 0 <= value <= INT64_MAX:
+                if type(value) is not int or not arg[0] <= value <= arg[1]:
                     return None
             elif base == "amount":
                 if type(value) is int and 0 <= value <= 2**53:
                     value = float(value)
-                if type(value) is not float or not 0 <= value < _INF:
+                if type(value) is not float or not arg[0] <= value <= arg[1]:
                     return None
             elif base == "list":
                 if type(value) is not list or not all(_plain_text(x) for x in value):

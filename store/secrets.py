@@ -2,8 +2,9 @@
 
 ``redact(text)`` hides the password in any URL (``scheme://user:PASSWORD@``), a
 ``password=`` parameter, a bearer token, and every secret value the process
-knows: the tokens in ``REVIEWER_API_TOKEN`` and ``REVIEWER_STORE_TOKEN`` and any
-value passed to ``register`` (the config's ``api_token``). The log formatters,
+knows: the tokens in ``REVIEWER_API_TOKEN``, ``REVIEWER_STORE_TOKEN`` and every
+``REVIEWER_TOKEN_<NAME>``, and any value passed to ``register`` (the config's
+``api_token`` and named tokens). The log formatters,
 the command line's error layer and the API's error handlers all call it, so no
 call site has to remember.
 """
@@ -17,6 +18,7 @@ _PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)[^@/?#\s]*@")
 _PASSWORD_PARAM = re.compile(r"(password=)[^&\s'\"]*", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)[^\s'\",]+", re.IGNORECASE)
 _TOKEN_ENVS = ("REVIEWER_API_TOKEN", "REVIEWER_STORE_TOKEN")
+_NAMED_TOKEN_PREFIX = "REVIEWER_TOKEN_"
 # Shorter values would mask ordinary words; a token that short is no secret anyway.
 _MIN_SECRET = 4
 _registered: set[str] = set()
@@ -31,9 +33,11 @@ def register(value: str | None) -> None:
 
 def _secrets() -> list[str]:
     values = set(_registered)
-    for name in _TOKEN_ENVS:
-        value = os.environ.get(name)
-        if value and len(value) >= _MIN_SECRET:
+    for name, value in os.environ.items():
+        secret = name in _TOKEN_ENVS or (
+            name.startswith(_NAMED_TOKEN_PREFIX) and not name.endswith("_SCOPES")
+        )
+        if secret and value and len(value) >= _MIN_SECRET:
             values.add(value)
     return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
 

@@ -18,15 +18,14 @@ import fcntl
 import json
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
-
-import sqlite_utils
+from typing import IO, TYPE_CHECKING, Any
 
 from store._common import SQLStoreCommon
 from store._dialect import SQLITE
@@ -37,6 +36,9 @@ from store._schema import (
 )
 from store._view import BacklogView
 from store.base import DaemonLockedError, Row, StoreError, StoreLockedError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 BUSY_TIMEOUT_S = 30.0
 # Page cache while upserting records (KiB), and SQLite's default to return to after.
@@ -148,6 +150,10 @@ class SQLiteStore(SQLStoreCommon):
     def db(self) -> sqlite_utils.Database:
         db: sqlite_utils.Database | None = getattr(self._local, "db", None)
         if db is None or db.conn is not self.conn:
+            # sqlite_utils imports numpy when it can: loaded here, for writes, so a
+            # command that only reads starts without it.
+            import sqlite_utils
+
             db = sqlite_utils.Database(self.conn, recursive_triggers=False)
             self._local.db = db
         return db
@@ -183,6 +189,36 @@ class SQLiteStore(SQLStoreCommon):
             if _is_locked(exc):
                 raise self._locked(exc) from exc
             raise
+
+    @contextmanager
+    def dry_run_copy(self) -> Iterator[SQLiteStore]:
+        """A throwaway copy of this store for a dry run, so it needs no write lock.
+
+        SQLite's online backup reads the file in one read transaction (WAL: a
+        writer holding the lock does not block it) into a private temporary file,
+        deleted afterwards; the dry run writes and rolls back there. An in-memory
+        store is its own: no other process can hold its lock.
+        """
+        if self.memory:
+            yield self
+            return
+        with tempfile.TemporaryDirectory(prefix="reviewer-dry-run-") as tmp:
+            path = os.path.join(tmp, "store.db")
+            _private(path)
+            dest = sqlite3.connect(path)
+            try:
+                self.conn.backup(dest)
+            except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    raise self._locked(exc) from exc
+                raise StoreError(f"store {self.path}: cannot copy it for a dry run: {exc}") from exc
+            finally:
+                dest.close()
+            copy = SQLiteStore(path, workspace=self.workspace)
+            try:
+                yield copy
+            finally:
+                copy.close()
 
     def _locked(self, exc: BaseException) -> StoreLockedError:
         return StoreLockedError(
@@ -381,9 +417,19 @@ class SQLiteStore(SQLStoreCommon):
 
 
 def _private(path: str) -> None:
-    """Create ``path`` readable and writable by its owner only (0600), if absent."""
-    with contextlib.suppress(FileExistsError):
+    """Create ``path`` readable and writable by its owner only (0600), if absent; an
+    existing file of ours that others may read (created 0644 by an older reviewer)
+    is made 0600, and so are its ``-wal`` and ``-shm`` files."""
+    try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for name in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(OSError):  # absent, or not ours to change
+            st = os.stat(name)
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.chmod(name, 0o600)
 
 
 def _is_locked(exc: BaseException) -> bool:

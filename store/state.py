@@ -12,10 +12,15 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from store._dialect import SQLITE
 from store.base import Row, Store
+from store.controls import ControlsState
 from store.models import (
     ACTIVE_PROPOSAL_STATES,
     Approval,
+    InvalidTransition,
+    NotFound,
+    Outcome,
     Proposal,
     ProposalState,
     ReviewRun,
@@ -24,14 +29,14 @@ from store.models import (
 )
 
 _ACTIVE = "(" + ", ".join(f"'{s.value}'" for s in ACTIVE_PROPOSAL_STATES) + ")"
+_SEVERITY_ORDER = (
+    "CASE severity WHEN 'critical' THEN 0 WHEN 'error' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END"
+)
 
 
-class NotFound(LookupError):
-    """No such proposal, run or silence."""
-
-
-class InvalidTransition(ValueError):
-    """A proposal cannot move from its state to the one asked for."""
+def _like_prefix(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (escape character ``!``)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _proposal(row: Row) -> Proposal:
@@ -48,8 +53,8 @@ def _run(row: Row) -> ReviewRun:
     return ReviewRun.model_validate(data)
 
 
-class ReviewerState:
-    """Reads and writes of the ``reviewer_*`` tables."""
+class ReviewerState(ControlsState):
+    """Reads and writes of the ``reviewer_*`` tables (and ``controls``: ``store.controls``)."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -69,6 +74,7 @@ class ReviewerState:
         to_state: str | None = None,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
+        proposal_id: int | None = None,
     ) -> None:
         self.store.execute(
             """INSERT INTO reviewer_audit (at, actor, action, proposal_id, fingerprint, rule,
@@ -79,7 +85,7 @@ class ReviewerState:
                 "at": at,
                 "actor": actor,
                 "action": action,
-                "proposal_id": proposal.id if proposal else None,
+                "proposal_id": proposal.id if proposal else proposal_id,
                 "fingerprint": fingerprint or (proposal.fingerprint if proposal else None),
                 "rule": rule or (proposal.rule if proposal else None),
                 "subject": subject or (proposal.subject if proposal else None),
@@ -90,24 +96,133 @@ class ReviewerState:
             },
         )
 
-    def audit_log(self, proposal_id: int | None = None, limit: int = 200) -> list[Row]:
+    def audit_log(
+        self,
+        proposal_id: int | None = None,
+        limit: int = 200,
+        *,
+        rule: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+    ) -> list[Row]:
+        """Audit entries: one proposal's trail (oldest first), or the newest ``limit``
+        entries matching the filters. ``action`` matches itself or the actions it
+        prefixes (``proposal`` → ``proposal.approved``, ...); ``actor`` is the exact
+        actor or a token acting for someone (``dana via ops`` matches ``ops``);
+        ``since`` an ``at`` lower bound in the stored timestamp form."""
         if proposal_id is not None:
             return self.store.query(
                 "SELECT * FROM reviewer_audit WHERE proposal_id = :p ORDER BY id",
                 {"p": proposal_id},
             )
+        conds: list[str] = []
+        params: dict[str, Any] = {"n": limit}
+        if rule:
+            conds.append("rule = :rule")
+            params["rule"] = rule
+        if action:
+            # action.* as a range ('/' sorts just after '.'): no LIKE, no wildcards.
+            conds.append("(action = :action OR (action > :action_lo AND action < :action_hi))")
+            params.update(action=action, action_lo=action + ".", action_hi=action + "/")
+        if actor:
+            conds.append("(actor = :actor OR actor LIKE :actor_via ESCAPE '!')")
+            params.update(actor=actor, actor_via="% via " + _like_prefix(actor))
+        if since:
+            conds.append("at >= :since")
+            params["since"] = since
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
         return self.store.query(
-            "SELECT * FROM reviewer_audit ORDER BY id DESC LIMIT :n", {"n": limit}
+            f"SELECT * FROM reviewer_audit {where} ORDER BY id DESC LIMIT :n", params
         )
 
+    def audit_search(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        rule: str | None = None,
+        limit: int = 200,
+    ) -> list[Row]:
+        """The newest audit entries, optionally of one actor, action (or action prefix
+        such as ``proposal.``) and rule."""
+        conds: list[str] = []
+        params: dict[str, Any] = {"n": limit}
+        if actor:
+            conds.append("actor = :actor")
+            params["actor"] = actor
+        if action:
+            conds.append("(action = :action OR action LIKE :action_prefix)")
+            params.update(action=action, action_prefix=action.rstrip(".") + ".%")
+        if rule:
+            conds.append("rule = :rule")
+            params["rule"] = rule
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        return self.store.query(
+            f"SELECT * FROM reviewer_audit {where} ORDER BY id DESC LIMIT :n", params
+        )
+
+    def audit_facets(self) -> dict[str, list[str]]:
+        """The actors and actions the audit log holds: the page's filter choices."""
+        return {
+            col: [
+                r["v"]
+                for r in self.store.query(
+                    f"SELECT DISTINCT {col} AS v FROM reviewer_audit ORDER BY v"
+                )
+            ]
+            for col in ("actor", "action")
+        }
+
+    def audit_for_prints(self, prints: list[str], per_print: int = 20) -> dict[str, list[Row]]:
+        """The audit entries of each fingerprint, oldest first (at most ``per_print``)."""
+        out: dict[str, list[Row]] = {}
+        for i in range(0, len(prints), 500):
+            chunk = prints[i : i + 500]
+            marks = ", ".join(f":p{j}" for j in range(len(chunk)))
+            rows = self.store.query(
+                f"""SELECT * FROM reviewer_audit WHERE fingerprint IN ({marks})
+                    ORDER BY fingerprint, id""",
+                {f"p{j}": p for j, p in enumerate(chunk)},
+            )
+            for r in rows:
+                out.setdefault(r["fingerprint"], []).append(r)
+        return {fp: entries[-per_print:] for fp, entries in out.items()}
+
     # -- runs -------------------------------------------------------------------
-    def start_run(self, started_at: str, now: str, trigger: str) -> int:
+    def start_run(
+        self,
+        started_at: str,
+        now: str,
+        trigger: str,
+        *,
+        tick: str | None = None,
+        runner: str | None = None,
+    ) -> int:
         rows = self.store.query(
-            """INSERT INTO reviewer_runs (started_at, now, status, trigger)
-               VALUES (:s, :n, 'running', :t) RETURNING id""",
-            {"s": started_at, "n": now, "t": trigger},
+            """INSERT INTO reviewer_runs (started_at, now, status, trigger, tick, runner)
+               VALUES (:s, :n, 'running', :t, :tick, :runner) RETURNING id""",
+            {"s": started_at, "n": now, "t": trigger, "tick": tick, "runner": runner},
         )
         return int(rows[0]["id"])
+
+    def run_for_tick(self, tick: str) -> ReviewRun | None:
+        """The run of one scheduled instant, if a replica ran (or is running) it."""
+        rows = self.store.query("SELECT * FROM reviewer_runs WHERE tick = :t", {"t": tick})
+        return _run(rows[0]) if rows else None
+
+    def running_runs(self) -> list[ReviewRun]:
+        rows = self.store.query("SELECT * FROM reviewer_runs WHERE status = 'running' ORDER BY id")
+        return [_run(r) for r in rows]
+
+    def mark_run_interrupted(self, run_id: int) -> bool:
+        """Mark one run whose process is gone ``interrupted``; False if it was no longer running."""
+        rows = self.store.query(
+            "UPDATE reviewer_runs SET status = 'interrupted'"
+            " WHERE id = :id AND status = 'running' RETURNING id",
+            {"id": run_id},
+        )
+        return bool(rows)
 
     def finish_run(self, run_id: int, **fields: Any) -> None:
         if "errors" in fields:
@@ -129,6 +244,21 @@ class ReviewerState:
             for table, cols in tables.items()
         ]
         rows = self.store.query(f"SELECT {' + '.join(parts)} AS n", {"after": after})
+        return int(rows[0]["n"] or 0) if rows else 0
+
+    def count_unreadable(self) -> int:
+        """How many pipeline rows the rules skip (a timestamp or number that does not
+        parse, written by direct SQL; see ``store._valid``)."""
+        from store._dialect import SQLITE
+        from store._valid import count_unreadable_sql
+
+        dialect = getattr(self.store, "dialect", SQLITE)
+        rows = self.store.query(count_unreadable_sql(dialect))
+        return int(rows[0]["n"] or 0) if rows else 0
+
+    def count_running(self) -> int:
+        """How many runs are recorded as ``running`` (under way, or left by a kill)."""
+        rows = self.store.query("SELECT COUNT(*) AS n FROM reviewer_runs WHERE status = 'running'")
         return int(rows[0]["n"] or 0) if rows else 0
 
     def mark_interrupted(self) -> int:
@@ -260,10 +390,153 @@ class ReviewerState:
             )
         }
 
+    # -- incidents and bursts ----------------------------------------------------------
+    def open_incidents(self) -> list[Row]:
+        """Open incidents and bursts, oldest first."""
+        return self.store.query("SELECT * FROM reviewer_incidents WHERE state = 'open' ORDER BY id")
+
+    def list_incidents(self, state: str | None = "open", limit: int = 200) -> list[Row]:
+        """Incidents and bursts, newest first (``state`` None: all of them)."""
+        where = "WHERE state = :state" if state else ""
+        return self.store.query(
+            f"SELECT * FROM reviewer_incidents {where} ORDER BY id DESC LIMIT :n",
+            {"state": state, "n": limit},
+        )
+
+    def incident_by_print(self, fingerprint: str) -> Row | None:
+        """The newest incident or burst whose proposal carries ``fingerprint``."""
+        rows = self.store.query(
+            "SELECT * FROM reviewer_incidents WHERE fingerprint = :f ORDER BY id DESC LIMIT 1",
+            {"f": fingerprint},
+        )
+        return rows[0] if rows else None
+
+    def open_incident(
+        self,
+        *,
+        kind: str,
+        key: str,
+        fingerprint: str,
+        rule: str,
+        cause: str | None,
+        members: list[str],
+        payload: str,
+        at: str,
+        reason: str,
+    ) -> int:
+        """Open an incident (or burst) over ``members`` (finding prints); audited."""
+        rows = self.store.query(
+            """INSERT INTO reviewer_incidents (kind, key, fingerprint, state, cause, members,
+                   payload, opened_at, updated_at)
+               VALUES (:kind, :key, :fp, 'open', :cause, :members, :payload, :at, :at)
+               RETURNING id""",
+            {
+                "kind": kind,
+                "key": key,
+                "fp": fingerprint,
+                "cause": cause,
+                "members": json.dumps(members),
+                "payload": payload,
+                "at": at,
+            },
+        )
+        incident_id = int(rows[0]["id"])
+        self._point_members(incident_id, members)
+        self.audit(
+            at,
+            "reviewer",
+            f"{kind}.opened",
+            fingerprint=fingerprint,
+            rule=rule,
+            subject=key,
+            reason=reason,
+            details={"incident_id": incident_id, "cause": cause, "members": members},
+        )
+        return incident_id
+
+    def update_incident(
+        self,
+        incident_id: int,
+        *,
+        cause: str | None,
+        members: list[str],
+        payload: str,
+        at: str,
+        added: list[str],
+        rule: str,
+    ) -> None:
+        """An open incident's current cause, members and evidence; new members audited."""
+        row = self.store.query(
+            "SELECT kind, key, fingerprint FROM reviewer_incidents WHERE id = :id",
+            {"id": incident_id},
+        )[0]
+        self.store.execute(
+            """UPDATE reviewer_incidents SET cause = :cause, members = :members,
+                   payload = :payload, updated_at = :at WHERE id = :id""",
+            {
+                "cause": cause,
+                "members": json.dumps(members),
+                "payload": payload,
+                "at": at,
+                "id": incident_id,
+            },
+        )
+        self._point_members(incident_id, members)
+        if added:
+            self.audit(
+                at,
+                "reviewer",
+                f"{row['kind']}.grew",
+                fingerprint=row["fingerprint"],
+                rule=rule,
+                subject=row["key"],
+                reason=f"{len(added)} more finding(s) share its cause",
+                details={"incident_id": incident_id, "added": added},
+            )
+
+    def resolve_incident(self, incident_id: int, *, at: str, reason: str) -> None:
+        """Close an incident (or burst): its members are judged on their own again."""
+        row = self.store.query(
+            "SELECT kind, key, fingerprint FROM reviewer_incidents WHERE id = :id",
+            {"id": incident_id},
+        )[0]
+        self.store.execute(
+            """UPDATE reviewer_incidents SET state = 'resolved', resolved_at = :at,
+                   updated_at = :at WHERE id = :id""",
+            {"at": at, "id": incident_id},
+        )
+        self.store.execute(
+            "UPDATE reviewer_findings SET incident_id = NULL WHERE incident_id = :id",
+            {"id": incident_id},
+        )
+        self.audit(
+            at,
+            "reviewer",
+            f"{row['kind']}.resolved",
+            fingerprint=row["fingerprint"],
+            subject=row["key"],
+            reason=reason,
+            details={"incident_id": incident_id},
+        )
+
+    def _point_members(self, incident_id: int, members: list[str]) -> None:
+        """Each member finding names the open incident it belongs to (and only members do)."""
+        self.store.execute(
+            "UPDATE reviewer_findings SET incident_id = NULL WHERE incident_id = :id",
+            {"id": incident_id},
+        )
+        for i in range(0, len(members), 500):
+            chunk = members[i : i + 500]
+            marks = ", ".join(f":p{j}" for j in range(len(chunk)))
+            self.store.execute(
+                f"UPDATE reviewer_findings SET incident_id = :id WHERE fingerprint IN ({marks})",
+                {"id": incident_id, **{f"p{j}": p for j, p in enumerate(chunk)}},
+            )
+
     # -- goals defined over the API ---------------------------------------------------
     def define_goal(self, goal: dict[str, Any], at: str, actor: str) -> None:
         """Store (or redefine) a goal by id: ``id``, ``title``, ``target``, ``deadline``,
-        ``label``, ``spec``, ``task_type``."""
+        ``label``, ``spec``, ``task_type``; audited as ``goal.defined``."""
         self.store.execute(
             """INSERT INTO reviewer_goals
                    (id, title, target, deadline, label, spec, task_type,
@@ -276,6 +549,7 @@ class ReviewerState:
                    task_type = excluded.task_type, updated_at = excluded.updated_at""",
             {**goal, "at": at, "actor": actor},
         )
+        self.audit(at, actor, "goal.defined", subject=f"goal:{goal['id']}", details=goal)
 
     # -- notifications (reviewer/notify.py) --------------------------------------------
     def notify_watermark(self) -> tuple[int, int] | None:
@@ -456,6 +730,43 @@ class ReviewerState:
         )
         return [_proposal(r) for r in rows]
 
+    def proposal_queue(
+        self,
+        *,
+        state: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        severity: str | None = None,
+        limit: int = 200,
+    ) -> list[Proposal]:
+        """Proposals as the review page lists them: pending first, then by severity
+        (critical first), then by age (oldest first); each filter optional."""
+        conds: list[str] = []
+        params: dict[str, Any] = {"n": limit}
+        for col, value in (
+            ("state", state),
+            ("rule", rule),
+            ("kind", kind),
+            ("severity", severity),
+        ):
+            if value:
+                conds.append(f"{col} = :{col}")
+                params[col] = value
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        rows = self.store.query(
+            f"""SELECT * FROM reviewer_proposals {where}
+                ORDER BY CASE state WHEN 'pending' THEN 0 WHEN 'approved' THEN 1 ELSE 2 END,
+                  {_SEVERITY_ORDER}, created_at, id LIMIT :n""",
+            params,
+        )
+        return [_proposal(r) for r in rows]
+
+    def proposal_facets(self) -> list[Row]:
+        """The (rule, kind) pairs proposals exist for: the page's filter choices."""
+        return self.store.query(
+            "SELECT DISTINCT rule, kind FROM reviewer_proposals ORDER BY rule, kind"
+        )
+
     def latest_proposals(self, prints: list[str]) -> dict[str, Row]:
         """The newest proposal of each fingerprint (active or not)."""
         out: dict[str, Row] = {}
@@ -600,6 +911,243 @@ class ReviewerState:
             )
             out.update(r["fingerprint"] for r in rows)
         return out
+
+    # -- outcomes: did a filed task help? ----------------------------------------------
+    def outcome_candidates(self, at: str, run_id: int | None) -> list[tuple[Proposal, Row]]:
+        """Scheduled proposals to judge as of ``at``: those whose task has ended and that
+        have no outcome yet, and ``fixed`` ones whose finding fired again since.
+
+        Each comes with a row of ``t_status`` and ``t_ended`` (its task's end),
+        ``f_state`` and ``f_last_seen`` (its finding), and ``cycles``: the review cycles
+        after the task ended up to ``at``, counting the run ``run_id`` under way."""
+        ended = "COALESCE(t.finished_at, t.updated_at, t.created_at)"
+        rows = self.store.query(
+            f"""SELECT p.*, t.status AS t_status, {ended} AS t_ended,
+                       f.state AS f_state, f.last_seen AS f_last_seen,
+                       (SELECT COUNT(*) FROM reviewer_runs r
+                        WHERE r.now > {ended} AND r.now <= :at
+                          AND (r.status IN ('ok', 'partial') OR r.id = :run)) AS cycles
+                FROM reviewer_proposals p
+                JOIN tasks t ON t.id = p.task_id
+                LEFT JOIN reviewer_findings f ON f.fingerprint = p.fingerprint
+                WHERE p.task_id IS NOT NULL AND (
+                    (p.outcome IS NULL AND t.status IN ('completed', 'cancelled', 'failed')
+                     AND {ended} <= :at)
+                    OR (p.outcome = 'fixed' AND f.last_seen > p.outcome_at))
+                ORDER BY p.id""",
+            {"at": at, "run": run_id if run_id is not None else -1},
+        )
+        return [(_proposal(r), r) for r in rows]
+
+    def set_task_ended(self, proposal: Proposal, status: str, ended_at: str, at: str) -> Proposal:
+        """Note that a proposal's backlog task ended (``completed|cancelled|failed``)."""
+        rows = self.store.query(
+            """UPDATE reviewer_proposals SET task_status = :s, task_ended_at = :e
+               WHERE id = :id RETURNING *""",
+            {"s": status, "e": ended_at, "id": proposal.id},
+        )
+        self.audit(
+            at,
+            "reviewer",
+            "proposal.task_ended",
+            proposal=proposal,
+            reason=f"task {proposal.task_id} was {status} at {ended_at}",
+            details={"task_status": status, "task_ended_at": ended_at},
+        )
+        return _proposal(rows[0])
+
+    def set_outcome(
+        self,
+        proposal: Proposal,
+        outcome: Outcome,
+        *,
+        at: str,
+        reason: str,
+        actor: str = "reviewer",
+        details: dict[str, Any] | None = None,
+    ) -> Proposal:
+        """Record what became of a scheduled proposal; the change is audited."""
+        rows = self.store.query(
+            """UPDATE reviewer_proposals SET outcome = :o, outcome_at = :at
+               WHERE id = :id RETURNING *""",
+            {"o": outcome.value, "at": at, "id": proposal.id},
+        )
+        self.audit(
+            at,
+            actor,
+            "proposal.outcome",
+            proposal=proposal,
+            from_state=proposal.outcome.value if proposal.outcome else None,
+            to_state=outcome.value,
+            reason=reason,
+            details=details,
+        )
+        return _proposal(rows[0])
+
+    # -- the breaker on the reviewer itself ------------------------------------------------
+    def rejections_since(self, since: str) -> dict[str, int]:
+        """Rejections per rule at or after ``since`` and after the rule's breaker was last
+        reset: proposals a person rejected, and tasks filed for the rule then cancelled."""
+        rows = self.store.query(
+            """SELECT x.rule, COUNT(*) AS n FROM (
+                   SELECT a.rule, a.at FROM reviewer_audit a
+                   WHERE a.action = 'proposal.rejected' AND a.at >= :since
+                   UNION ALL
+                   SELECT p.rule, p.outcome_at AS at FROM reviewer_proposals p
+                   WHERE p.outcome = 'abandoned' AND p.task_status = 'cancelled'
+                     AND p.outcome_at >= :since
+               ) x LEFT JOIN reviewer_breakers b ON b.rule = x.rule
+               WHERE b.reset_at IS NULL OR x.at > b.reset_at
+               GROUP BY x.rule""",
+            {"since": since},
+        )
+        return {r["rule"]: int(r["n"]) for r in rows}
+
+    def tripped_breakers(self) -> dict[str, Row]:
+        """Rules whose breaker is tripped (not yet reset): ``tripped_at``, ``rejections``,
+        ``reason``."""
+        rows = self.store.query(
+            """SELECT * FROM reviewer_breakers
+               WHERE tripped_at IS NOT NULL AND reset_at IS NULL ORDER BY rule"""
+        )
+        return {r["rule"]: r for r in rows}
+
+    def trip_breaker(self, rule: str, *, at: str, rejections: int, reason: str) -> None:
+        """Trip a rule's breaker: its ``auto`` approval acts as ``manual`` until a reset."""
+        self.store.execute(
+            """INSERT INTO reviewer_breakers (rule, tripped_at, rejections, reason)
+               VALUES (:rule, :at, :n, :reason)
+               ON CONFLICT (rule) DO UPDATE SET tripped_at = excluded.tripped_at,
+                   rejections = excluded.rejections, reason = excluded.reason,
+                   reset_at = NULL, reset_by = NULL""",
+            {"rule": rule, "at": at, "n": rejections, "reason": reason},
+        )
+        self.audit(
+            at,
+            "reviewer",
+            "rule.breaker_tripped",
+            rule=rule,
+            from_state="auto",
+            to_state="manual",
+            reason=reason,
+            details={"rejections": rejections},
+        )
+
+    def reset_breaker(self, rule: str, *, by: str, at: str, reason: str | None) -> Row:
+        """A person lifts a rule's tripped breaker; its configured approval applies again."""
+        rows = self.store.query(
+            """UPDATE reviewer_breakers SET reset_at = :at, reset_by = :by
+               WHERE rule = :rule AND tripped_at IS NOT NULL AND reset_at IS NULL
+               RETURNING *""",
+            {"rule": rule, "at": at, "by": by},
+        )
+        if not rows:
+            raise NotFound(f"the breaker of rule {rule!r} is not tripped; nothing to reset")
+        self.audit(
+            at,
+            by,
+            "rule.breaker_reset",
+            rule=rule,
+            from_state="manual",
+            to_state="auto",
+            reason=reason,
+            details={"tripped_at": rows[0]["tripped_at"]},
+        )
+        return rows[0]
+
+    # -- the precision ledger ----------------------------------------------------------
+    def ledger_rows(self) -> dict[str, dict[str, Any]]:
+        """Per rule: ``findings``, ``proposals``, ``approvals`` (by a person), ``auto``
+        (filed on ``approval = auto``), ``rejections``, each outcome, ``awaiting`` (filed,
+        no outcome yet) and ``median_fix_seconds``; all counted in the database."""
+        out: dict[str, dict[str, Any]] = {}
+
+        def put(rows: list[Row]) -> None:
+            for r in rows:
+                entry = out.setdefault(r["rule"], {})
+                entry.update({k: v for k, v in r.items() if k != "rule"})
+
+        put(
+            self.store.query(
+                "SELECT rule, COUNT(*) AS findings FROM reviewer_findings GROUP BY rule"
+            )
+        )
+        put(
+            self.store.query(
+                """SELECT rule, COUNT(*) AS proposals,
+                       SUM(CASE WHEN outcome = 'fixed' THEN 1 ELSE 0 END) AS fixed,
+                       SUM(CASE WHEN outcome = 'not-fixed' THEN 1 ELSE 0 END) AS not_fixed,
+                       SUM(CASE WHEN outcome = 'regressed' THEN 1 ELSE 0 END) AS regressed,
+                       SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END) AS abandoned,
+                       SUM(CASE WHEN task_id IS NOT NULL AND outcome IS NULL THEN 1 ELSE 0 END)
+                           AS awaiting
+                   FROM reviewer_proposals GROUP BY rule"""
+            )
+        )
+        put(
+            self.store.query(
+                """SELECT rule,
+                       SUM(CASE WHEN action = 'proposal.approved' AND actor <> 'reviewer'
+                           THEN 1 ELSE 0 END) AS approvals,
+                       SUM(CASE WHEN action = 'proposal.approved' AND actor = 'reviewer'
+                           THEN 1 ELSE 0 END) AS auto,
+                       SUM(CASE WHEN action = 'proposal.rejected' THEN 1 ELSE 0 END) AS rejections
+                   FROM reviewer_audit
+                   WHERE action IN ('proposal.approved', 'proposal.rejected')
+                   GROUP BY rule"""
+            )
+        )
+        put(self._median_fix_seconds())
+        return out
+
+    def _median_fix_seconds(self) -> list[Row]:
+        """Per rule, the median time from a proposal to the end of its task, over the
+        proposals whose task fixed the finding (``fixed`` or later ``regressed``)."""
+        dialect = getattr(self.store, "dialect", SQLITE)
+        secs = f"{dialect.epoch('task_ended_at')} - {dialect.epoch('created_at')}"
+        return self.store.query(
+            f"""WITH d AS (
+                    SELECT rule, {secs} AS secs FROM reviewer_proposals
+                    WHERE outcome IN ('fixed', 'regressed') AND task_ended_at IS NOT NULL),
+                r AS (
+                    SELECT rule, secs,
+                        ROW_NUMBER() OVER (PARTITION BY rule ORDER BY secs) AS k,
+                        COUNT(*) OVER (PARTITION BY rule) AS n
+                    FROM d)
+                SELECT rule, AVG(secs) AS median_fix_seconds FROM r
+                WHERE k = (n + 1) / 2 OR k = (n + 2) / 2 GROUP BY rule"""
+        )
+
+    def rejection_reasons(self, per_rule: int = 5) -> dict[str, list[dict[str, Any]]]:
+        """The commonest reasons people gave for rejecting each rule's proposals."""
+        rows = self.store.query(
+            """SELECT rule, reason, n FROM (
+                   SELECT rule, COALESCE(reason, '') AS reason, COUNT(*) AS n,
+                       ROW_NUMBER() OVER (PARTITION BY rule
+                                          ORDER BY COUNT(*) DESC, COALESCE(reason, '')) AS k
+                   FROM reviewer_audit WHERE action = 'proposal.rejected'
+                   GROUP BY rule, COALESCE(reason, '')) x
+               WHERE k <= :k ORDER BY rule, n DESC, reason""",
+            {"k": per_rule},
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["rule"], []).append({"reason": r["reason"] or None, "n": int(r["n"])})
+        return out
+
+    def fingerprints_with_outcome(
+        self, rule: str, outcomes: tuple[str, ...], rejected: bool = True
+    ) -> set[str]:
+        """The fingerprints of a rule's proposals that were rejected or had one of
+        ``outcomes`` (what a tuning hint would want to quiet)."""
+        marks = ", ".join(f":o{i}" for i in range(len(outcomes))) or "NULL"
+        rows = self.store.query(
+            f"""SELECT DISTINCT fingerprint FROM reviewer_proposals
+                WHERE rule = :rule AND (outcome IN ({marks})
+                    {"OR state = 'rejected'" if rejected else ""})""",
+            {"rule": rule, **{f"o{i}": o for i, o in enumerate(outcomes)}},
+        )
+        return {r["fingerprint"] for r in rows}
 
     # -- silences ------------------------------------------------------------------
     def add_silence(

@@ -122,9 +122,19 @@ def fmt_duration(td: timedelta) -> str:
     return f"{seconds}s"
 
 
-# A pydantic field type for config durations: accepts "15m", "7d", seconds.
+def parse_config_duration(value: str | int | float | timedelta) -> timedelta:
+    """A duration written in config: ``15m``, ``7d``; a bare number is refused.
+
+    ``max_idle = 5`` could mean seconds, minutes or days; the unit is required."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        n = f"{value:g}"
+        raise ValueError(f"{value!r} is a number without a unit; write {n}s or {n}m (or h, d, w)")
+    return parse_duration(value)
+
+
+# A pydantic field type for config durations: "15m", "7d" (a bare number is refused).
 Duration = Annotated[
     timedelta,
-    BeforeValidator(parse_duration),
+    BeforeValidator(parse_config_duration),
     PlainSerializer(fmt_duration, return_type=str),
 ]

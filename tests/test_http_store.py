@@ -12,9 +12,12 @@ import pytest
 
 from reviewer.engine import Engine
 from store.base import StoreError
-from store.http import HTTPStore
+from store.http import HTTPStore, RetryPolicy
 from store.timeutil import parse_ts
 from tests.support import make_config
+
+# Retries without the production waits, so a failing pipeline fails a test in milliseconds.
+FAST = RetryPolicy(wait_initial_s=0.01, wait_max_s=0.05, wait_jitter_s=0.0)
 
 
 class FakePipeline:
@@ -76,6 +79,7 @@ def store(tmp_path: Path, pipeline: FakePipeline) -> Iterator[HTTPStore]:
         "https://pipeline.example/api",
         mirror_path=tmp_path / "mirror.db",
         transport=httpx.MockTransport(pipeline.handler),
+        policy=FAST,
     )
     yield s
     s.close()

@@ -25,6 +25,11 @@ def _lint(root: Path) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-c",
+            # reviewer/ has no __init__.py: an editable install of another checkout
+            # would join the namespace package, so its finder and path hook go.
+            "import sys; sys.meta_path[:] = [f for f in sys.meta_path"
+            " if '__editable__' not in getattr(f, '__module__', '')];"
+            "sys.path[:] = [p for p in sys.path if not p.startswith('__editable__')];"
             "from importlinter.cli import lint_imports_command as c; c()",
             "--no-cache",
         ],
@@ -56,6 +61,21 @@ def test_a_rule_importing_the_app_breaks_the_floors(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
     assert "rules" in result.stdout and "reviewer.engine" in result.stdout
+
+
+def test_a_deferred_import_cycle_breaks_the_acyclic_contract(tmp_path: Path) -> None:
+    """config -> experiments -> config was a cycle hidden in a function; it now fails CI."""
+    root = _copy(tmp_path)
+    config = root / "reviewer" / "config.py"
+    config.write_text(
+        config.read_text()
+        + "\n\ndef _later() -> None:\n"
+        + "    from reviewer.experiments import experiment_settings  # noqa\n"
+    )
+    result = _lint(root)
+    assert result.returncode != 0
+    assert "No import cycles between sibling modules" in result.stdout
+    assert ".experiments -> .config" in result.stdout or ".config -> .experiments" in result.stdout
 
 
 def private_imports(importer: str, source: str) -> list[str]:

@@ -464,7 +464,7 @@ def test_email_is_one_mail_per_cycle_with_a_stable_message_id(store: SQLiteStore
 def test_bad_receiver_config_names_file_table_and_option(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text(
-        '[notify.receivers.ops]\ntype = "webhook"\nurl = "https://x/"\ntimeout = 5\n'
+        '[notify.receivers.ops]\ntype = "webhook"\nurl = "https://x/"\ntimeout = "5s"\n'
         'events = ["proposal.aproved"]\n'
     )
     with pytest.raises(ConfigError) as err:

@@ -137,5 +137,12 @@ def test_rule_case(
             assert match.evidence.get(key) == value, f"evidence {key}: {match.evidence.get(key)!r}"
         if "summary_contains" in expected:
             assert expected["summary_contains"] in match.summary, match.summary
+        if "control" in expected:  # the control approving applies; "none" for none
+            got_control = (
+                match.control.model_dump(mode="json", exclude_none=True)
+                if match.control
+                else "none"
+            )
+            assert got_control == expected["control"], got_control
         if "severity" in expected:
             assert match.severity is not None and match.severity.value == expected["severity"]

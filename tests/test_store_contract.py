@@ -18,6 +18,7 @@ import pytest
 from reviewer.config import config_from_dict
 from reviewer.engine import Engine
 from store import SCHEMA_VERSION, DaemonLockedError, ProposalState, Store, StoreError, open_store
+from store.base import SupportsReplicas
 from store.sqlite import SQLiteStore
 from store.timeutil import parse_ts
 from tests.pg import PG_URL, fresh_schema_url, require_postgres
@@ -233,6 +234,24 @@ def test_touch_task_labels_adds_labels_and_remembers_the_touch(store: Store) -> 
     store.touch_task_labels("missing", ["x"], "2026-03-09T00:00:00Z")  # silently nothing
 
 
+def test_set_task_priority_changes_it_and_remembers_the_touch(store: Store) -> None:
+    store.upsert_tasks(task_rows([task("a", priority="low", updated_at="2026-03-02T00:00:00Z")]))
+    assert store.set_task_priority("a", "high", "2026-03-09T00:00:00Z") == "low"
+    got = store.get_task("a")
+    assert got is not None and got["priority"] == "high"
+    assert got["updated_at"] == "2026-03-09T00:00:00Z"
+    assert store.query("SELECT * FROM reviewer_task_touches") == [
+        {
+            "task_id": "a",
+            "touched_at": "2026-03-09T00:00:00Z",
+            "previous_updated_at": "2026-03-02T00:00:00Z",
+        }
+    ]
+    assert store.set_task_priority("a", "high", "2026-03-09T01:00:00Z") == "high"  # no change
+    assert store.set_task_priority("missing", "high", "2026-03-09T00:00:00Z") is None
+    assert store.query("SELECT incident_id FROM reviewer_findings") == []  # the column exists
+
+
 # -- transactions --------------------------------------------------------------------
 def test_transaction_rolls_back_on_exception(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction():
@@ -385,6 +404,11 @@ def test_query_and_execute_with_named_params_and_returning(store: Store) -> None
 def test_daemon_lock_excludes_a_second_holder_until_closed(
     store: Store, opener: Callable[[], Store]
 ) -> None:
+    if isinstance(store, SupportsReplicas):
+        # PostgreSQL: daemons are replicas, each cycle has one leader (tests/test_replicas.py).
+        store.acquire_daemon_lock()
+        opener().acquire_daemon_lock()
+        return
     store.acquire_daemon_lock()
     store.acquire_daemon_lock()  # holding it already is fine
     other = opener()
@@ -413,6 +437,50 @@ def test_one_engine_cycle_files_exactly_one_backlog_task(store: Store) -> None:
     # The label the reviewer added is not activity: the next cycle still sees it stale.
     later = engine.review(NOW + timedelta(hours=1))
     assert [f["subject"] for f in later.findings] == ["stale"]
+
+
+def test_outcomes_breaker_and_ledger_sql_run_on_every_store(store: Store) -> None:
+    """The outcome, breaker and ledger queries (window functions, epoch maths, upserts)."""
+    from reviewer.ledger import build_ledger
+
+    store.upsert_tasks(task_rows([task("a", priority="high"), task("b", priority="high")]))
+    cfg = config_from_dict(
+        {"reviewer": {"resolve_after_cycles": 1, "outcome_cycles": 1, "outcome_clear_for": "1d"}}
+    )
+    engine = Engine(cfg, store, clock=lambda: NOW)
+    created = [p for p in engine.review(NOW).proposals if p["change"] == "created"]
+    fix, drop = sorted(created, key=lambda p: p["subject"])
+    engine.approve(fix["id"], by="alice")
+    engine.reject(drop["id"], by="bob", reason="kept on purpose")
+    done = "2026-03-10T15:00:00Z"
+    store.execute(
+        "UPDATE tasks SET status = 'completed', finished_at = :at WHERE id = :id",
+        {"at": done, "id": f"reviewer-{fix['id']}"},
+    )
+    store.upsert_tasks(task_rows([task("a", priority="high", updated_at=done)]))
+    store.upsert_tasks(task_rows([task("b", priority="high", updated_at=done)]))
+    engine.review(NOW + timedelta(hours=4))
+    judged = engine.review(NOW + timedelta(days=1, hours=4))
+    assert [o["outcome"] for o in judged.outcomes] == ["fixed"]
+    with store.transaction():
+        engine.state.trip_breaker(
+            "stale-queue", at="2026-03-11T00:00:00Z", rejections=1, reason="r"
+        )
+    assert set(engine.state.tripped_breakers()) == {"stale-queue"}
+    assert engine.state.rejections_since("2026-03-01T00:00:00Z") == {"stale-queue": 1}
+    report = build_ledger(cfg, store, NOW + timedelta(days=2))
+    (entry,) = [r for r in report["rules"] if r["rule"] == "stale-queue"]
+    assert (entry["fixed"], entry["approvals"], entry["rejections"]) == (1, 1, 1)
+    assert entry["median_time_to_fix_seconds"] == 3 * 3600  # proposed 12:00, done 15:00
+    assert entry["rejection_reasons"] == [{"reason": "kept on purpose", "n": 1}]
+    assert entry["breaker"] is not None
+    with store.transaction():
+        engine.state.reset_breaker(
+            "stale-queue", by="carol", at="2026-03-11T01:00:00Z", reason=None
+        )
+    # Only rejections after the reset count towards the next trip.
+    assert engine.state.tripped_breakers() == {}
+    assert engine.state.rejections_since("2026-03-01T00:00:00Z") == {}
 
 
 def test_sqlite_store_url_round_trip(tmp_path: Path) -> None:
@@ -501,3 +569,35 @@ def test_postgres_open_takes_no_write_lock_when_no_migration_is_due(pg_schema_ur
                 open_store(impatient)
     finally:
         first.close()
+
+
+def test_audit_log_filters_in_sql(store: Store) -> None:
+    from store.state import ReviewerState
+
+    state = ReviewerState(store)
+    with store.transaction():
+        for i, (actor, action, rule) in enumerate(
+            [
+                ("reviewer", "proposal.created", "stale-queue"),
+                ("desk", "proposal.approved", "stale-queue"),
+                ("dana via ops", "proposal.rejected", "flaky-tests"),
+                ("desk", "silence.added", "flaky-tests"),
+                ("ops_x", "proposalish", "flaky-tests"),  # neither proposal.* nor ops
+            ]
+        ):
+            state.audit(f"2026-03-0{i + 1}T00:00:00Z", actor, action, rule=rule)
+
+    def actions(**filters: object) -> list[str]:
+        return [r["action"] for r in state.audit_log(**filters)]  # type: ignore[arg-type]
+
+    assert actions(action="proposal") == [
+        "proposal.rejected",
+        "proposal.approved",
+        "proposal.created",
+    ]
+    assert actions(action="proposal.approved") == ["proposal.approved"]
+    assert actions(actor="ops") == ["proposal.rejected"]
+    assert actions(actor="o_s") == []  # LIKE wildcards are matched literally
+    assert actions(actor="desk", rule="flaky-tests") == ["silence.added"]
+    assert actions(since="2026-03-04T00:00:00Z") == ["proposalish", "silence.added"]
+    assert actions(limit=2) == ["proposalish", "silence.added"]

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, status
 
+from reviewer.api.auth import Principal
 from reviewer.api.common import UNPROCESSABLE, now_of, run_filters
-from reviewer.api.deps import get_app, require_token
+from reviewer.api.deps import get_app, require_scope
 from reviewer.app import App
 from reviewer.ingest import store_records
 from reviewer.metrics import pipeline_metrics
@@ -30,7 +31,7 @@ def get_metrics(
 def post_metrics(
     payload: Any = Body(...),  # noqa: B008
     app: App = Depends(get_app),  # noqa: B008
-    actor: str = Depends(require_token),
+    _: Principal = Depends(require_scope("ingest")),  # noqa: B008
 ) -> dict[str, Any]:
     """Store one TaskMetric or a list of them; all or nothing, 422 naming the bad fields."""
     items = payload if isinstance(payload, list) else [payload]

@@ -21,6 +21,8 @@ def _finding(row: dict[str, Any]) -> dict[str, Any]:
         "last_seen": row["last_seen"],
         "times_seen": row["times_seen"],
         "regressions": row["regressions"],
+        # The open incident or burst it waits behind (its proposal is inhibited).
+        "incident": row.get("incident_id"),
     }
 
 

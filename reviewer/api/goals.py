@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, status
 from pydantic import ValidationError
 
+from reviewer.api.auth import Principal
 from reviewer.api.common import UNPROCESSABLE, now_of
-from reviewer.api.deps import get_app, require_token
+from reviewer.api.deps import get_app, require_scope
 from reviewer.app import App
-from store.goals import GoalIn, goals_report
+from store.goals import GoalIn, goals_overview
 from store.records import describe_errors
 from store.timeutil import fmt_ts
 
@@ -25,19 +26,14 @@ def goal_settings(app: App) -> dict[str, Any]:
 @router.get("/api/goals")
 def get_goals(app: App = Depends(get_app)) -> dict[str, Any]:  # noqa: B008
     """Every goal's progress, counts and predicted completion."""
-    s = goal_settings(app)
-    view = app.store.view(now_of(app))
-    goals = goals_report(
-        view, s["goals"], running_weight=s["running_weight"], rate_window=s["rate_window"]
-    )
-    return {"as_of": view.now_ts, "goals": goals}
+    return goals_overview(app.store.view(now_of(app)), goal_settings(app))
 
 
 @router.post("/api/goals", status_code=status.HTTP_201_CREATED)
 def post_goal(
     payload: Any = Body(...),  # noqa: B008
     app: App = Depends(get_app),  # noqa: B008
-    actor: str = Depends(require_token),
+    principal: Principal = Depends(require_scope("admin")),  # noqa: B008
 ) -> dict[str, Any]:
     """Define (or redefine) a goal by id; stored in ``reviewer_goals``."""
     if not isinstance(payload, dict):
@@ -54,7 +50,7 @@ def post_goal(
                 **goal.model_dump(include={"label", "spec", "task_type"}),
             },
             at,
-            actor,
+            principal.name,
         )
     shadowed = goal.id in goal_settings(app)["goals"]
     return {

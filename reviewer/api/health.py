@@ -15,7 +15,7 @@ router = APIRouter()
 
 @router.get("/healthz")
 def healthz(request: Request, a: App = Depends(get_app)) -> dict[str, Any]:  # noqa: B008
-    from reviewer.daemon import review_lag
+    from reviewer.schedule import review_lag
     from store.timeutil import parse_ts
 
     last = a.state.last_run()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict
 
-from reviewer.api.deps import get_app, require_token
+from reviewer.api.auth import Principal
+from reviewer.api.deps import actor_for, get_app, require_scope
 from reviewer.api.guard import RowId
 from reviewer.app import App
 from store.timeutil import fmt_ts, parse_ts, utcnow
@@ -31,10 +32,12 @@ def silences(all: bool = False, a: App = Depends(get_app)) -> list[dict[str, Any
 
 @router.post("/api/silences", status_code=201)
 def add_silence(
+    request: Request,
     body: SilenceIn,
-    actor: str = Depends(require_token),
+    principal: Principal = Depends(require_scope("approve")),  # noqa: B008
     a: App = Depends(get_app),  # noqa: B008
 ) -> dict[str, Any]:
+    actor = actor_for(request, principal, body.by)
     from reviewer.app import check_silence
 
     try:
@@ -51,7 +54,7 @@ def add_silence(
             rule=body.rule,
             subject=body.subject,
             until=until,
-            by=body.by or actor,
+            by=actor,
             comment=body.comment,
             at=fmt_ts(utcnow()),
         )
@@ -60,10 +63,12 @@ def add_silence(
 
 @router.post("/api/silences/{silence_id}/expire")
 def expire_silence(
+    request: Request,
     silence_id: RowId,
-    actor: str = Depends(require_token),
+    principal: Principal = Depends(require_scope("approve")),  # noqa: B008
     a: App = Depends(get_app),  # noqa: B008
 ) -> dict[str, Any]:
+    actor = actor_for(request, principal)
     with a.store.transaction():
         s = a.state.expire_silence(silence_id, by=actor, at=fmt_ts(utcnow()), reason=None)
     return s.public()

@@ -8,7 +8,8 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from reviewer.api.deps import get_app, require_token
+from reviewer.api.auth import Principal
+from reviewer.api.deps import get_app, require_scope
 from reviewer.app import App
 from store.timeutil import fmt_ts, utcnow
 
@@ -21,7 +22,7 @@ async def test_results(
     run_id: str = Query(..., min_length=1),
     commit: str = Query(..., min_length=1),
     branch: str | None = None,
-    actor: str = Depends(require_token),
+    _: Principal = Depends(require_scope("ingest")),  # noqa: B008
     a: App = Depends(get_app),  # noqa: B008
 ) -> JSONResponse:
     """Upload one JUnit XML report (the request body) for a test run."""

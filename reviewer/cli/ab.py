@@ -51,7 +51,7 @@ def ab(
     from reviewer.experiments import compare_arms
 
     f = metric_filter(since, until, task_type, model, executor)
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=True) as app:
         try:
             doc = compare_arms(
                 app.store.view(app.engine.clock()),

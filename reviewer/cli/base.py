@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from store.finite import dumps
+
 if TYPE_CHECKING:
     from reviewer.config import Config
 
@@ -64,7 +66,6 @@ def handled() -> Iterator[None]:
     import sqlite3
 
     from reviewer.config import ConfigError
-    from reviewer.render import TemplateError
     from store.base import StoreError
     from store.state import InvalidTransition, NotFound
 
@@ -72,7 +73,7 @@ def handled() -> Iterator[None]:
         yield
     except ConfigError as exc:
         fail(str(exc), 2)
-    except (NotFound, InvalidTransition, StoreError, TemplateError) as exc:
+    except (NotFound, InvalidTransition, StoreError) as exc:
         fail(str(exc), 1)
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
@@ -84,6 +85,13 @@ def handled() -> Iterator[None]:
         fail(f"store error: {exc}", 1)
     except (OSError, UnicodeError, ValueError, OverflowError, RecursionError) as exc:
         fail(f"{type(exc).__name__}: {exc}", 1)
+    except Exception as exc:
+        # A template error can only come from a loaded reviewer.render; looking it up
+        # here, not importing it, keeps jinja2 out of the commands that render nothing.
+        render = sys.modules.get("reviewer.render")
+        if render is not None and isinstance(exc, render.TemplateError):
+            fail(str(exc), 1)
+        raise
 
 
 class ReviewerGroup(click.Group):
@@ -95,7 +103,7 @@ class ReviewerGroup(click.Group):
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(dumps(data, indent=2))
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, empty: str = "(none)") -> None:
@@ -176,7 +184,31 @@ def main(argv: Sequence[str] | None = None) -> None:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def open_app(ctx: Context) -> Any:
+def open_app(ctx: Context, *, read_only: bool = False) -> Any:
+    """The opened ``App``. A ``read_only`` command never creates a SQLite store:
+    when the file is missing it says where it looked and how to make one (exit 1)."""
     from reviewer.app import App
 
-    return App.from_config(ctx.config)
+    config = ctx.config
+    if read_only:
+        missing = missing_sqlite_store(config.store_url)
+        if missing is not None:
+            import shlex
+
+            fail(
+                f"there is no store at {missing}; make one by loading the pipeline's records "
+                f"(reviewer --store {shlex.quote('sqlite:///' + missing)} ingest tasks "
+                "FILE.jsonl), try `reviewer demo`, or point --store or [reviewer] store "
+                "at an existing store"
+            )
+    return App.from_config(config)
+
+
+def missing_sqlite_store(url: str) -> str | None:
+    """The path of a ``sqlite:///`` store whose file does not exist, else None."""
+    from pathlib import Path
+
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return None
+    path = url[len("sqlite:///") :]
+    return None if Path(path).exists() else path

@@ -29,7 +29,7 @@ def config_group() -> None:
 def config_check(ctx: Context, as_json: bool) -> None:
     """Validate config.toml and the proposal templates."""
     from reviewer.render import Renderer
-    from store.postgres import redact
+    from store.secrets import redact
 
     with handled():
         cfg = ctx.config
@@ -54,9 +54,12 @@ def config_check(ctx: Context, as_json: bool) -> None:
         }
         for r in cfg.rules.values()
     }
+    token_scopes = {t.name: sorted(t.scopes) for t in cfg.api_tokens()}
     summary = {
         "config": str(cfg.path) if cfg.path else None,
         "store": redact(cfg.store_url),
+        # Names and scopes only: a token's value is never printed.
+        "tokens": token_scopes,
         "rules": rules_summary,
         "notify": {
             name: {"type": r.type, "target": r.target()} for name, r in cfg.notify.receivers.items()
@@ -67,6 +70,8 @@ def config_check(ctx: Context, as_json: bool) -> None:
         return
     click.echo(f"{summary['config'] or 'built-in defaults'}: OK")
     click.echo(f"store: {summary['store']}")
+    tokens = ", ".join(f"{n} ({' '.join(sc)})" for n, sc in token_scopes.items())
+    click.echo(f"tokens: {tokens or 'none (every change over HTTP is refused)'}")
     table(
         [{"rule": k, **v} for k, v in rules_summary.items()],
         ["rule", "enabled", "severity", "approval"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,9 +52,9 @@ def fmt(value: Any, suffix: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.2f}{suffix}"
+        return f"{value:.2f}{suffix}" if math.isfinite(value) else "-"
     return f"{value}{suffix}"
 
 
 def pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate * 100:.1f}%"
+    return "-" if rate is None or not math.isfinite(rate) else f"{rate * 100:.1f}%"

@@ -33,7 +33,7 @@ def findings() -> None:
 @pass_ctx
 def findings_list(ctx: Context, state: str, rule: str | None, limit: int, as_json: bool) -> None:
     """List findings, most severe first."""
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=True) as app:
         rows = app.state.list_findings(None if state == "all" else state, rule, limit)
     items = [
         {
@@ -43,6 +43,8 @@ def findings_list(ctx: Context, state: str, rule: str | None, limit: int, as_jso
             "last_seen": r["last_seen"],
             "times_seen": r["times_seen"],
             "regressions": r["regressions"],
+            # The open incident or burst it waits behind (its proposal is inhibited).
+            "incident": r.get("incident_id"),
         }
         for r in rows
     ]
@@ -51,6 +53,6 @@ def findings_list(ctx: Context, state: str, rule: str | None, limit: int, as_jso
         return
     table(
         items,
-        ["severity", "rule", "kind", "subject", "state", "first_seen", "summary"],
+        ["severity", "rule", "kind", "subject", "state", "incident", "first_seen", "summary"],
         empty="no findings",
     )

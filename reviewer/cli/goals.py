@@ -24,20 +24,17 @@ from reviewer.cli.base import table as print_table
 @json_option
 @pass_ctx
 def goals(ctx: Context, now: datetime | None, as_json: bool) -> None:
-    """Goals: progress %, counts and predicted completion (GET /api/goals)."""
-    from store.goals import goals_report
+    """Goals: progress %, counts, predicted completion, on track (GET /api/goals)."""
+    from store.goals import goals_overview
 
-    with handled(), open_app(ctx) as app:
-        settings = app.config.goal_settings()
-        items = goals_report(
-            app.store.view(now or app.engine.clock()),
-            settings["goals"],
-            running_weight=settings["running_weight"],
-            rate_window=settings["rate_window"],
+    with handled(), open_app(ctx, read_only=True) as app:
+        overview = goals_overview(
+            app.store.view(now or app.engine.clock()), app.config.goal_settings()
         )
     if as_json:
-        emit_json(items)
+        emit_json(overview)  # the shape of GET /api/goals
         return
+    items = overview["goals"]
     print_table(
         [
             {**g, "progress": f"{g['progress_percent']}%", "done": f"{g['completed']}"}
@@ -52,6 +49,10 @@ def goals(ctx: Context, now: datetime | None, as_json: bool) -> None:
             "remaining",
             "deadline",
             "predicted_completion",
+            "on_track",
         ],
         empty="no goals; define [goals.<id>] in config.toml or POST /api/goals",
     )
+    for g in items:
+        if g["on_track_reason"]:
+            click.echo(f"{g['id']}: not on track: {g['on_track_reason']}")

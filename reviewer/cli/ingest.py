@@ -31,7 +31,7 @@ def _report_ingest(report: Any, as_json: bool) -> None:
             click.echo(f"rejected: {msg}", err=True)
         for msg in report.warnings:
             click.echo(f"warning: {msg}", err=True)
-        click.echo(f"stored {report.stored} record(s), rejected {len(report.rejected)}")
+        click.echo(f"stored {report.stored} record(s), rejected {report.rejected_count}")
     if report.rejected:
         sys.exit(1)
 

@@ -36,7 +36,7 @@ def metrics(
     from reviewer.metrics import pipeline_metrics
 
     f = metric_filter(since, until, task_type, model, executor)
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=True) as app:
         doc = pipeline_metrics(app.store.view(app.engine.clock()), f)
     if as_json:
         emit_json(doc)

@@ -16,6 +16,9 @@ from reviewer.cli.base import (
     who,
 )
 
+# The proposal states (store.models.ProposalState), written out so --help loads no pydantic.
+STATES = ("pending", "approved", "scheduled", "rejected", "resolved", "superseded")
+
 
 @cli.group()
 def proposals() -> None:
@@ -24,7 +27,10 @@ def proposals() -> None:
 
 @proposals.command("list")
 @click.option(
-    "--state", default=None, help="pending, approved, scheduled, rejected, resolved, superseded."
+    "--state",
+    default=None,
+    type=click.Choice([*STATES, "all"]),
+    help="Only proposals in this state (default: all).",
 )
 @click.option("--rule", default=None, help="Only this rule's proposals.")
 @click.option("--limit", default=200, show_default=True)
@@ -34,14 +40,14 @@ def proposals_list(
     ctx: Context, state: str | None, rule: str | None, limit: int, as_json: bool
 ) -> None:
     """List proposals, newest first."""
-    with handled(), open_app(ctx) as app:
-        items = app.state.proposals(state=state, rule=rule, limit=limit)
+    with handled(), open_app(ctx, read_only=True) as app:
+        items = app.state.proposals(state=None if state == "all" else state, rule=rule, limit=limit)
     if as_json:
         emit_json([p.public() for p in items])
         return
     table(
         [p.public() for p in items],
-        ["id", "state", "severity", "rule", "kind", "subject", "task_id", "title"],
+        ["id", "state", "severity", "rule", "kind", "subject", "task_id", "outcome", "title"],
         empty="no proposals",
     )
 
@@ -52,7 +58,7 @@ def proposals_list(
 @pass_ctx
 def proposals_show(ctx: Context, proposal_id: int, as_json: bool) -> None:
     """Show one proposal with its body and audit trail."""
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=True) as app:
         proposal = app.state.proposal(proposal_id)
         trail = app.state.audit_log(proposal_id)
     if as_json:
@@ -64,6 +70,7 @@ def proposals_show(ctx: Context, proposal_id: int, as_json: bool) -> None:
         f"state {p.state.value} · {p.severity.value} · rule {p.rule} · kind {p.kind}"
         f" · subject {p.subject} · approval {p.approval.value}"
         + (f" · task {p.task_id}" if p.task_id else "")
+        + (f" · outcome {p.outcome.value} ({p.outcome_at})" if p.outcome else "")
     )
     click.echo("")
     click.echo(p.body)
@@ -106,10 +113,14 @@ def proposals_reject(
 ) -> None:
     """Reject a proposal; it is not proposed again within the cooldown."""
     with handled(), open_app(ctx) as app:
+        before = app.state.proposal(proposal_id)
         p = app.engine.reject(proposal_id, by=by or who(), reason=reason)
         cooldown = app.config.reviewer.reject_cooldown
     if as_json:
         emit_json(p.public())
+    elif before.state.value == "rejected":
+        by = p.decided_by or "-"
+        click.echo(f"proposal {p.id} was already rejected by {by}; nothing changed")
     else:
         from store.timeutil import fmt_duration
 

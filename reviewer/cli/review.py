@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
+from typing import Any
 
 import click
 
@@ -19,6 +19,7 @@ from reviewer.cli.base import (
     pass_ctx,
     table,
 )
+from store.finite import dumps
 
 
 @cli.command()
@@ -29,7 +30,14 @@ from reviewer.cli.base import (
 @pass_ctx
 def review(ctx: Context, once: bool, now: datetime | None, dry_run: bool, as_json: bool) -> None:
     """Run one review cycle."""
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=dry_run) as app:
+        if not dry_run:
+            interrupted = app.mark_interrupted_runs()
+            if interrupted:
+                click.echo(
+                    f"marked {interrupted} run(s) left running by a stopped process interrupted",
+                    err=True,
+                )
         result = app.engine.review(now, dry_run=dry_run, trigger="once")
     if as_json:
         emit_json(result.public())
@@ -60,12 +68,28 @@ def backtest(ctx: Context, start: datetime, end: datetime, step: str, as_json: b
     if step_td.total_seconds() <= 0:
         raise click.BadParameter("must be positive", param_hint="--step")
     from reviewer.backtest import backtest as run_backtest
+    from reviewer.backtest import step_count
 
-    with handled(), open_app(ctx) as app:
-        events = run_backtest(app.engine, start, end, step_td)
+    with handled(), open_app(ctx, read_only=True) as app:
+        # A progress bar on a terminal only: never in --json output or a pipe or log.
+        if as_json or not sys.stderr.isatty():
+            events = run_backtest(app.engine, start, end, step_td)
+        else:
+            bar: Any
+            with click.progressbar(
+                length=step_count(start, end, step_td),
+                label="replaying",
+                file=sys.stderr,
+                show_eta=True,
+                show_pos=True,
+                item_show_func=lambda at: at.strftime("%Y-%m-%d %H:%M") if at else None,
+            ) as bar:
+                events = run_backtest(
+                    app.engine, start, end, step_td, on_step=lambda at: bar.update(1, at)
+                )
         if as_json:
             for item in events:
-                click.echo(json.dumps(item, default=str))
+                click.echo(dumps(item))
             return
         table(
             events,

@@ -1,4 +1,5 @@
-"""``reviewer rules list|show``: the registered rules and their settings."""
+"""``reviewer rules list|show|reset-breaker``: the registered rules, their settings, and
+the breaker that turns a much-rejected rule's ``auto`` approval into ``manual``."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from reviewer.cli.base import (
     fail,
     handled,
     json_option,
+    open_app,
     pass_ctx,
     table,
+    who,
 )
 
 
@@ -69,5 +72,34 @@ def rules_show(ctx: Context, rule_id: str) -> None:
     click.echo("")
     click.echo(f"As configured ({cfg.path or 'built-in defaults'}):")
     shown = {**rule.settings.model_dump(mode="json"), **rule.options.model_dump(mode="json")}
+    from reviewer.controls import control_ttl
+    from store.timeutil import fmt_duration
+
+    shown["control_ttl"] = fmt_duration(control_ttl(cfg, rule_id))  # the one in effect
     for key, value in shown.items():
         click.echo(f"  {key} = {json.dumps(value, default=str)}")
+
+
+@rules_group.command("reset-breaker")
+@click.argument("rule_id")
+@click.option("--by", default=None, help="Who resets it (default: your user name).")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@json_option
+@pass_ctx
+def rules_reset_breaker(
+    ctx: Context, rule_id: str, by: str | None, reason: str | None, as_json: bool
+) -> None:
+    """Lift a rule's tripped breaker: its configured approval (auto) applies again."""
+    from store.timeutil import fmt_ts
+
+    with handled(), open_app(ctx) as app, app.store.transaction():
+        row = app.state.reset_breaker(
+            rule_id, by=by or who(), at=fmt_ts(app.clock()), reason=reason
+        )
+    if as_json:
+        emit_json(row)
+    else:
+        click.echo(
+            f"reset the breaker of {rule_id} (tripped at {row['tripped_at']}); "
+            "its configured approval applies again"
+        )

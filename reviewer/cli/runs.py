@@ -27,7 +27,7 @@ def runs() -> None:
 @pass_ctx
 def runs_list(ctx: Context, limit: int, as_json: bool) -> None:
     """List recent review runs."""
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=True) as app:
         items = [r.public() for r in app.state.runs(limit)]
     if as_json:
         emit_json(items)
@@ -47,6 +47,7 @@ def runs_list(ctx: Context, limit: int, as_json: bool) -> None:
             "resolved",
             "errors",
             "future_records",
+            "skipped_records",
             "duration_ms",
         ],
         empty="no runs yet",

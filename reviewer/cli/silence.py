@@ -75,7 +75,7 @@ def silence_list(ctx: Context, show_all: bool, as_json: bool) -> None:
     """List silences in force (or all of them)."""
     from store.timeutil import fmt_ts, utcnow
 
-    with handled(), open_app(ctx) as app:
+    with handled(), open_app(ctx, read_only=True) as app:
         items = [s.public() for s in app.state.silences(fmt_ts(utcnow()), include_expired=show_all)]
     if as_json:
         emit_json(items)

@@ -104,6 +104,10 @@ from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "backlog-hygiene"
 DEFAULTS: dict[str, object] = {"severity": "info", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "failure_min_count", "quieter": "higher"}
+# Kinds an operational cause can produce (grouped into incidents by the engine).
+SYMPTOM_KINDS = ("failure-signature",)
 
 Kind = Literal["failure-signature", "oversized", "no-acceptance", "low-value"]
 Priority = Literal["low", "normal", "high", "critical"]

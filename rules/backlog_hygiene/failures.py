@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from scipy.stats import binom
-
 from rules.backlog_hygiene.signature import signature
 from rules.contract import Finding
 from store import BacklogView
@@ -59,6 +57,8 @@ class _Runs:
 
 
 def failure_signatures(options: Settings, view: BacklogView) -> Iterator[Finding]:
+    from scipy.stats import binom  # here, not at the top: see rules/__init__.py
+
     since = view.ago(options.failure_window)
     groups: dict[tuple[str, str], _Group] = {}
     for row in view.failure_texts(since, options.failure_max_error):

@@ -10,7 +10,7 @@ Buildkite, Datadog and Trunk.
 
 Kinds
 -----
-``flaky`` (proposes a quarantine)
+``flaky`` (proposes a quarantine, and a ``quarantine test:ID`` control once approved)
     Within its last ``window`` non-skipped runs the test both passed and
     failed (or errored) on one commit, or a single run failed and then passed
     on a rerun (outcome ``flaky``): either is proof. Or, with at least
@@ -71,7 +71,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from pydantic import Field, model_validator
-from scipy.stats import beta
 
 from rules.contract import Finding, RuleOptions
 from rules.flaky_tests.text import broken_finding, flaky_finding, holdout_finding
@@ -83,6 +82,8 @@ ID = "flaky-tests"
 DEMO_AUTO = True
 
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "flip_rate", "quieter": "higher"}
 
 
 class Options(RuleOptions):
@@ -138,6 +139,8 @@ def failure_rate(failures: int, runs: int) -> tuple[float, float, float]:
     """The failure rate and its 95% Jeffreys interval (0, 0, 1 without runs)."""
     if runs <= 0:
         return 0.0, 0.0, 1.0
+    from scipy.stats import beta  # here, not at the top: see rules/__init__.py
+
     a, b = failures + 0.5, runs - failures + 0.5
     low = float(beta.ppf(0.025, a, b)) if failures > 0 else 0.0
     high = float(beta.ppf(0.975, a, b)) if failures < runs else 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from rules.contract import Finding
+from rules.contract import ControlKind, ControlSpec, Finding
 from store.timeutil import fmt_duration
 
 Row = dict[str, Any]
@@ -120,6 +120,7 @@ def flaky_finding(
             "reliably."
         ),
         remedy="quarantine",
+        control=ControlSpec(kind=ControlKind.quarantine, target=f"test:{test}"),
         task_type="test",
         related=[test],
     )

@@ -76,12 +76,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from rules.contract import Finding, RuleOptions, Severity
-from rules.stale_queue.similarity import duplicate_groups
 from store import BacklogView, Row, json_list
 from store.timeutil import Duration, fmt_duration, parse_ts
 
 ID = "stale-queue"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "max_idle_by_priority", "quieter": "higher"}
 
 
 Priority = Literal["critical", "high", "normal", "low"]
@@ -182,6 +183,9 @@ def _stale(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _duplicates(options: Options, view: BacklogView) -> Iterator[Finding]:
+    # TF-IDF loads numpy and scipy: imported here, not at the top (see rules/__init__.py).
+    from rules.stale_queue.similarity import duplicate_groups
+
     tasks = [
         t
         for t in view.open_task_texts(options.duplicate_max_description)

@@ -50,7 +50,9 @@ Kinds
     An executor, model or task type (in ``error_scopes``) that failed more
     than ``max_error_rate`` of at least ``min_runs`` runs in ``error_window``
     (8 of 16 at 0.5 does not fire, 9 of 16 does): the seed's circuit breaker.
-    Proposes pausing it (holding a task type's work); severity "critical" at or
+    Proposes pausing it (holding a task type's work), with a control that does
+    so once approved (``pause executor:NAME`` or ``model:NAME``, ``hold
+    task_type:NAME``; see "Controls"); severity "critical" at or
     above ``critical_error_rate``. The finding says how unusual it is: its
     failures against every other run of the window (one-sided Fisher exact
     p). The cause is the scope that stays anomalous once the other
@@ -115,6 +117,11 @@ from store.timeutil import Duration
 
 ID = "stuck-phases"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "timeout_multiplier", "quieter": "higher"}
+# Kinds an operational cause (a broken executor, model or task type) produces: the
+# engine may group them into one incident behind that cause.
+SYMPTOM_KINDS = ("stuck", "stalled-phase", "timeout-pattern", "repeated-failure", "error-rate")
 
 
 ErrorScope = Literal["executor", "model", "task_type"]

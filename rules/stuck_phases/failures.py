@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from scipy.stats import fisher_exact
-
-from rules.contract import Finding, Severity
+from rules.contract import ControlKind, ControlSpec, Finding, Severity
 from store import BacklogView
 from store.timeutil import fmt_duration
 
@@ -65,6 +63,8 @@ def _greater_p(hits: int, misses: int, base_hits: int, base_misses: int) -> floa
     """One-sided Fisher exact p that the first row's share of hits beats the second's."""
     if base_hits + base_misses == 0:
         return 1.0
+    from scipy.stats import fisher_exact  # here, not at the top: see rules/__init__.py
+
     table = [[hits, misses], [base_hits, base_misses]]
     return float(fisher_exact(table, alternative="greater").pvalue)
 
@@ -413,6 +413,7 @@ def error_rates(options: Settings, view: BacklogView) -> Iterator[Finding]:
                 )
             ),
             remedy="pause",
+            control=ControlSpec(kind=ControlKind.pause, target=f"{scope}:{name}"),
             task_type="heal",
         )
 
@@ -494,5 +495,6 @@ def _task_type_breaker(
             )
         ),
         remedy="pause",
+        control=ControlSpec(kind=ControlKind.hold, target=f"task_type:{name}"),
         task_type="heal",
     )

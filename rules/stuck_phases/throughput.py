@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from scipy.stats import poisson
-
 from store import BacklogView
 from store.timeutil import parse_ts
 
@@ -84,5 +82,7 @@ def expected_outflow(
         by_day = (day_counts[h] + DAY_PRIOR * overall) / (day_seen[h] + DAY_PRIOR)
         own, hours = counts.get(bucket, 0), seen.get(bucket, 0.0)
         expected += share * (own + WEEK_PRIOR * by_day) / (hours + WEEK_PRIOR)
+    from scipy.stats import poisson  # here, not at the top: see rules/__init__.py
+
     chance = float(poisson.cdf(observed, expected)) if expected > 0 else 1.0
     return Throughput(expected, observed, chance, total_hours, total, overall, window)

@@ -4,7 +4,10 @@ Agent runs go wrong expensively: a prompt that loops, a model that rambles, a
 retry storm, a new executor with no limits. This rule watches the tokens
 (in + out) and cost of every finished task and flags what stands far above
 normal, so someone looks before the bill does; with ``action = "throttle"`` it
-proposes pausing or throttling the scope instead of only investigating.
+proposes pausing or throttling the scope instead of only investigating, and a
+spike or budget finding carries a ``throttle`` control that approving applies
+(a spike: the scope's usual number of tasks in its peak hour, per hour; a
+budget: the budget, per day; see "Controls").
 
 Kinds
 -----
@@ -114,14 +117,15 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from rules.contract import Finding, RuleOptions
-from rules.usage_spikes import findings as text
-from rules.usage_spikes.spike import ShiftParams, SpikeParams, find_spikes
-from rules.usage_spikes.stats import Thresholds, log_reference
 from store import USAGE_DIMENSIONS, BacklogView
 from store.timeutil import Duration
 
 ID = "usage-spikes"
 DEFAULTS: dict[str, object] = {"severity": "warning", "approval": "manual"}
+# The option `reviewer report` suggests changing when this rule is noisy, and which way is quieter.
+TUNING = {"option": "spike_score", "quieter": "higher"}
+# Kinds an operational cause can produce (grouped into incidents by the engine).
+SYMPTOM_KINDS = ("spike", "task-outlier")
 
 Action = Literal["alert", "throttle"]
 Kind = Literal["task-outlier", "spike", "budget"]
@@ -205,6 +209,10 @@ def check(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _task_outliers(options: Options, view: BacklogView) -> Iterator[Finding]:
+    # The helpers load numpy and scipy: imported here, not at the top (see rules/__init__.py).
+    from rules.usage_spikes import findings as text
+    from rules.usage_spikes.stats import Thresholds, log_reference
+
     recent = view.ago(options.outlier_window)
     history = view.ago(options.outlier_history)
     limits = {
@@ -260,6 +268,10 @@ def _task_outliers(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
+    from rules.usage_spikes import findings as text
+    from rules.usage_spikes.spike import ShiftParams, SpikeParams, find_spikes
+    from rules.usage_spikes.stats import Thresholds
+
     params = SpikeParams(
         days=options.spike_baseline // timedelta(days=1),
         min_days=options.spike_min_history // timedelta(days=1),
@@ -292,6 +304,8 @@ def _spikes(options: Options, view: BacklogView) -> Iterator[Finding]:
 
 
 def _budgets(options: Options, view: BacklogView) -> Iterator[Finding]:
+    from rules.usage_spikes import findings as text
+
     day_start = view.now_ts[:10] + "T00:00:00Z"
     wanted: list[tuple[str, str | None, str, float]] = []
     if options.daily_budget_usd > 0:

@@ -8,7 +8,7 @@ from typing import Any
 
 from scipy.stats import norm
 
-from rules.contract import Finding, Severity
+from rules.contract import ControlKind, ControlSpec, Finding, Severity
 from rules.usage_spikes.spike import Spike
 from rules.usage_spikes.stats import Reference, hour_label
 
@@ -168,11 +168,16 @@ def spike(s: Spike, action: str) -> Finding:
         f" (its tasks outside {_names(s.excluding)}, reported on their own)" if s.excluding else ""
     )
     also = f"; this also explains the rise of {_names(s.explains)}" if s.explains else ""
+    control = None
     if action == _THROTTLE:
+        # Its usual number of tasks in the peak hour: the rate the scope is held to.
+        per_hour = max(1, math.ceil(peak.baseline.expected_tasks))
+        control = ControlSpec(kind=ControlKind.throttle, target=s.subject, tasks_per_hour=per_hour)
         title = f"Throttle {s.subject}: hourly {what} {level} since {since}"
         act = (
-            f"Pause {s.subject} or rate-limit it to its usual level (about {usual} an hour) "
-            "until the cause is found, then lift the limit once hourly usage is normal again."
+            f"Pause {s.subject} or rate-limit it to its usual level (about {usual} an hour, "
+            f"{per_hour} task(s) an hour; approving applies that throttle) until the cause is "
+            "found, then lift the limit once hourly usage is normal again."
         )
     else:
         title = f"Investigate the {what} spike of {s.subject} since {since}"
@@ -233,6 +238,7 @@ def spike(s: Spike, action: str) -> Finding:
         ),
         action=act,
         remedy=action,
+        control=control,
     )
 
 
@@ -249,11 +255,15 @@ def budget(
     """Today's spend above a configured daily budget."""
     who = "all tasks" if scope == "all" else scope
     share = spent / limit
+    control = None
     if action == _THROTTLE:
+        control = ControlSpec(kind=ControlKind.throttle, target=scope, usd_per_day=limit)
         title = f"Pause {who} for the rest of the day: ${spent:,.2f} of a ${limit:,.2f} budget"
         act = (
-            f"Pause new work for {who} until 00:00 UTC, or throttle it to essential tasks; then "
-            "find what drove today's spend and raise the budget only if the growth is intended."
+            f"Pause new work for {who} until 00:00 UTC (approving applies a throttle of "
+            f"${limit:,.2f} a day, which starts nothing more today), or throttle it to essential "
+            "tasks; then find what drove today's spend and raise the budget only if the growth "
+            "is intended."
         )
     else:
         title = f"Daily budget exceeded for {who}: ${spent:,.2f} of ${limit:,.2f}"
@@ -287,4 +297,5 @@ def budget(
         ),
         action=act,
         remedy=action,
+        control=control,
     )
