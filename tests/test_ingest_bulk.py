@@ -20,7 +20,7 @@ from store import open_store
 from store.base import Store
 from store.records import MetricRecord, TaskRecord, plain_row
 from tests.pg import fresh_schema_url
-from tests.test_fuzz import METRIC_FIELDS, TASK_FIELDS, _record
+from tests.test_fuzz import METRIC_FIELDS, TASK_FIELDS, VALUE
 
 NOW = "2026-03-10T00:00:00Z"
 MODELS = {"tasks": (TaskRecord, TASK_FIELDS), "metrics": (MetricRecord, METRIC_FIELDS)}
@@ -33,6 +33,13 @@ BASES = {
         "created_at": "2026-03-01T00:00:00Z",
     },
 }
+
+
+def _record(fields: list[str], base: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid base record with up to six fields set to hostile values (test_fuzz's)."""
+    return st.dictionaries(st.sampled_from([*fields, "extra_field"]), VALUE, max_size=6).map(
+        lambda over: {**base, **over}
+    )
 
 
 def _model_row(model: type[TaskRecord] | type[MetricRecord], data: dict[str, Any]) -> Any:
