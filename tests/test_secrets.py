@@ -78,6 +78,14 @@ def test_log_lines_are_masked_json_and_human() -> None:
         assert_clean(fmt.format(record))
 
 
+@pytest.fixture(autouse=True)
+def _one_try_at_an_unreachable_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline here is never reachable: one try each, not the default backoff."""
+    cfg = tmp_path / "one-try.toml"
+    cfg.write_text("[reviewer]\nhttp_attempts = 1\n", encoding="utf-8")
+    monkeypatch.setenv("REVIEWER_CONFIG", str(cfg))
+
+
 @pytest.mark.parametrize("url", [PG_URL, HTTP_URL])
 @pytest.mark.parametrize(
     "args",
@@ -116,7 +124,9 @@ def test_api_error_bodies_and_healthz_are_masked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = config_from_dict({"reviewer": {"store": HTTP_URL, "api_token": "cfg-token-5150"}})
+    cfg = config_from_dict(
+        {"reviewer": {"store": HTTP_URL, "api_token": "cfg-token-5150", "http_attempts": 1}}
+    )
     app = App.from_config(cfg)
     app.engine.review()  # the pipeline is unreachable: the run records the error
     api = create_app(app)
