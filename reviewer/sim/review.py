@@ -281,6 +281,8 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
                 at(days=4),
                 description=_EPIC,
                 task_type="impl",
+                # not yet in the impl phase's queue, so no later impl work passes it (starved)
+                phase="backlog",
             )
         )
         label("backlog-hygiene", "oversized", "task-epic-01", at(days=4))
