@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from reviewer.sim.review import JUDGED, REVIEW_KINDS, review_problems
+from reviewer.sim.review import REVIEW_KINDS, review_problems
 from rules import REGISTRY
 from store.base import Store
 
@@ -1111,23 +1111,17 @@ def simulate(
     # -- priorities, review-audit, test-health, backlog-hygiene: one example of each kind
     # (reviewer/sim/review.py); the kinds judged from the records are injections
     review_kinds = {k for rk in wanted if rk in REVIEW_KINDS for k in rk[1:]}
-    examples = review_problems(p.at(H), review_kinds)
+    examples = review_problems(p.at(H), review_kinds, np.random.default_rng(seed + 2))
     examples.write_files(repo_dir=repo, specs_dir=specs_dir)
     extra_tasks.extend(examples.tasks)
     test_rows.extend(examples.test_results)
     for rule, kind, subject, since in examples.labels:
         labels.append(Label(rule, kind, subject, since))
-    timeouts_from = faults.timeout_type[1] if faults.timeout_type else H
-    judged_at = {
-        "blocked": None,  # placed with the stale-queue example above
-        "no-acceptance": ("task-epic-01", H - 4 * 86400),
-        "no-decision": ("task_type:review", H - 86400),
-        "failure-signature": ("task_type:test", timeouts_from),
-    }
-    for rule, kind in REVIEW_KINDS:
-        where = judged_at.get(kind)
-        if kind in JUDGED and kind in review_kinds and where is not None:
-            inject(rule, kind, *where)
+    for rule, kind, subject, since in examples.injections:
+        injections.append(Injection(rule, kind, subject, since))
+    if on("failure-signature") and faults.timeout_type:
+        # the injected test timeouts; every signature is judged from the records
+        inject("backlog-hygiene", "failure-signature", "task_type:test", faults.timeout_type[1])
 
     # -- rows
     task_rows = [_task_row(p, t) for t in p.tasks.values() if t.created <= H]

@@ -1,21 +1,23 @@
 """The generator's problems for the rules that review how the pipeline is run (issue 11).
 
-One small deterministic example of each kind of ``priorities``,
-``review-audit``, ``test-health`` and ``backlog-hygiene``, dated before the
-history's end: a dependency cycle, a task on a missing id, urgent work waiting
-on a low-priority task, a review that passed failing tests, an impl that
-skipped a file of its spec, coverage reports with a drop and a spec'd file
-barely covered, a test the runs stopped including, an epic, and a low-priority
-leftover of a finished goal. ``simulate()`` adds the ones asked for and labels
-them at their subject and time (``ReviewProblems.labels``); ``reviewer demo``
-writes all of them (``reviewer/demo_review.py``).
+One small example of each kind of ``priorities``, ``review-audit``,
+``test-health`` and ``backlog-hygiene``, dated before the history's end: a
+dependency cycle, a task on a missing id, urgent work waiting on a
+low-priority task, a review that passed failing tests, an impl that skipped a
+file of its spec, coverage reports with a drop and a spec'd file barely
+covered, a test the runs stopped including, an epic, and a low-priority
+leftover of a finished goal. ``simulate()`` adds the ones asked for, each
+beginning at a seeded hour of the history's last day, and labels them at their
+subject and time (``ReviewProblems.labels``); ``reviewer demo`` writes all of
+them at fixed times (``reviewer/demo_review.py``).
 
 Kinds whose truth must be judged from the records are not labelled here but
-recorded as injections (``JUDGED``): a ``blocked`` task (the stale-queue
-example's dead dependency), items without acceptance criteria, the share of
-reviews without a decision (the one review here records a decision, so the
-pipeline uses the convention and its other reviews do not), and failure
-signatures (the injected test timeouts). ``bench/sim_labels.py`` judges them.
+recorded as injections (``ReviewProblems.injections``, and in ``simulate()``):
+a ``blocked`` task (the stale-queue example's dead dependency), items without
+acceptance criteria, the share of reviews without a decision (the one review
+here records a decision, so the pipeline uses the convention and its other
+reviews do not), and failure signatures (the injected test timeouts).
+``bench/sim_labels.py`` judges them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from store.base import Store
 from store.records import TaskRecord
@@ -47,8 +51,6 @@ REVIEW_KINDS: tuple[tuple[str, str], ...] = (
     ("backlog-hygiene", "no-acceptance"),
     ("backlog-hygiene", "low-value"),
 )
-# Judged from the records by bench/sim_labels.py rather than labelled where injected.
-JUDGED = frozenset({"blocked", "no-acceptance", "no-decision", "failure-signature"})
 
 _SPEC = "0900-export-audit-log.md"
 _SERVICE = "api/app/services/export_audit_log.py"
@@ -93,7 +95,8 @@ _EPIC = "\n\n".join(
 class ReviewProblems:
     """The rows and files of the examples, and the labels of those labelled where injected.
 
-    ``labels`` are ``(rule, kind, subject, started_at)``; ``files`` are
+    ``labels`` are ``(rule, kind, subject, started_at)``, ``injections`` the same for
+    the kinds ``bench/sim_labels.py`` judges from the records; ``files`` are
     ``(path under the repository, text, modified at)``, the spec's path under
     ``specs/``.
     """
@@ -103,6 +106,7 @@ class ReviewProblems:
     coverage: list[dict[str, Any]] = field(default_factory=list)
     files: list[tuple[str, str, datetime]] = field(default_factory=list)
     labels: list[tuple[str, str, str, str]] = field(default_factory=list)
+    injections: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def write(self, store: Store, *, repo_dir: Path, specs_dir: Path) -> None:
         """Write the rows into ``store`` and the files into the workspace."""
@@ -123,13 +127,30 @@ class ReviewProblems:
             os.utime(path, (when.timestamp(), when.timestamp()))
 
 
-def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProblems:
-    """The examples of ``kinds`` (names as in ``REVIEW_KINDS``; None for all), before ``end``."""
+def review_problems(
+    end: datetime, kinds: set[str] | None = None, rng: np.random.Generator | None = None
+) -> ReviewProblems:
+    """The examples of ``kinds`` (names as in ``REVIEW_KINDS``; None for all), before ``end``.
+
+    Without ``rng`` each problem begins at the same time before ``end`` (the demo's
+    examples); with it, at a seeded time in the last 22 hours, so a replay of the
+    last day sees it begin.
+    """
     want = {k for _, k in REVIEW_KINDS} if kinds is None else kinds
     out = ReviewProblems()
 
-    def at(**ago: float) -> str:
-        return fmt_ts(end - timedelta(**ago))
+    def shifted(days: float) -> Any:
+        """``at(**ago)`` for an example whose problem begins ``days`` before the end,
+        moved with ``rng`` to begin at a seeded hour of the last day instead."""
+        lead = timedelta(days=days) if rng is None else timedelta(hours=rng.uniform(1, 22))
+        shift = timedelta(days=days) - lead
+
+        def at(**ago: float) -> str:
+            return fmt_ts(end - timedelta(**ago) + shift)
+
+        return at
+
+    at = shifted(0)
 
     def label(rule: str, kind: str, subject: str, started: str) -> None:
         if kind in want:
@@ -138,6 +159,7 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
     tasks: list[dict[str, Any]] = []
     # priorities
     if "cycle" in want:
+        at = shifted(2)
         tasks.append(
             example_task(
                 "task-cycle-a", "Split the metrics store by tenant", at(days=2), ["task-cycle-b"]
@@ -150,11 +172,13 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
         )
         label("priorities", "cycle", "task-cycle-a", at(days=2))
     if "missing-dependency" in want:
+        at = shifted(2)
         tasks.append(
             example_task("task-orphan-01", "Wire the audit export", at(days=2), ["task-0999-gone"])
         )
         label("priorities", "missing-dependency", "task-orphan-01", at(days=2))
     if "reorder" in want:
+        at = shifted(1)
         tasks.append(
             example_task(
                 "task-urgent-01",
@@ -184,11 +208,12 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
             )
         )
     if "impl-vs-spec" in want:
+        at = shifted(2)
         tasks.append(
             example_task(
                 "task-audit-impl",
                 "Implement the audit export",
-                at(days=3),
+                at(days=2, hours=6, minutes=5),  # started at once: not starved
                 task_type="impl",
                 spec=_SPEC,
                 status="completed",
@@ -199,11 +224,12 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
         )
         label("review-audit", "impl-vs-spec", "task-audit-impl", at(days=2))
     if want & {"inconsistent", "no-decision"}:
+        at = shifted(1)
         tasks.append(
             example_task(
                 "task-audit-review",
                 "Review the audit export",
-                at(days=2),
+                at(days=1, hours=4, minutes=5),
                 task_type="review",
                 status="completed",
                 started_at=at(days=1, hours=4),
@@ -214,6 +240,8 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
             )
         )
         label("review-audit", "inconsistent", "task-audit-review", at(days=1))
+        if "no-decision" in want:  # judged: the first review that records a decision
+            out.injections.append(("review-audit", "no-decision", "task_type:review", at(days=1)))
         out.test_results += [
             _result(
                 "demo-audit-run",
@@ -235,6 +263,7 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
             ),
         ]
     if "excluded-tests" in want:
+        at = shifted(4)
         out.test_results += [
             _result(
                 f"demo-old-run-{n}",
@@ -254,6 +283,7 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
             at(days=4),
         )
     if want & {"coverage-drop", "low-coverage"}:
+        at = shifted(1)
         # Five commits of main: about 82% line coverage, then 71% at the last one.
         for n, (days, base) in enumerate([(6, 820), (5, 823), (4, 818), (3, 821), (1, 760)]):
             sha = f"{n + 1:02d}" + _COMMIT[2:]
@@ -274,6 +304,7 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
         label("test-health", "low-coverage", _SPEC, at(days=6))
     # backlog-hygiene
     if want & {"oversized", "no-acceptance"}:
+        at = shifted(4)
         tasks.append(
             example_task(
                 "task-epic-01",
@@ -286,7 +317,10 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
             )
         )
         label("backlog-hygiene", "oversized", "task-epic-01", at(days=4))
+        if "no-acceptance" in want:  # judged from the records: pending an hour, no criteria
+            out.injections.append(("backlog-hygiene", "no-acceptance", "task-epic-01", at(days=4)))
     if "low-value" in want:
+        at = shifted(12)
         tasks.append(
             example_task(
                 "task-launch-01",
@@ -306,8 +340,8 @@ def review_problems(end: datetime, kinds: set[str] | None = None) -> ReviewProbl
                 goal_id="task-launch-01",
             )
         )
-        # untouched for 7 days after its goal completed
-        label("backlog-hygiene", "low-value", "task-leftover-01", at(days=5))
+        # untouched for 8 days when its goal completed
+        label("backlog-hygiene", "low-value", "task-leftover-01", at(days=12))
     out.tasks = [TaskRecord.model_validate(t).row() for t in tasks]
     return out
 
