@@ -325,9 +325,9 @@ def review_problems(
             example_task(
                 "task-launch-01",
                 "Launch the public dashboard",
-                at(days=25),
+                at(days=12, hours=2),  # never pending long (stale-queue)
                 status="completed",
-                started_at=at(days=14),
+                started_at=at(days=12, hours=1),  # an hour's run: never stuck
                 finished_at=at(days=12),
             )
         )
