@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +69,9 @@ def label(history: Labels) -> Labels:
             spans = _fault_spike(p, record.spike_metrics, dim, name, at)
             if spans:
                 labels.append(_span_label(p, inj.rule, inj.kind, inj.subject, spans))
+        elif inj.kind in _JUDGES:
+            for subject, spans in _JUDGES[inj.kind](p, record, _secs(p, inj.at)):
+                labels.append(_span_label(p, inj.rule, inj.kind, subject, spans))
         elif inj.kind == "stalled-phase":
             spans = _stall_spans(p, record.task_rows, inj.subject.split(":", 1)[1], at)
             if spans:
@@ -284,3 +288,179 @@ def _stall_spans(p: Any, rows: list[dict[str, Any]], phase: str, t0: float) -> _
         _mark(spans, t, stalled and t - _secs(p, min(opened)) >= window)
         t += 60.0
     return spans
+
+
+# -- the kinds of the rules that review how the pipeline is run, judged at every quarter
+# hour of the last day and a bit (the replayed window), as the README documents them.
+_JUDGE_FROM = 30 * 3600.0
+_TICK = 900.0
+BLOCKED_GRACE = 3600.0  # a failed or cancelled dependency this recent may still be retried
+ACCEPTANCE_TYPES = ("impl", "test")
+ACCEPTANCE_MARKERS = ("acceptance", "definition of done", "done when", "- [ ]", "- [x]")
+ACCEPTANCE_MIN_AGE = 3600.0
+REVIEW_WINDOW = 14 * 86400.0
+MAX_UNDOCUMENTED_SHARE = 0.2
+MIN_REVIEWS = 5
+DECISIONS = ("pass", "fail", "changes-requested")
+FAILURE_WINDOW = 14 * 86400.0
+FAILURE_MIN_COUNT, FAILURE_MIN_TASKS, FAILURE_MAX_CHANCE = 3, 2, 0.001
+ONE_EXECUTOR_SHARE = 0.8
+
+
+def _ticks(p: Any) -> list[float]:
+    first = math.ceil((p.horizon - _JUDGE_FROM) / _TICK) * _TICK
+    return [first + k * _TICK for k in range(int((p.horizon - first) // _TICK) + 1)]
+
+
+def _judge(p: Any, holds: Any) -> list[tuple[str, _Spans]]:
+    """Spans per subject of ``holds(now) -> set of subjects`` over the judged ticks."""
+    spans: dict[str, _Spans] = {}
+    for t in _ticks(p):
+        now = holds(p.ts(t))
+        for subject in now | set(spans):
+            _mark(spans.setdefault(subject, []), t, subject in now)
+    return sorted(spans.items())
+
+
+def _open(row: dict[str, Any], now: str) -> bool:
+    return _state_at(row, now) in ("pending", "running")
+
+
+def _judge_blocked(p: Any, record: Any, _at: float) -> list[tuple[str, _Spans]]:
+    """An open task waiting on one that failed or was cancelled at least an hour ago."""
+    rows = record.task_rows
+    by_id = {r["id"]: r for r in rows}
+    waiting = [r for r in rows if json.loads(r["depends_on"] or "[]")]
+
+    def holds(now: str) -> set[str]:
+        cut = p.ts(_secs(p, now) - BLOCKED_GRACE)
+        out = set()
+        for r in waiting:
+            if not _open(r, now):
+                continue
+            for d in json.loads(r["depends_on"]):
+                dep = by_id.get(d)
+                dead = dep is not None and _state_at(dep, now) in ("failed", "cancelled")
+                if dead and dep is not None and _left_at(dep) <= cut:
+                    out.add(r["id"])
+        return out
+
+    return _judge(p, holds)
+
+
+def _judge_no_acceptance(p: Any, record: Any, _at: float) -> list[tuple[str, _Spans]]:
+    """A pending impl or test item an hour old, with no spec and no acceptance marker."""
+    bare = [
+        r
+        for r in record.task_rows
+        if r["task_type"] in ACCEPTANCE_TYPES
+        and not r["spec"]
+        and not any(m in (r["description"] or "").lower() for m in ACCEPTANCE_MARKERS)
+    ]
+
+    def holds(now: str) -> set[str]:
+        cut = p.ts(_secs(p, now) - ACCEPTANCE_MIN_AGE)
+        return {r["id"] for r in bare if _state_at(r, now) == "pending" and r["created_at"] <= cut}
+
+    return _judge(p, holds)
+
+
+def _decision(row: dict[str, Any]) -> tuple[bool, bool]:
+    extra = json.loads(row["extra"]) if row.get("extra") else {}
+    decided = extra.get("review_decision") in DECISIONS
+    return decided, decided and bool(str(extra.get("review_rationale") or "").strip())
+
+
+def _judge_no_decision(p: Any, record: Any, _at: float) -> list[tuple[str, _Spans]]:
+    """More than a fifth of the (at least 5) reviews completed in 14 days lack a decision
+    or a rationale, in a pipeline some of whose reviews record one."""
+    reviews = sorted(
+        (str(r["finished_at"]), *_decision(r))
+        for r in record.task_rows
+        if r["task_type"] == "review" and r["status"] == "completed" and r["finished_at"]
+    )
+
+    def holds(now: str) -> set[str]:
+        since = p.ts(_secs(p, now) - REVIEW_WINDOW)
+        seen = [(d, full) for f, d, full in reviews if since <= f <= now]
+        if len(seen) < MIN_REVIEWS or not any(d for d, _ in seen):
+            return set()
+        bad = sum(1 for _, full in seen if not full)
+        return {"task_type:review"} if bad > MAX_UNDOCUMENTED_SHARE * len(seen) else set()
+
+    return _judge(p, holds)
+
+
+_SIG_SUBS = (
+    (re.compile(r"\d{4}-\d\d-\d\d[T ][\d:.]+Z?"), "<ts>"),
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),
+    (re.compile(r"\w+://\S+"), "<url>"),
+    (re.compile(r"(?:[\w.-]*/)+[\w.-]+"), "<path>"),
+    (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{7,40}\b", re.I), "<hex>"),
+    (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
+)
+
+
+def signature(error: str) -> str:
+    """The line that says what went wrong, its variable parts replaced by placeholders."""
+    lines = [x.strip() for x in error.strip().splitlines() if x.strip()]
+    if not lines:
+        return ""
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    for pattern, repl in _SIG_SUBS:
+        line = pattern.sub(repl, line)
+    return line
+
+
+def _tail(n: int, k: int, q: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, q)."""
+    return sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(k, n + 1))
+
+
+def _judge_failure_signature(p: Any, record: Any, _at: float) -> list[tuple[str, _Spans]]:
+    """Task types with an error signature failing unusually often, as the README defines it."""
+    fails = sorted(
+        (m["_t"], str(m["task_type"]), signature(str(m["error"])), m["task_id"], m["executor"])
+        for m in p.metrics
+        if m["status"] == "failed" and m.get("error")
+    )
+    runs = sorted((m["_t"], str(m["task_type"]), str(m["executor"])) for m in p.metrics)
+
+    def holds(now: str) -> set[str]:
+        t = _secs(p, now)
+        seen = [f for f in fails if t - FAILURE_WINDOW <= f[0] <= t]
+        per_type: dict[str, int] = {}
+        groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        for f in seen:
+            per_type[f[1]] = per_type.get(f[1], 0) + 1
+            groups.setdefault((f[1], f[2]), []).append(f)
+        executors: dict[str, set[str]] = {}
+        for r in runs:
+            if t - FAILURE_WINDOW <= r[0] <= t:
+                executors.setdefault(r[1], set()).add(r[2])
+        judged = {
+            key: g
+            for key, g in groups.items()
+            if len(g) >= FAILURE_MIN_COUNT and len({f[3] for f in g}) >= FAILURE_MIN_TASKS
+        }
+        out = set()
+        for (kind, sig), g in judged.items():
+            top = max(sum(1 for f in g if f[4] == e) for e in {f[4] for f in g})
+            if top >= ONE_EXECUTOR_SHARE * len(g) and len(executors.get(kind, ())) > 1:
+                continue  # one executor failing: stuck-phases reports it
+            others = len(seen) - per_type[kind]
+            others_sig = sum(len(v) for (k, s), v in groups.items() if s == sig and k != kind)
+            q = (others_sig + 1) / (others + 2)
+            if _tail(per_type[kind], len(g), q) * len(judged) <= FAILURE_MAX_CHANCE:
+                out.add(f"task_type:{kind}")
+        return out
+
+    return _judge(p, holds)
+
+
+_JUDGES: dict[str, Any] = {
+    "blocked": _judge_blocked,
+    "no-acceptance": _judge_no_acceptance,
+    "no-decision": _judge_no_decision,
+    "failure-signature": _judge_failure_signature,
+}

@@ -259,6 +259,10 @@ def test_progress_bars_on_a_terminal(
         def isatty(self) -> bool:
             return True
 
+    import sqlite3
+
+    with sqlite3.connect(source) as db:  # the simulated history has coverage; empty it
+        db.execute("DELETE FROM coverage")
     term = Terminal()
     monkeypatch.setattr(migrate_cli, "sys", types.SimpleNamespace(stderr=term, exit=sys.exit))
     code, _, err = invoke("--from", f"sqlite:///{source}", "--to", f"sqlite:///{tmp_path / 'b.db'}")

@@ -19,7 +19,9 @@ from store.sqlite import SQLiteStore
 SMALL: dict[str, Any] = {"days": 10, "tasks_per_day": 16, "noise": 0.5}
 
 
-def _build(tmp: Path, *, seed: int = 7, problems: bool = True) -> tuple[SQLiteStore, Labels]:
+def _build(
+    tmp: Path, *, seed: int = 7, problems: bool | list[str] = True
+) -> tuple[SQLiteStore, Labels]:
     store = SQLiteStore(":memory:")
     labels = simulate(store, workspace=tmp, seed=seed, problems=problems, **SMALL)
     return store, labels
@@ -61,9 +63,12 @@ def test_labels_point_at_records_that_exist(tmp_path: Path) -> None:
     test_ids = {r["test_id"] for r in store.query("SELECT DISTINCT test_id FROM test_results")}
     for label in labels.labels:
         scope, _, name = label.subject.partition(":")
-        if label.rule == "spec-drift":
+        if label.rule == "spec-drift" or label.kind == "low-coverage":
             assert (labels.specs_dir / label.subject).is_file(), label
-        elif label.rule == "flaky-tests":
+        elif scope == "branch":
+            rows = store.query("SELECT 1 FROM coverage WHERE branch = :b LIMIT 1", {"b": name})
+            assert rows, label
+        elif label.rule == "flaky-tests" or label.kind == "excluded-tests":
             assert label.subject in test_ids, label
         elif label.rule == "goal-progress":
             assert scope == "goal" and name in labels.goals, label
@@ -77,6 +82,42 @@ def test_labels_point_at_records_that_exist(tmp_path: Path) -> None:
             assert label.subject in task_ids, label
         assert labels.start.strftime("%Y-%m-%d") <= label.started_at[:10], label
         assert label.started_at <= labels.end.strftime("%Y-%m-%dT%H:%M:%SZ"), label
+
+
+def test_every_review_kind_is_labelled_and_only_when_asked(tmp_path: Path) -> None:
+    from reviewer.sim.review import REVIEW_KINDS
+
+    _, labels = _build(tmp_path)
+    found = {(label.rule, label.kind) for label in labels.labels}
+    assert set(REVIEW_KINDS) <= found, set(REVIEW_KINDS) - found
+    # the judged kinds hold at their injected subject at the end of the history
+    end = labels.end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    judged = {(x.kind, x.subject) for x in labels.labels if x.seen_at(end)}
+    for pair in [
+        ("blocked", "task-stale-01"),
+        ("no-acceptance", "task-epic-01"),
+        ("no-decision", "task_type:review"),
+    ]:
+        assert pair in judged, pair
+    # asked for one kind, the history holds that example and none of the others
+    _, only = _build(tmp_path / "one", problems=["cycle"])
+    assert {x.key for x in only.labels} == {("priorities", "cycle", "task-cycle-a")}
+
+
+def test_the_labeller_judges_without_the_rules() -> None:
+    import sim_labels
+
+    source = Path(sim_labels.__file__).read_text()
+    assert "from rules" not in source and "import rules" not in source
+    sig = sim_labels.signature
+    assert sig("Timeout: agent run exceeded 812s and was killed") == sig(
+        "Timeout: agent run exceeded 1500s and was killed"
+    )
+    assert sig("Lint failed: ruff found 3 errors in api/a_0001.py") == (
+        "Lint failed: ruff found <n> errors in <path>"
+    )
+    traceback = "Traceback (most recent call last):\n  x\nKeyError: 'missing'"
+    assert sig(traceback) == "KeyError: 'missing'"
 
 
 def test_clean_history_has_no_injected_problem(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from reviewer.sim.review import REVIEW_KINDS, review_problems
 from rules import REGISTRY
 from store.base import Store
 
@@ -67,6 +68,7 @@ ALL_KINDS: tuple[tuple[str, str], ...] = (
     ("flaky-tests", "holdout"),
     ("goal-progress", "stalled"),
     ("goal-progress", "at-risk"),
+    *REVIEW_KINDS,
 )
 
 _MODEL_MIX: dict[str, tuple[tuple[str, float], ...]] = {
@@ -902,7 +904,7 @@ def simulate(
             faults.stalled_phase = ("review", H - stall_back * hour)
         if on("error-rate"):
             faults.broken = ("executor", "runner-c", H - 7 * hour, 0.8)
-        if on("timeout-pattern"):
+        if on("timeout-pattern") or on("failure-signature"):
             faults.timeout_type = ("test", H - 40 * hour, 0.85)
         if on("stalled"):
             faults.stopped_goal = ("g-dashboard", H - 9.5 * 86400)
@@ -981,7 +983,8 @@ def simulate(
         label("stuck-phases", "repeated-failure", tid, fails[2])
 
     # -- stale-queue
-    if on("stale"):
+    # a test waiting on a cancelled design task: stale, and blocked (judged from the records)
+    if on("stale") or on("blocked"):
         created = H - 3 * 86400 - 10 * hour
         extra(
             "task-dep-01", "Design the webhook retry schedule", "spec", created - 86400,
@@ -991,7 +994,10 @@ def simulate(
             "task-stale-01", "Add regression test for webhook retries", "test", created,
             priority="high", depends_on=json.dumps(["task-dep-01"]),
         )  # fmt: skip
-        label("stale-queue", "stale", "task-stale-01", created + 3 * 86400)
+        if on("stale"):
+            label("stale-queue", "stale", "task-stale-01", created + 3 * 86400)
+        if on("blocked"):
+            inject("priorities", "blocked", "task-stale-01", created)
     if on("duplicate"):
         texts = [
             ("Fix flaky login test in the auth suite",
@@ -1112,6 +1118,21 @@ def simulate(
         dim, name, t0, _ = faults.broken
         inject("stuck-phases", "error-rate", f"{dim}:{name}", t0)
 
+    # -- priorities, review-audit, test-health, backlog-hygiene: one example of each kind
+    # (reviewer/sim/review.py); the kinds judged from the records are injections
+    review_kinds = {k for rk in wanted if rk in REVIEW_KINDS for k in rk[1:]}
+    examples = review_problems(p.at(H), review_kinds, np.random.default_rng(seed + 2))
+    examples.write_files(repo_dir=repo, specs_dir=specs_dir)
+    extra_tasks.extend(examples.tasks)
+    test_rows.extend(examples.test_results)
+    for rule, kind, subject, since in examples.labels:
+        labels.append(Label(rule, kind, subject, since))
+    for rule, kind, subject, since in examples.injections:
+        injections.append(Injection(rule, kind, subject, since))
+    if on("failure-signature") and faults.timeout_type:
+        # the injected test timeouts; every signature is judged from the records
+        inject("backlog-hygiene", "failure-signature", "task_type:test", faults.timeout_type[1])
+
     # -- rows
     task_rows = [_task_row(p, t) for t in p.tasks.values() if t.created <= H]
     p.metrics.sort(key=lambda m: m["created_at"])
@@ -1188,6 +1209,8 @@ def simulate(
     store.upsert_tasks(task_rows)
     store.upsert_metrics(p.metrics)
     store.upsert_test_results(test_rows)
+    if examples.coverage:
+        store.upsert_coverage(examples.coverage)
     labels.sort(key=lambda x: (x.rule, x.kind, x.subject))
     return Labels(
         labels=labels,
