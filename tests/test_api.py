@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from reviewer.api import create_app
 from reviewer.app import App
+from reviewer.cli import cli
 from store.timeutil import parse_ts
 from tests.support import make_config, task_rows
 
@@ -115,6 +117,37 @@ def test_silences_over_http(client: tuple[TestClient, App]) -> None:
     assert [s["subject"] for s in c.get("/api/silences").json()] == ["t*"]
     assert c.post(f"/api/silences/{r.json()['id']}/expire", headers=AUTH).status_code == 200
     assert c.get("/api/silences").json() == []
+
+
+def test_a_silence_that_already_expired_is_refused_as_on_the_command_line(
+    client: tuple[TestClient, App], tmp_path: Path
+) -> None:
+    c, app = client
+    past = {"rule": "stale-queue", "subject": "t*", "until": "2020-01-01T00:00:00Z", "comment": "x"}
+    r = c.post("/api/silences", headers=AUTH, json=past)
+    assert r.status_code == 422 and "until: must be in the future" in r.text
+    assert c.get("/api/silences").json() == []
+    # The command line says the same about the same silence (exit 2: bad usage).
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[reviewer]\nstore = "{app.config.reviewer.store}"\n', encoding="utf-8")
+    out = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(cfg),
+            "silence",
+            "add",
+            "--rule",
+            "stale-queue",
+            "--subject",
+            "t*",
+            "--until",
+            "2020-01-01T00:00:00Z",
+            "--comment",
+            "x",
+        ],
+    )
+    assert out.exit_code == 2 and "must be in the future" in out.output
 
 
 def test_junit_upload(client: tuple[TestClient, App]) -> None:
