@@ -485,23 +485,10 @@ def _propose(
         return
     if state.in_cooldown([finding.fingerprint], at_ts):
         return
-    title, body = engine.renderer.render(finding, now=at, run_id=result.run_id)
-    assert finding.severity is not None
-    proposal = state.create_proposal(
-        fingerprint=finding.fingerprint,
-        rule=finding.rule,
-        kind=finding.kind,
-        subject=finding.subject,
-        severity=finding.severity,
-        title=title,
-        body=body,
-        approval=approval,
-        at=at_ts,
-        run_id=result.run_id,
-    )
-    result.proposals.append({**proposal.public(), "change": "created", "incident": incident_id})
+    proposal = engine._create(finding, None, "", at, result, approval)
+    result.proposals[-1]["incident"] = incident_id
     if approval == Approval.auto:
-        proposal = engine._schedule(proposal, at_ts, ACTOR, "approval = auto")
+        proposal = engine._schedule(proposal, at_ts, ACTOR, "approval = auto", result)
         result.proposals[-1] = {**proposal.public(), "change": "created", "incident": incident_id}
 
 
