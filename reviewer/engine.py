@@ -503,17 +503,21 @@ class Engine:
                 reason=reason,
             )
             result.resolved.append(fp)
-            active = self.state.active_proposal(fp)
-            if active is not None and active.state == ProposalState.pending:
-                done = self.state.transition(
-                    active,
-                    ProposalState.resolved,
-                    at=at,
-                    actor=ACTOR,
-                    reason=f"finding cleared before anyone acted ({reason})",
-                    allowed_from=(ProposalState.pending,),
-                )
-                result.proposals.append({**done.public(), "change": "resolved"})
+            self.resolve_pending(fp, at, f"finding cleared before anyone acted ({reason})", result)
+
+    def resolve_pending(self, fingerprint: str, at: str, reason: str, result: ReviewResult) -> None:
+        """The pending proposal of ``fingerprint`` (if any) resolves: nobody has to act."""
+        active = self.state.active_proposal(fingerprint)
+        if active is not None and active.state == ProposalState.pending:
+            done = self.state.transition(
+                active,
+                ProposalState.resolved,
+                at=at,
+                actor=ACTOR,
+                reason=reason,
+                allowed_from=(ProposalState.pending,),
+            )
+            result.proposals.append({**done.public(), "change": "resolved"})
 
     def _propose(
         self,

@@ -518,17 +518,12 @@ def _inhibit(
 
 def _resolve(engine: Engine, row: Row, at: str, why: str, result: ReviewResult) -> None:
     engine.state.resolve_incident(int(row["id"]), at=at, reason=why)
-    active = engine.state.active_proposal(row["fingerprint"])
-    if active is not None and active.state == ProposalState.pending:
-        done = engine.state.transition(
-            active,
-            ProposalState.resolved,
-            at=at,
-            actor=ACTOR,
-            reason=f"{row['kind']} {row['id']} resolved before anyone acted ({why})",
-            allowed_from=(ProposalState.pending,),
-        )
-        result.proposals.append({**done.public(), "change": "resolved"})
+    engine.resolve_pending(
+        row["fingerprint"],
+        at,
+        f"{row['kind']} {row['id']} resolved before anyone acted ({why})",
+        result,
+    )
 
 
 def _annotate(result: ReviewResult, inhibited: dict[str, int], kinds: dict[int, str]) -> None:
